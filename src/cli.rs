@@ -1,0 +1,166 @@
+//! The command line: clap derive turns arguments into typed settings, and each
+//! subcommand's arguments resolve into the library's config in one step.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::server::faults::{Fault, FaultSet};
+use crate::server::keys::{KeySpec, Tier, generate_key_id, load_keys_file};
+use crate::server::{
+    DEFAULT_BODY_LIMIT, DEFAULT_MAX_OUTSTANDING, PauseSchedule, ServerConfig,
+};
+
+/// Exit codes, documented in --help and the README.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyclaim-harness",
+    version,
+    about = "Load-testing and conformance harness for KeyClaim-compatible challenge-response APIs",
+    after_help = "Exit codes: 0 success; 1 failure (a failed check, or a server that could not run); \
+2 invalid arguments, plan or key files."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the reference KeyClaim server.
+    Serve(ServeArgs),
+    /// Generate an RSA key pair for the RSA flow (PKCS#8 private, SPKI public).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one. The first stdout line is
+    /// `listening on http://IP:PORT`.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// An API key to accept (repeatable). Keys start with kc_.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+    /// An API key whose challenges are RSA-encrypted with --public-key.
+    #[arg(long, value_name = "KEY", requires = "public_key")]
+    pub rsa_api_key: Option<String>,
+    /// PEM public key (SPKI or PKCS#1) for --rsa-api-key.
+    #[arg(long, value_name = "PEM", requires = "rsa_api_key")]
+    pub public_key: Option<PathBuf>,
+    /// TOML keys file: [[key]] id, secret, public_key, tier, rate_limit, quota.
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// Plan tier for keys that name none (paid tiers get verdict signatures).
+    #[arg(long, value_enum, default_value = "business")]
+    pub tier: Tier,
+    /// Requests per second per key; 0 turns rate limiting off.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub rate_limit: u32,
+    /// Break one documented guarantee on purpose (repeatable; see --list-faults).
+    #[arg(long = "fault", value_name = "NAME")]
+    pub faults: Vec<Fault>,
+    /// Print every fault, one per line, and exit.
+    #[arg(long)]
+    pub list_faults: bool,
+    /// Stall all answers every DUR (with --pause-for), e.g. 5s.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, requires = "pause_for")]
+    pub pause_every: Option<Duration>,
+    /// How long each stall lasts, e.g. 500ms.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, requires = "pause_every")]
+    pub pause_for: Option<Duration>,
+    /// Outstanding challenges per key before create answers rate_limited.
+    #[arg(long, default_value_t = DEFAULT_MAX_OUTSTANDING, value_name = "N")]
+    pub max_outstanding: u64,
+    /// How long used and expired challenges are remembered after expiry, so late
+    /// validations answer replayed_challenge / expired_challenge.
+    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub retain_expired: Duration,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT, value_name = "BYTES")]
+    pub body_limit: usize,
+    /// Worker threads (default: one per available core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// The settings `serve` runs with, and a key it generated if none were given.
+pub struct ResolvedServe {
+    pub config: ServerConfig,
+    pub generated_key: Option<String>,
+}
+
+impl ServeArgs {
+    pub fn resolve(&self) -> anyhow::Result<ResolvedServe> {
+        let mut keys: Vec<KeySpec> = self
+            .api_keys
+            .iter()
+            .map(|id| KeySpec::new(id.clone(), self.tier))
+            .collect();
+        if let (Some(id), Some(path)) = (&self.rsa_api_key, &self.public_key) {
+            let pem = std::fs::read_to_string(path).map_err(|err| {
+                anyhow::anyhow!("{}: cannot read the public key: {err}", path.display())
+            })?;
+            crate::crypto::RsaPublicKey::from_pem(&pem)
+                .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
+            let mut spec = KeySpec::new(id.clone(), self.tier);
+            spec.public_key_pem = Some(pem);
+            keys.push(spec);
+        }
+        if let Some(path) = &self.keys {
+            keys.extend(load_keys_file(path, self.tier)?);
+        }
+        let generated_key = keys.is_empty().then(generate_key_id);
+        if let Some(id) = &generated_key {
+            keys.push(KeySpec::new(id.clone(), self.tier));
+        }
+        let pause = match (self.pause_every, self.pause_for) {
+            (Some(every), Some(pause_for)) => {
+                anyhow::ensure!(
+                    !every.is_zero() && pause_for < every,
+                    "--pause-for must be shorter than --pause-every, and --pause-every above zero"
+                );
+                Some(PauseSchedule { every, pause_for })
+            }
+            _ => None,
+        };
+        anyhow::ensure!(self.max_outstanding > 0, "--max-outstanding must be at least 1");
+        Ok(ResolvedServe {
+            config: ServerConfig {
+                keys,
+                rate_limit: self.rate_limit,
+                faults: FaultSet::new(self.faults.iter().copied()),
+                pause,
+                max_outstanding: self.max_outstanding,
+                retain_expired: self.retain_expired,
+                body_limit: self.body_limit,
+            },
+            generated_key,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Folder for private.pem (PKCS#8, mode 0600) and public.pem (SPKI).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// RSA modulus size.
+    #[arg(long, default_value_t = 2048, value_parser = parse_rsa_bits)]
+    pub bits: usize,
+    /// Overwrite existing key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn parse_rsa_bits(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(bits @ (2048 | 3072 | 4096 | 8192)) => Ok(bits),
+        _ => Err(format!("{value} is not a supported size; use 2048, 3072, 4096 or 8192")),
+    }
+}

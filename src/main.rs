@@ -1,0 +1,113 @@
+//! The binary: parses arguments, reads the environment and signals, and maps errors
+//! to the documented exit codes. Everything else is in the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use keyclaim_harness::cli::{Cli, Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, KeygenArgs, ServeArgs};
+use keyclaim_harness::server;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Keygen(args) => keygen(args),
+    };
+    ExitCode::from(code as u8)
+}
+
+fn serve(args: ServeArgs) -> i32 {
+    if args.list_faults {
+        print!("{}", server::faults::list_faults());
+        return EXIT_OK;
+    }
+    let resolved = match args.resolve() {
+        Ok(resolved) => resolved,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(key) = &resolved.generated_key {
+        eprintln!("no keys given; generated API key: {key}");
+    }
+    for fault in resolved.config.faults.iter() {
+        eprintln!("warning: fault {fault} is on: {}", fault.breaks());
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return EXIT_FAILED;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!("listening on http://{addr}");
+        std::io::stdout().flush().ok();
+        server::run(listener, resolved.config, shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+fn keygen(args: KeygenArgs) -> i32 {
+    match keyclaim_harness::keygen::write_key_pair(&args.out_dir, args.bits, args.force) {
+        Ok(files) => {
+            println!("private key: {} (mode 0600; keep it secret)", files.private.display());
+            println!("public key:  {}", files.public.display());
+            EXIT_OK
+        }
+        Err(keyclaim_harness::keygen::KeygenError::Exists(path)) => {
+            eprintln!("error: {}: already exists; pass --force to overwrite it", path.display());
+            EXIT_USAGE
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            EXIT_FAILED
+        }
+    }
+}

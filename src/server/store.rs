@@ -1,0 +1,249 @@
+//! Outstanding challenges: issue, look up, consume exactly once, and sweep.
+//!
+//! Each challenge is an [`Entry`] whose `state` moves once, by compare-and-swap, from
+//! `OUTSTANDING` to `USED` or `EXPIRED`; that CAS is what makes single use atomic.
+//! Used and expired entries stay for `retain` after expiry so late validations get
+//! `replayed_challenge` or `expired_challenge` rather than "unknown", then the
+//! sweeper removes them, so memory is bounded by issue rate x (ttl + retain).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+
+use super::faults::{Fault, FaultSet};
+use super::keys::KeyState;
+
+const OUTSTANDING: u8 = 0;
+const USED: u8 = 1;
+const EXPIRED: u8 = 2;
+/// Swept while outstanding (only reachable under `ignore-ttl`).
+const REMOVED: u8 = 3;
+
+/// How long the `replay-race` fault leaves between its check and its use: long enough
+/// that concurrent validations reliably interleave, as with a database round trip.
+const REPLAY_RACE_WINDOW: Duration = Duration::from_millis(25);
+
+/// The 32 random bytes of a challenge; its wire form is their lowercase hex.
+pub type ChallengeId = [u8; 32];
+
+struct Entry {
+    owner: Arc<KeyState>,
+    /// Lowercase hex of the id: what the HMAC covers and what RSA encrypts.
+    hex: [u8; 64],
+    expires_at: Instant,
+    /// Whether the client received this challenge RSA-encrypted.
+    encrypted: bool,
+    state: AtomicU8,
+}
+
+impl Entry {
+    /// Moves the entry out of `OUTSTANDING`; true for the one caller that did it.
+    fn leave_outstanding(&self, to: u8) -> Result<(), u8> {
+        self.state
+            .compare_exchange(OUTSTANDING, to, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| {
+                self.owner.outstanding.fetch_sub(1, Ordering::Relaxed);
+            })
+    }
+}
+
+/// Why a validation was refused. The route maps each to an error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Never issued, swept, or issued to another key: indistinguishable on purpose.
+    Unknown,
+    Replayed,
+    Expired,
+    BadResponse,
+}
+
+/// The key is at its cap of outstanding challenges.
+#[derive(Debug)]
+pub struct AtCap;
+
+/// What a validation presents.
+pub struct Presented<'a> {
+    pub challenge: &'a str,
+    pub response: &'a str,
+    pub decrypted_challenge: Option<&'a str>,
+}
+
+pub struct ChallengeStore {
+    /// By challenge id, and for encrypted challenges also by SHA-256 of the ciphertext
+    /// as sent, so both documented RSA readings find the same entry.
+    entries: DashMap<ChallengeId, Arc<Entry>>,
+    max_outstanding_per_key: u64,
+    retain: Duration,
+}
+
+impl ChallengeStore {
+    pub fn new(max_outstanding_per_key: u64, retain: Duration) -> Self {
+        Self {
+            entries: DashMap::new(),
+            max_outstanding_per_key,
+            retain,
+        }
+    }
+
+    /// Issues a fresh challenge from the CSPRNG; returns its lowercase hex.
+    pub fn issue(&self, owner: &Arc<KeyState>, ttl: Duration) -> Result<Issued, AtCap> {
+        let outstanding = owner.outstanding.fetch_add(1, Ordering::Relaxed);
+        if outstanding >= self.max_outstanding_per_key {
+            owner.outstanding.fetch_sub(1, Ordering::Relaxed);
+            return Err(AtCap);
+        }
+        let id: ChallengeId = rand::random();
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(id, &mut hex).expect("64 bytes hold 32 in hex");
+        Ok(Issued {
+            id,
+            entry: Entry {
+                owner: Arc::clone(owner),
+                hex,
+                expires_at: Instant::now() + ttl,
+                encrypted: false,
+                state: AtomicU8::new(OUTSTANDING),
+            },
+        })
+    }
+
+    /// Makes an issued challenge valid, under its id and, when it was handed out
+    /// encrypted, under its ciphertext too.
+    pub fn insert(&self, issued: Issued, ciphertext_b64: Option<&str>) {
+        let mut entry = issued.entry;
+        entry.encrypted = ciphertext_b64.is_some();
+        let entry = Arc::new(entry);
+        if let Some(ciphertext) = ciphertext_b64 {
+            self.entries
+                .insert(ciphertext_alias(ciphertext), Arc::clone(&entry));
+        }
+        self.entries.insert(issued.id, entry);
+    }
+
+    /// Gives back the cap slot of a challenge that was never handed out.
+    pub fn abandon(&self, issued: Issued) {
+        issued.entry.leave_outstanding(REMOVED).ok();
+    }
+
+    fn lookup(&self, challenge: &str) -> Option<(Arc<Entry>, bool)> {
+        let mut id = [0u8; 32];
+        if hex::decode_to_slice(challenge, &mut id).is_ok() {
+            return self.entries.get(&id).map(|e| (Arc::clone(e.value()), false));
+        }
+        self.entries
+            .get(&ciphertext_alias(challenge))
+            .map(|e| (Arc::clone(e.value()), true))
+    }
+
+    /// Judges one validation and, when it succeeds, consumes the challenge.
+    pub async fn validate(
+        &self,
+        caller: &Arc<KeyState>,
+        presented: &Presented<'_>,
+        faults: &FaultSet,
+    ) -> Result<(), Refusal> {
+        let (entry, via_ciphertext) = self.lookup(presented.challenge).ok_or(Refusal::Unknown)?;
+        if !faults.has(Fault::CrossKey) && !Arc::ptr_eq(&entry.owner, caller) {
+            return Err(Refusal::Unknown);
+        }
+        let state = entry.state.load(Ordering::Acquire);
+        if state == USED && !faults.has(Fault::AcceptReplay) {
+            return Err(Refusal::Replayed);
+        }
+        let ignore_ttl = faults.has(Fault::IgnoreTtl);
+        if !ignore_ttl && (state == EXPIRED || Instant::now() >= entry.expires_at) {
+            return Err(Refusal::Expired);
+        }
+        if !faults.has(Fault::AcceptAnyResponse)
+            && !response_matches(&entry, caller, presented, via_ciphertext)
+        {
+            return Err(Refusal::BadResponse);
+        }
+        if faults.has(Fault::AcceptReplay) {
+            return Ok(());
+        }
+        if faults.has(Fault::ReplayRace) {
+            // Deliberately broken: check, wait, then use, with no atomic step between.
+            tokio::time::sleep(REPLAY_RACE_WINDOW).await;
+            if entry.state.swap(USED, Ordering::AcqRel) == OUTSTANDING {
+                entry.owner.outstanding.fetch_sub(1, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        match entry.leave_outstanding(USED) {
+            Ok(()) => Ok(()),
+            Err(USED) => Err(Refusal::Replayed),
+            Err(_) => Err(Refusal::Expired),
+        }
+    }
+
+    /// One sweep: marks what has expired, removes what is past retention.
+    pub fn sweep(&self, faults: &FaultSet) {
+        let now = Instant::now();
+        let mark_expired = !faults.has(Fault::IgnoreTtl);
+        self.entries.retain(|_, entry| {
+            if now >= entry.expires_at + self.retain {
+                entry.leave_outstanding(REMOVED).ok();
+                return false;
+            }
+            if mark_expired && now >= entry.expires_at {
+                entry.leave_outstanding(EXPIRED).ok();
+            }
+            true
+        });
+    }
+
+    /// Map entries (encrypted challenges count twice), for tests and metrics.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A challenge drawn and counted against the cap, not yet visible to validations.
+pub struct Issued {
+    id: ChallengeId,
+    entry: Entry,
+}
+
+impl Issued {
+    pub fn hex(&self) -> &str {
+        std::str::from_utf8(&self.entry.hex).expect("hex is ASCII")
+    }
+}
+
+fn ciphertext_alias(ciphertext: &str) -> ChallengeId {
+    Sha256::digest(ciphertext.as_bytes()).into()
+}
+
+/// The accepted responses (SPEC.md §4): HMAC of the challenge under the caller's secret;
+/// for an RSA challenge named by its ciphertext, also the decrypted challenge itself.
+/// A `decryptedChallenge`, when sent for an RSA challenge, must be the right one.
+fn response_matches(
+    entry: &Entry,
+    caller: &KeyState,
+    presented: &Presented<'_>,
+    via_ciphertext: bool,
+) -> bool {
+    let hmac_ok = caller
+        .response_key
+        .verify_hex(&entry.hex, presented.response);
+    if !entry.encrypted {
+        return hmac_ok;
+    }
+    if let Some(decrypted) = presented.decrypted_challenge {
+        if !bool::from(decrypted.as_bytes().ct_eq(&entry.hex)) {
+            return false;
+        }
+    }
+    let plaintext_ok = via_ciphertext && bool::from(presented.response.as_bytes().ct_eq(&entry.hex));
+    hmac_ok || plaintext_ok
+}
