@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::server::faults::{Fault, FaultSet};
-use crate::server::keys::{KeySpec, Tier, generate_key_id, load_keys_file};
+use crate::server::keys::{KeyRegistry, KeySpec, Tier, generate_key_id, load_keys_file};
 use crate::server::{
     DEFAULT_BODY_LIMIT, DEFAULT_MAX_OUTSTANDING, PauseSchedule, ServerConfig,
 };
@@ -119,6 +119,8 @@ impl ServeArgs {
         if let Some(id) = &generated_key {
             keys.push(KeySpec::new(id.clone(), self.tier));
         }
+        // Refuse bad prefixes and duplicates here, as argument errors.
+        KeyRegistry::new(&keys, self.rate_limit)?;
         let pause = match (self.pause_every, self.pause_for) {
             (Some(every), Some(pause_for)) => {
                 anyhow::ensure!(

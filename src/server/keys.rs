@@ -111,6 +111,11 @@ pub enum KeysError {
         path: PathBuf,
         source: crate::crypto::CryptoError,
     },
+    #[error("API key {key}: public key: {source}")]
+    KeyPublicKey {
+        key: String,
+        source: crate::crypto::CryptoError,
+    },
     #[error("API key {key} does not start with \"kc_\" (every KeyClaim key does)")]
     BadPrefix { key: String },
     #[error("API key {key} is given twice")]
@@ -294,8 +299,8 @@ impl KeyRegistry {
                 });
             }
             let state = KeyState::new(spec, default_rate_limit).map_err(|source| {
-                KeysError::PublicKey {
-                    path: PathBuf::from(format!("key {}", redact_key(&spec.id))),
+                KeysError::KeyPublicKey {
+                    key: redact_key(&spec.id),
                     source,
                 }
             })?;

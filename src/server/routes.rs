@@ -94,7 +94,12 @@ fn parse_body<T: DeserializeOwned>(app: &AppState, body: Result<Bytes, BytesReje
         }
     })?;
     // An empty body is an empty object: SDK create calls may carry only a Bearer key.
-    let json: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &body };
+    let json: &[u8] = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}",
+        Some(b'{') => &body,
+        // serde would read a struct from an array too; KeyClaim bodies are objects.
+        Some(_) => return Err(ApiError::bad_request(app, "the request body must be a JSON object")),
+    };
     serde_json::from_slice(json)
         .map_err(|err| ApiError::bad_request(app, format!("invalid JSON body: {err}")))
 }

@@ -247,3 +247,58 @@ fn response_matches(
     let plaintext_ok = via_ciphertext && bool::from(presented.response.as_bytes().ct_eq(&entry.hex));
     hmac_ok || plaintext_ok
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::keys::{KeySpec, Tier};
+
+    fn key() -> Arc<KeyState> {
+        Arc::new(KeyState::new(&KeySpec::new("kc_store_test", Tier::Pro), 0).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweeping_expires_then_forgets_so_memory_stays_bounded() {
+        let store = ChallengeStore::new(10, Duration::from_secs(5));
+        let owner = key();
+        let faults = FaultSet::default();
+        for _ in 0..10 {
+            let issued = store.issue(&owner, Duration::from_secs(1)).unwrap();
+            store.insert(issued, None);
+        }
+        assert!(store.issue(&owner, Duration::from_secs(1)).is_err(), "at the cap");
+        assert_eq!(owner.outstanding.load(Ordering::Relaxed), 10);
+
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        store.sweep(&faults);
+        assert_eq!(store.len(), 10, "expired entries are kept to answer expired_challenge");
+        assert_eq!(owner.outstanding.load(Ordering::Relaxed), 0, "expired ones free the cap");
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        store.sweep(&faults);
+        assert!(store.is_empty(), "past retention they are gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_entry_answers_expired_until_swept_then_unknown() {
+        let store = ChallengeStore::new(10, Duration::from_secs(5));
+        let owner = key();
+        let faults = FaultSet::default();
+        let issued = store.issue(&owner, Duration::from_secs(1)).unwrap();
+        let challenge = issued.hex().to_owned();
+        store.insert(issued, None);
+        let response = owner.response_key.response_hex(&challenge);
+        let presented = Presented {
+            challenge: &challenge,
+            response: &response,
+            decrypted_challenge: None,
+        };
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(store.validate(&owner, &presented, &faults).await, Err(Refusal::Expired));
+        store.sweep(&faults);
+        assert_eq!(store.validate(&owner, &presented, &faults).await, Err(Refusal::Expired));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        store.sweep(&faults);
+        assert_eq!(store.validate(&owner, &presented, &faults).await, Err(Refusal::Unknown));
+    }
+}

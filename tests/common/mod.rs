@@ -1,0 +1,117 @@
+//! Shared helpers for integration tests: start the reference server on port 0 and
+//! talk KeyClaim to it over real HTTP.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use keyclaim_harness::crypto::hmac_response;
+use keyclaim_harness::protocol::{CREATE_PATH, VALIDATE_PATH};
+use keyclaim_harness::server::keys::{KeySpec, Tier};
+use keyclaim_harness::server::{RunningServer, ServerConfig, spawn};
+use serde_json::{Value, json};
+
+pub const KEY_A: &str = "kc_test_key_a_0123456789";
+pub const KEY_B: &str = "kc_test_key_b_9876543210";
+
+/// A config with two plain keys on the business tier.
+pub fn two_keys() -> ServerConfig {
+    ServerConfig::new(vec![
+        KeySpec::new(KEY_A, Tier::Business),
+        KeySpec::new(KEY_B, Tier::Business),
+    ])
+}
+
+pub async fn start(config: ServerConfig) -> Harness {
+    let server = spawn("127.0.0.1:0", config).await.expect("server starts");
+    Harness {
+        base: server.url(),
+        server,
+        http: reqwest::Client::new(),
+    }
+}
+
+pub struct Harness {
+    pub server: RunningServer,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// Status, body as JSON (Null when not JSON), and the Retry-After header.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: Option<String>,
+}
+
+impl Answer {
+    pub fn error(&self) -> Option<&str> {
+        self.body.get("error").and_then(Value::as_str)
+    }
+
+    pub fn valid(&self) -> Option<bool> {
+        self.body.get("valid").and_then(Value::as_bool)
+    }
+
+    pub fn challenge(&self) -> String {
+        self.body["challenge"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no challenge in {self:?}"))
+            .to_owned()
+    }
+}
+
+impl Harness {
+    pub async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> Answer {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(key) = bearer {
+            request = request.bearer_auth(key);
+        }
+        answer(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        answer(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn create(&self, key: &str, ttl: u64) -> Answer {
+        self.post(CREATE_PATH, json!({ "key": key, "ttl": ttl }), None)
+            .await
+    }
+
+    pub async fn validate(&self, key: &str, challenge: &str, response: &str) -> Answer {
+        self.post(
+            VALIDATE_PATH,
+            json!({ "key": key, "challenge": challenge, "response": response }),
+            None,
+        )
+        .await
+    }
+
+    /// Create a challenge for `key` and validate it with the correct HMAC.
+    pub async fn round_trip(&self, key: &str) -> (String, Answer) {
+        let challenge = self.create(key, 30).await.challenge();
+        let answer = self
+            .validate(key, &challenge, &hmac_response(key, &challenge))
+            .await;
+        (challenge, answer)
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let text = response.text().await.unwrap_or_default();
+    Answer {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        retry_after,
+    }
+}
