@@ -23,7 +23,7 @@ pub const EXIT_USAGE: i32 = 2;
     version,
     about = "Load-testing and conformance harness for KeyClaim-compatible challenge-response APIs",
     after_help = "Exit codes: 0 success; 1 failure (a failed check, or a server that could not run); \
-2 invalid arguments, plan or key files."
+2 invalid arguments, plan or key files; 3 the target could not be reached at all."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -32,10 +32,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run test plans (conformance or load) against a target, or the embedded server.
+    Run(RunArgs),
     /// Run the reference KeyClaim server.
     Serve(ServeArgs),
     /// Generate an RSA key pair for the RSA flow (PKCS#8 private, SPKI public).
     Keygen(KeygenArgs),
+    /// Measure HMAC and RSA-OAEP throughput (ops/s) on 1..N threads, per RSA backend.
+    CryptoBench(crate::crypto_bench::CryptoBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -164,5 +168,117 @@ fn parse_rsa_bits(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(bits @ (2048 | 3072 | 4096 | 8192)) => Ok(bits),
         _ => Err(format!("{value} is not a supported size; use 2048, 3072, 4096 or 8192")),
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Exit codes: 0 every check passed (non-strict and skipped allowed unless --strict); \
+1 a check failed; 2 the plan or arguments are invalid; 3 the target could not be reached at all.")]
+pub struct RunArgs {
+    /// Plan files (TOML; see scenarios/README.md).
+    #[arg(required = true, value_name = "PLAN")]
+    pub plans: Vec<PathBuf>,
+    /// Base URL of the KeyClaim API; none starts the embedded reference server.
+    #[arg(long, env = "KEYCLAIM_TARGET", value_name = "URL")]
+    pub target: Option<String>,
+    /// Start the embedded server with this fault (repeatable; see `serve --list-faults`).
+    #[arg(long = "fault", value_name = "NAME")]
+    pub faults: Vec<Fault>,
+    /// The API key to test with (needed with --target).
+    #[arg(long, env = "KEYCLAIM_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// A second valid key, for the key-isolation scenario (skipped without it).
+    #[arg(long, env = "KEYCLAIM_SECOND_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub second_api_key: Option<String>,
+    /// A key with an RSA public key assigned (with --private-key; RSA scenarios are
+    /// skipped without both).
+    #[arg(long, env = "KEYCLAIM_RSA_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub rsa_api_key: Option<String>,
+    /// The RSA private key: a PEM file path, or the PEM text itself.
+    #[arg(long, env = "KEYCLAIM_PRIVATE_KEY", hide_env_values = true, value_name = "PEM")]
+    pub private_key: Option<String>,
+    /// HMAC secret of --api-key when it is not the key itself (default: the key).
+    #[arg(long, env = "KEYCLAIM_HMAC_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub hmac_secret: Option<String>,
+    /// Pin every open point: non-strict and skipped outcomes fail the run.
+    #[arg(long)]
+    pub strict: bool,
+    /// Run only this scenario (repeatable).
+    #[arg(long = "scenario", value_name = "NAME")]
+    pub scenarios: Vec<String>,
+    /// Run only scenarios with any of these tags (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "TAGS")]
+    pub tags: Vec<String>,
+    /// Where report.json, junit.xml and report.html go (default: reports/<plan name>).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Print only the final summary line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Per-request timeout, from send to the last body byte.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Per-scenario timeout, overriding the plans'.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub scenario_timeout: Option<Duration>,
+    /// Scenarios run at once (exclusive ones always run alone, last).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// Requests in each rate-limit burst, overriding the plans' max_requests.
+    #[arg(long, value_name = "N")]
+    pub burst: Option<u32>,
+}
+
+impl RunArgs {
+    pub fn resolve(&self) -> anyhow::Result<crate::runner::RunOptions> {
+        let private_key_pem = match &self.private_key {
+            None => None,
+            Some(value) if value.trim_start().starts_with("-----BEGIN") => {
+                Some(zeroize::Zeroizing::new(value.clone()))
+            }
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|err| anyhow::anyhow!("--private-key {path}: cannot read: {err}"))?;
+                warn_if_readable_by_others(std::path::Path::new(path));
+                Some(zeroize::Zeroizing::new(pem))
+            }
+        };
+        anyhow::ensure!(self.concurrency > 0, "--concurrency must be at least 1");
+        anyhow::ensure!(!self.timeout.is_zero(), "--timeout must be above zero");
+        Ok(crate::runner::RunOptions {
+            plans: self.plans.clone(),
+            target: self.target.clone(),
+            faults: FaultSet::new(self.faults.iter().copied()),
+            api_key: self.api_key.clone(),
+            second_api_key: self.second_api_key.clone(),
+            rsa_api_key: self.rsa_api_key.clone(),
+            private_key_pem,
+            hmac_secret: self.hmac_secret.clone(),
+            strict: self.strict,
+            scenario_names: self.scenarios.clone(),
+            tags: self.tags.clone(),
+            report_dir: self.report_dir.clone(),
+            request_timeout: self.timeout,
+            scenario_timeout: self.scenario_timeout,
+            concurrency: self.concurrency,
+            burst: self.burst,
+        })
+    }
+}
+
+/// A private key that others can read is a leak waiting to happen: say so.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                eprintln!(
+                    "warning: {} is readable by group or others (mode {:o}); chmod 600 it",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                );
+            }
+        }
     }
 }

@@ -5,7 +5,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyclaim_harness::cli::{Cli, Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, KeygenArgs, ServeArgs};
+use keyclaim_harness::cli::{
+    Cli, Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, KeygenArgs, RunArgs, ServeArgs,
+};
 use keyclaim_harness::server;
 
 fn main() -> ExitCode {
@@ -18,8 +20,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let code = match cli.command {
+        Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),
         Command::Keygen(args) => keygen(args),
+        Command::CryptoBench(args) => match keyclaim_harness::crypto_bench::run(&args) {
+            Ok(()) => EXIT_OK,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                err.exit_code()
+            }
+        },
     };
     ExitCode::from(code as u8)
 }
@@ -108,6 +118,72 @@ fn keygen(args: KeygenArgs) -> i32 {
         Err(err) => {
             eprintln!("error: {err}");
             EXIT_FAILED
+        }
+    }
+}
+
+/// Whether to draw live progress: a terminal on stderr, and not CI.
+fn interactive(quiet: bool) -> bool {
+    use std::io::IsTerminal;
+    !quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+}
+
+fn run(args: RunArgs) -> i32 {
+    use std::sync::Arc;
+    use keyclaim_harness::progress::ScenarioProgress;
+    use keyclaim_harness::report::console;
+    use keyclaim_harness::runner;
+
+    let options = match args.resolve() {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return runner::EXIT_INVALID;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return EXIT_FAILED;
+        }
+    };
+    let progress = Arc::new(ScenarioProgress::new(interactive(args.quiet)));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let outcome = runtime.block_on(async {
+        let on_interrupt = cancel.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            on_interrupt.cancel();
+        });
+        let on_done = Arc::clone(&progress);
+        runner::execute(
+            options,
+            cancel.clone(),
+            |count| progress.start(count),
+            Arc::new(move |report| on_done.scenario_done(report)),
+        )
+        .await
+    });
+    progress.finish();
+    match outcome {
+        Ok(outcome) => {
+            use std::io::IsTerminal;
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let summary = console::render_summary_redacted(&outcome.report, color, &outcome.redactor);
+            if args.quiet {
+                if let Some(last) = summary.lines().last() {
+                    println!("{last}");
+                }
+            } else {
+                print!("{summary}");
+                println!("reports: {}", outcome.report_dir.display());
+            }
+            outcome.exit_code()
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            err.exit_code()
         }
     }
 }

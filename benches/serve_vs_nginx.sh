@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# serve_vs_nginx.sh — throughput of `keyclaim-harness serve` relative to nginx.
+#
+# What it measures: requests/s of `wrk -t1 -c50` POSTing a KeyClaim create
+# ({"key":"kc_bench_key","ttl":30} to /api/challenge/create) at
+#   1. nginx (1 worker, access_log off) answering every request with a fixed
+#      create-shaped JSON body, and then
+#   2. `keyclaim-harness serve --threads 1`,
+# each server pinned to CPU $SERVER_CPU (default 0), wrk pinned to CPU
+# $CLIENT_CPU (default 1). Each target gets a 2 s warm-up, then a $DURATION run.
+# Target (issue): serve reaches at least 0.7x nginx's requests/s.
+#
+# Run:   benches/serve_vs_nginx.sh
+# Env:   DURATION=10s            measured run length per target (wrk -d syntax)
+#        WARMUP=2s               warm-up length per target
+#        KEYCLAIM_BIN=path       use this binary instead of `cargo build --release`
+#        SERVER_CPU=0 CLIENT_CPU=1   cores for the servers / for wrk
+#        TARGET_RATIO=0.7
+# Needs: root or sudo-less apt-get if wrk/nginx/curl are missing (it installs them).
+# Exit:  0 if serve/nginx >= TARGET_RATIO, 1 if below, 2 if the run is invalid
+#        (serve answered non-2xx, socket errors, a server failed to start, ...).
+# All traffic stays on 127.0.0.1; everything started here is killed on exit.
+
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+TARGET_RATIO=${TARGET_RATIO:-0.7}
+API_KEY=kc_bench_key
+PATH_CREATE=/api/challenge/create
+# A create-shaped answer: 64 hex chars of challenge, like serve's.
+NGINX_BODY='{"challenge":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","expires_in":30}'
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 2; }
+
+# ---- cleanup: kill everything we started, on any exit --------------------
+work=$(mktemp -d -t serve_vs_nginx.XXXXXX)
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    pids=()
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+stop_pid() { # stop one started process and drop it from pids
+    local pid=$1 p keep=()
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    pids=("${keep[@]+"${keep[@]}"}")
+}
+
+# ---- tools -----------------------------------------------------------------
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+command -v curl >/dev/null || missing+=(curl)
+command -v taskset >/dev/null || missing+=(util-linux)
+if ((${#missing[@]})); then
+    log "installing: ${missing[*]}"
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+ncpu=$(nproc --all)
+if ((ncpu < 2)) || ((SERVER_CPU >= ncpu)) || ((CLIENT_CPU >= ncpu)); then
+    die "need CPUs $SERVER_CPU and $CLIENT_CPU; this machine has $ncpu"
+fi
+
+if [[ -n ${KEYCLAIM_BIN:-} ]]; then
+    BIN=$KEYCLAIM_BIN
+else
+    log "cargo build --release"
+    (cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
+    BIN=${CARGO_TARGET_DIR:-$root/target}/release/keyclaim-harness
+fi
+[[ -x $BIN ]] || die "no executable at $BIN"
+
+# wrk -d syntax (10s, 1m, 500ms not supported here) -> whole seconds, for timeouts
+to_secs() {
+    local d=$1
+    case $d in
+        *h) echo $(( ${d%h} * 3600 ));;
+        *m) echo $(( ${d%m} * 60 ));;
+        *s) echo "${d%s}";;
+        *)  echo "$d";;
+    esac
+}
+dur_s=$(to_secs "$DURATION")
+warm_s=$(to_secs "$WARMUP")
+
+LUA=$here/wrk/create.lua
+if [[ ! -f $LUA ]]; then
+    LUA=$work/create.lua
+    cat >"$LUA" <<EOF
+wrk.method = "POST"
+wrk.path = "$PATH_CREATE"
+wrk.body = '{"key":"$API_KEY","ttl":30}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+fi
+
+# run_wrk URL SECONDS OUTFILE — pinned, bounded in time
+run_wrk() {
+    local url=$1 secs=$2 out=$3
+    timeout --foreground --kill-after=5 $((secs + 30)) \
+        taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d"${secs}s" --latency -s "$LUA" "$url" >"$out" 2>&1 \
+        || { cat "$out" >&2; die "wrk failed against $url"; }
+}
+rps_of() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
+# "bad" if wrk saw non-2xx/3xx answers or socket errors
+errors_of() { grep -E '^[[:space:]]*(Non-2xx or 3xx responses|Socket errors):' "$1" || true; }
+
+# CPU accounting, to tell whether a run was fair: server core busy/total/irq ticks,
+# client core busy/total ticks, server ticks
+# (busy = user+nice+system, irq+softirq apart; pid_ticks = utime+stime of the
+# pinned server and its children, all threads).
+snap() {
+    local pid=$1
+    awk -v c="cpu$SERVER_CPU" '$1 == c { printf "%d %d %d ", $2+$3+$4, $2+$3+$4+$5+$6+$7+$8+$9, $7+$8 }' /proc/stat
+    awk -v c="cpu$CLIENT_CPU" '$1 == c { printf "%d %d ", $2+$3+$4+$7, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat
+    # the server and its children (nginx's worker)
+    local p ticks=0
+    for p in "$pid" $(pgrep -P "$pid" || true); do
+        ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$ticks"
+}
+# cpu_report NAME "SNAP_BEFORE" "SNAP_AFTER" — server's share of its core, other
+# processes' share of that core, and how busy the client core was.
+cpu_report() {
+    local name=$1
+    read -r b0 t0 q0 cb0 ct0 p0 <<<"$2"
+    read -r b1 t1 q1 cb1 ct1 p1 <<<"$3"
+    awk -v n="$name" -v b=$((b1 - b0)) -v t=$((t1 - t0)) -v cb=$((cb1 - cb0)) -v ct=$((ct1 - ct0)) \
+        -v p=$((p1 - p0)) -v q=$((q1 - q0)) -v sc="$SERVER_CPU" -v cc="$CLIENT_CPU" 'BEGIN {
+        if (t <= 0 || ct <= 0) exit
+        srv = 100 * p / t; other = 100 * (b - p) / t; if (other < 0) other = 0
+        printf "%s: CPU %s: %s %.0f%%, irq+softirq %.0f%%, other processes %.0f%%; CPU %s (wrk) busy %.0f%%\n", \
+            "[bench] cpu", sc, n, srv, 100 * q / t, other, cc, 100 * cb / ct
+        if (other > 5) printf "[bench] WARNING: other processes took %.0f%% of CPU %s during the %s run; figures are unreliable\n", other, sc, n
+        if (other <= 5 && 100 * cb / ct > 97) printf "[bench] note: CPU %s (wrk) was saturated during the %s run; that figure is client-bound\n", cc, n
+    }' >&2
+}
+
+# preflight URL NAME — one request, must answer 200 with a challenge
+preflight() {
+    local url=$1 name=$2 code
+    code=$(curl -sS -o "$work/$name.preflight" -w '%{http_code}' --max-time 5 \
+        -H 'Content-Type: application/json' --data "{\"key\":\"$API_KEY\",\"ttl\":30}" "$url") \
+        || die "$name did not answer the preflight request"
+    [[ $code == 200 ]] || die "$name answered $code to create: $(head -c 300 "$work/$name.preflight")"
+    grep -q '"challenge"' "$work/$name.preflight" || die "$name answer has no challenge: $(head -c 300 "$work/$name.preflight")"
+    log "$name preflight: 200 $(head -c 120 "$work/$name.preflight")"
+}
+
+# bench URL NAME PID — warm-up then measured run; sets RPS_<NAME>
+bench() {
+    local url=$1 name=$2 pid=$3 before after
+    preflight "$url" "$name"
+    log "$name: warm-up ${warm_s}s"
+    run_wrk "$url" "$warm_s" "$work/$name.warm"
+    log "$name: measuring ${dur_s}s"
+    before=$(snap "$pid")
+    run_wrk "$url" "$dur_s" "$work/$name.wrk"
+    after=$(snap "$pid")
+    cpu_report "$name" "$before" "$after"
+    echo "----- wrk vs $name -----"
+    cat "$work/$name.wrk"
+    local rps errs
+    rps=$(rps_of "$work/$name.wrk")
+    [[ -n $rps ]] || die "no Requests/sec in wrk output for $name"
+    printf -v "RPS_${name}" '%s' "$rps"
+    errs=$(errors_of "$work/$name.wrk")$(errors_of "$work/$name.warm")
+    if [[ -n $errs ]]; then
+        if [[ $name == serve ]]; then
+            printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n' >&2
+            printf '!!! INVALID RUN: wrk saw errors from serve; the ratio means nothing:\n%s\n' "$errs" >&2
+            printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n' >&2
+            exit 2
+        fi
+        log "WARNING: wrk saw errors from $name: $errs"
+    fi
+}
+
+# ---- nginx -------------------------------------------------------------------
+start_nginx() {
+    local prefix=$work/nginx port pid
+    mkdir -p "$prefix/logs" "$prefix/tmp"
+    chmod 755 "$work" "$prefix" "$prefix/tmp"
+    for _ in $(seq 1 20); do
+        port=$(( 20000 + RANDOM % 40000 ))
+        cat >"$prefix/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $prefix/nginx.pid;
+error_log $prefix/logs/error.log warn;
+$( [[ $(id -u) -eq 0 ]] && echo "user root;" )
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $prefix/tmp/body;
+    proxy_temp_path $prefix/tmp/proxy;
+    fastcgi_temp_path $prefix/tmp/fastcgi;
+    uwsgi_temp_path $prefix/tmp/uwsgi;
+    scgi_temp_path $prefix/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        location = $PATH_CREATE {
+            default_type application/json;
+            return 200 '$NGINX_BODY';
+        }
+        location / { return 404; }
+    }
+}
+EOF
+        taskset -c "$SERVER_CPU" "$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" \
+            >"$prefix/stdout" 2>&1 &
+        pid=$!
+        pids+=("$pid")
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+                NGINX_PORT=$port NGINX_PID=$pid
+                return 0
+            fi
+            sleep 0.1
+        done
+        stop_pid "$pid"
+        if ! grep -q 'Address already in use' "$prefix/logs/error.log" "$prefix/stdout" 2>/dev/null; then
+            cat "$prefix/logs/error.log" "$prefix/stdout" >&2 2>/dev/null || true
+            die "nginx failed to start"
+        fi
+        : >"$prefix/logs/error.log"
+    done
+    die "nginx: no free port found"
+}
+
+# ---- serve -------------------------------------------------------------------
+start_serve() {
+    local out=$work/serve.out line="" pid
+    : >"$out"
+    taskset -c "$SERVER_CPU" "$BIN" serve --listen 127.0.0.1:0 --threads 1 \
+        --api-key "$API_KEY" --max-outstanding 100000000 >"$out" 2>"$work/serve.err" &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || { cat "$work/serve.err" >&2; die "serve exited at start"; }
+        IFS= read -r line <"$out" || true
+        [[ $line == "listening on http://"* ]] && break
+        sleep 0.1
+    done
+    [[ $line =~ ^listening\ on\ http://127\.0\.0\.1:([0-9]+)$ ]] \
+        || { cat "$work/serve.err" >&2; die "serve's first line was not 'listening on http://127.0.0.1:PORT': '$line'"; }
+    SERVE_PORT=${BASH_REMATCH[1]} SERVE_PID=$pid
+}
+
+log "servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; wrk -t1 -c50, warm-up ${warm_s}s, run ${dur_s}s"
+
+start_nginx
+log "nginx (pid $NGINX_PID) on 127.0.0.1:$NGINX_PORT"
+bench "http://127.0.0.1:$NGINX_PORT$PATH_CREATE" nginx "$NGINX_PID"
+stop_pid "$NGINX_PID"
+
+start_serve
+log "serve (pid $SERVE_PID) on 127.0.0.1:$SERVE_PORT"
+bench "http://127.0.0.1:$SERVE_PORT$PATH_CREATE" serve "$SERVE_PID"
+stop_pid "$SERVE_PID"
+
+ratio=$(awk -v s="$RPS_serve" -v n="$RPS_nginx" 'BEGIN { printf "%.2f", s / n }')
+pass=$(awk -v r="$ratio" -v t="$TARGET_RATIO" 'BEGIN { print (r + 0 >= t + 0) ? 1 : 0 }')
+
+echo
+echo "===== serve vs nginx (wrk -t1 -c50 -d${dur_s}s, servers on CPU $SERVER_CPU) ====="
+printf 'nginx  requests/s: %s\n' "$RPS_nginx"
+printf 'serve  requests/s: %s\n' "$RPS_serve"
+printf 'ratio serve/nginx: %s (target >= %s)\n' "$ratio" "$TARGET_RATIO"
+if ((pass)); then
+    echo "PASS: serve reaches ${ratio}x nginx's requests/s (>= $TARGET_RATIO)"
+    exit 0
+else
+    echo "FAIL: serve reaches only ${ratio}x nginx's requests/s (< $TARGET_RATIO)"
+    exit 1
+fi

@@ -1,0 +1,134 @@
+//! Runs scenarios against a target: non-exclusive scenarios concurrently (bounded),
+//! then exclusive ones alone, each under its own deadline, and gathers their reports.
+
+mod embedded;
+mod scenario;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub use embedded::{EmbeddedTarget, start_embedded};
+
+use crate::client::Client;
+use crate::crypto::RsaPrivateKey;
+use crate::plan::model::{Need, Scenario};
+use crate::redact::Redactor;
+use crate::report::model::{RunReport, ScenarioReport};
+
+/// The keys a run uses. Never printed: `Debug` is not derived.
+pub struct Credentials {
+    pub primary: String,
+    /// HMAC secret of the primary key, when it is not the key itself.
+    pub hmac_secret: Option<String>,
+    pub secondary: Option<String>,
+    pub rsa: Option<String>,
+    pub private_key: Option<Arc<RsaPrivateKey>>,
+    /// A well-formed key no server issued, fresh per run.
+    pub unknown: String,
+}
+
+impl Credentials {
+    pub fn has(&self, need: Need) -> bool {
+        match need {
+            Need::Rsa => self.rsa.is_some() && self.private_key.is_some(),
+            Need::SecondKey => self.secondary.is_some(),
+        }
+    }
+}
+
+/// How a scenario that is not about rate limiting rides out `rate_limited` answers.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    /// Longest single wait, whatever `Retry-After` says.
+    pub max_wait: Duration,
+    /// First backoff when `Retry-After` is absent; doubles per retry.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 6,
+            max_wait: Duration::from_secs(10),
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Everything a run needs besides the scenarios.
+pub struct RunSettings {
+    pub client: Client,
+    pub credentials: Credentials,
+    pub strict: bool,
+    /// Scenarios in flight at once.
+    pub concurrency: usize,
+    /// Overrides every burst step's `max_requests`.
+    pub burst: Option<u32>,
+    pub retry: RetryPolicy,
+    pub redactor: Arc<Redactor>,
+    /// For the report: the target as shown to people.
+    pub target_label: String,
+    pub plan_names: Vec<String>,
+}
+
+/// Runs `scenarios`, calling `on_done` as each finishes (for progress). Stops early,
+/// keeping what it measured, when `cancel` fires.
+pub async fn run(
+    scenarios: Vec<Scenario>,
+    settings: Arc<RunSettings>,
+    cancel: CancellationToken,
+    on_done: Arc<dyn Fn(&ScenarioReport) + Send + Sync>,
+) -> RunReport {
+    let started = Instant::now();
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let (exclusive, shared): (Vec<_>, Vec<_>) = scenarios
+        .into_iter()
+        .enumerate()
+        .partition(|(_, scenario)| scenario.exclusive);
+
+    let mut results: Vec<(usize, ScenarioReport)> = Vec::new();
+    let limit = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, scenario) in shared {
+        let (settings, cancel, limit, on_done) = (
+            Arc::clone(&settings),
+            cancel.clone(),
+            Arc::clone(&limit),
+            Arc::clone(&on_done),
+        );
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("never closed");
+            let report = scenario::run(&scenario, &settings, &cancel).await;
+            on_done(&report);
+            (index, report)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(result) => results.push(result),
+            Err(err) => tracing::error!("scenario task failed: {err}"),
+        }
+    }
+    // Exclusive scenarios (rate limiting) would disturb others: one at a time, last.
+    for (index, scenario) in exclusive {
+        let report = scenario::run(&scenario, &settings, &cancel).await;
+        on_done(&report);
+        results.push((index, report));
+    }
+    results.sort_by_key(|(index, _)| *index);
+    let scenarios: Vec<ScenarioReport> = results.into_iter().map(|(_, report)| report).collect();
+    RunReport {
+        passed: scenarios.iter().all(|s| s.passed),
+        interrupted: cancel.is_cancelled(),
+        strict: settings.strict,
+        plans: settings.plan_names.clone(),
+        target: settings.target_label.clone(),
+        started_at,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        scenarios,
+    }
+}

@@ -1,0 +1,61 @@
+//! Plan files: TOML text -> raw serde structs (`raw`) -> the validated [`model::Plan`]
+//! (`validate`, `expect`). Every problem becomes a [`PlanError`] that knows its
+//! `file:line:column` and renders like a compiler's diagnostic; nothing here panics on
+//! bad input, and nothing does IO beyond reading the plan files themselves.
+//!
+//! The format is described for users in `scenarios/README.md`.
+
+mod error;
+mod expect;
+pub mod model;
+mod raw;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{Excerpt, PlanError};
+pub use model::Plan;
+
+use error::Source;
+use validate::Seen;
+
+/// Reads and validates one plan file.
+pub fn load(path: &Path) -> Result<Plan, PlanError> {
+    let text = read(path)?;
+    load_str(path, &text)
+}
+
+/// Validates plan `text`; `path` is used for the plan's default name and in messages.
+pub fn load_str(path: &Path, text: &str) -> Result<Plan, PlanError> {
+    load_into(path, text, &mut Seen::new())
+}
+
+/// Reads and validates several plan files, in order, stopping at the first error.
+/// Scenario names must be unique across all of them, since reports and `--scenario`
+/// filters name scenarios without their file.
+pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Plan>, PlanError> {
+    let mut seen = Seen::new();
+    paths
+        .iter()
+        .map(|path| load_into(path, &read(path)?, &mut seen))
+        .collect()
+}
+
+fn load_into(path: &Path, text: &str, seen: &mut Seen) -> Result<Plan, PlanError> {
+    let source = Source::new(path, text);
+    let raw = raw::parse(&source)?;
+    validate::plan(&source, raw, seen)
+}
+
+fn read(path: &Path) -> Result<String, PlanError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        // "No such file or directory (os error 2)": the OS error number helps nobody
+        // fixing a path.
+        let message = e.to_string();
+        let message = match message.rfind(" (os error ") {
+            Some(at) if message.ends_with(')') => &message[..at],
+            _ => &message,
+        };
+        PlanError::file(path, format!("cannot read plan: {message}"))
+    })
+}

@@ -1,0 +1,285 @@
+//! The validated plan: what the engine runs. Built only by the loader (`plan::load`),
+//! so every value here is already checked; the engine never parses strings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One plan file, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub path: PathBuf,
+    /// `[plan] name`, or the file stem.
+    pub name: String,
+    pub scenarios: Vec<Scenario>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Unique within the run (across all plan files given).
+    pub name: String,
+    /// Conformance case ID tied to a SPEC.md section, e.g. "KC-4.2".
+    pub id: Option<String>,
+    /// The requirement quoted in failure messages, e.g. "a used challenge MUST answer
+    /// replayed_challenge".
+    pub requirement: Option<String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    /// Runs alone, after every non-exclusive scenario (rate limiting disturbs others).
+    pub exclusive: bool,
+    /// What the target must offer for the scenario to run; otherwise it is skipped.
+    pub needs: Vec<Need>,
+    /// Whole-scenario deadline.
+    pub timeout: Duration,
+    pub steps: Vec<Step>,
+    /// 1-based line of the `[[scenario]]` header, for messages.
+    pub line: usize,
+}
+
+/// Something a scenario needs from the run's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// An RSA key and its private key (`--rsa-api-key`, `--private-key`).
+    Rsa,
+    /// A second valid key (`--second-api-key`; the embedded server always has one).
+    SecondKey,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// 1-based line of the step's `[[scenario.step]]` header.
+    pub line: usize,
+    pub action: Action,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Create(CreateStep),
+    Validate(ValidateStep),
+    Wait(WaitStep),
+    /// `count` copies of one validation sent at once.
+    Concurrent(ConcurrentStep),
+    /// Up to `max_requests` requests, stopping at the first `rate_limited`.
+    Burst(BurstStep),
+    /// A hand-written request, for malformed input.
+    Raw(RawStep),
+}
+
+/// Which API key a request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChoice {
+    /// `--api-key`.
+    Primary,
+    /// `--second-api-key` (needs `second-key`).
+    Secondary,
+    /// `--rsa-api-key` (needs `rsa`).
+    Rsa,
+    /// A well-formed `kc_` key that no server issued (random per run).
+    Unknown,
+    /// No key at all.
+    Absent,
+}
+
+impl KeyChoice {
+    /// One of the run's own valid keys (not unknown, not absent).
+    pub fn is_configured(&self) -> bool {
+        matches!(self, KeyChoice::Primary | KeyChoice::Secondary | KeyChoice::Rsa)
+    }
+}
+
+/// How the key travels (SPEC.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthForm {
+    Body,
+    Bearer,
+    Both,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateStep {
+    pub key: KeyChoice,
+    pub auth: AuthForm,
+    /// `None` sends no `ttl` field.
+    pub ttl: Option<u64>,
+    /// `None` sends no `encrypted` field.
+    pub encrypted: Option<bool>,
+    /// Name under which the challenge (and, for RSA, its decryption) is kept.
+    pub save: Option<String>,
+    /// How many creates to send (one after another); `save` keeps the last.
+    pub repeat: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidateStep {
+    pub key: KeyChoice,
+    pub auth: AuthForm,
+    pub challenge: ChallengeRef,
+    pub response: ResponseForm,
+    pub decrypted_challenge: DecryptedField,
+}
+
+/// Which challenge a validation names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChallengeRef {
+    /// A saved challenge, as the server issued it (the ciphertext for RSA).
+    Saved(String),
+    /// A saved RSA challenge, by its decrypted plaintext (the API page's reading).
+    SavedDecrypted(String),
+    /// 64 random hex characters no server issued.
+    Random,
+    Literal(String),
+}
+
+/// What the `response` field holds (SPEC.md §4, §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseForm {
+    /// HMAC-SHA256 of the challenge as named, under the key's HMAC secret.
+    Hmac,
+    /// HMAC under a secret that is not the key's.
+    HmacOtherSecret,
+    /// The correct HMAC with one hex digit changed.
+    Tampered,
+    /// The challenge itself (the SDKs' "echo").
+    Echo,
+    /// hex(SHA-256(challenge + secret)) (the SDKs' "hash").
+    Hash,
+    /// The decrypted RSA challenge (the Python guide's reading).
+    Decrypted,
+    /// HMAC of the decrypted RSA challenge.
+    HmacDecrypted,
+    /// 64 hex characters that are not the decryption.
+    WrongDecryption,
+    Literal(String),
+}
+
+/// The optional `decryptedChallenge` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecryptedField {
+    Absent,
+    Decrypted,
+    Wrong,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitStep {
+    For(Duration),
+    /// Until the saved challenge's `expires_in` has passed, plus `margin`.
+    Expiry {
+        saved: String,
+        margin: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConcurrentStep {
+    pub count: u32,
+    pub validate: ValidateStep,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BurstStep {
+    pub endpoint: Endpoint,
+    pub key: KeyChoice,
+    /// Requests at most; the run's `--burst` overrides it.
+    pub max_requests: u32,
+    /// Requests in flight at once.
+    pub concurrency: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Create,
+    Validate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawStep {
+    pub method: String,
+    /// Path below the target URL, e.g. "/api/challenge/create".
+    pub path: String,
+    pub body: String,
+    /// `None` sends `application/json`.
+    pub content_type: Option<String>,
+    /// Sends `Authorization: Bearer <primary key>` so only the body is at fault.
+    pub bearer: bool,
+}
+
+/// What a step's answer must show. Every field is optional; an empty `Expect` checks
+/// nothing. `recommended` holds what SPEC.md calls SHOULD: unmet, it is `non-strict`
+/// by default and a failure under `--strict`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Expect {
+    pub status: Option<StatusExpect>,
+    /// The body's `error` code.
+    pub error: Option<ErrorExpect>,
+    pub valid: Option<ValidExpect>,
+    /// Shapes of answer fields.
+    pub fields: Vec<FieldExpect>,
+    /// A `Retry-After` header with whole seconds.
+    pub retry_after: bool,
+    /// The answer body is a JSON object.
+    pub json_body: bool,
+    /// Concurrent steps: how many answers are `valid: true`.
+    pub valid_count: Option<u32>,
+    /// Burst steps: a `rate_limited` answer must appear within the burst.
+    pub rate_limited: bool,
+    /// Create steps with `repeat`: no challenge repeats.
+    pub distinct: bool,
+    pub recommended: Option<Box<Expect>>,
+}
+
+/// Status expectation: exact codes, or classes like 4xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusExpect {
+    Codes(Vec<u16>),
+    /// 2 for 2xx, 4 for 4xx ...
+    Class(u8),
+    /// Any of several codes and classes.
+    AnyOf(Vec<StatusExpect>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorExpect {
+    /// One of these codes.
+    OneOf(Vec<String>),
+    /// Any of the five documented codes.
+    Documented,
+    /// Absent (no `error` field).
+    Absent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidExpect {
+    True,
+    False,
+    /// Absent or false: a refusal that may not be a verdict.
+    NotTrue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldExpect {
+    /// Top-level field name, e.g. "challenge".
+    pub field: String,
+    pub shape: Shape,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// Hex (either case) of at least this many characters.
+    HexAtLeast(usize),
+    /// Exactly this many lowercase hex characters.
+    LowerHex(usize),
+    /// Standard base64 (the RSA ciphertext).
+    Base64,
+    /// An integer from 1 to the TTL the create step asked for.
+    AtMostTtl,
+    /// Exactly the TTL the create step asked for.
+    EqualsTtl,
+    Bool(bool),
+    /// Present, any value.
+    Present,
+    /// Absent.
+    Absent,
+    /// A `quota` object: {used, remaining, quota: number | "unlimited"}.
+    Quota,
+}

@@ -1,0 +1,50 @@
+//! Live progress on a terminal: an indicatif bar fed only by engine events (a scenario
+//! finished). Hidden when the caller says there is no terminal to draw on.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::report::model::ScenarioReport;
+
+pub struct ScenarioProgress {
+    bar: ProgressBar,
+}
+
+impl ScenarioProgress {
+    /// `visible` is false for --quiet, CI, or when stderr is not a terminal.
+    pub fn new(visible: bool) -> Self {
+        let bar = ProgressBar::with_draw_target(
+            Some(0),
+            if visible {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            },
+        );
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} scenarios {msg}")
+                .expect("static template is valid"),
+        );
+        Self { bar }
+    }
+
+    pub fn start(&self, scenarios: usize) {
+        self.bar.set_length(scenarios as u64);
+        self.bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+
+    pub fn scenario_done(&self, report: &ScenarioReport) {
+        let mark = if report.skipped {
+            "skipped"
+        } else if report.passed {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        self.bar.set_message(format!("{} {mark}", report.name));
+        self.bar.inc(1);
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

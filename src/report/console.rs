@@ -1,0 +1,400 @@
+//! The end-of-run summary printed to the terminal: one table row per scenario, the
+//! failed and non-strict checks with their evidence, and a one-line verdict.
+//!
+//! Evidence here is what a possibly hostile server sent, and a terminal interprets escape
+//! sequences, so control characters are shown escaped, never written. Long evidence is cut
+//! (the reports keep it whole). Colour is the caller's decision (TTY, `NO_COLOR`), which
+//! keeps this module pure and its output testable.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use crate::redact::Redactor;
+use crate::report::counts_as_failure;
+use crate::report::model::{CheckResult, Outcome, RunReport, ScenarioReport};
+
+/// Widest a name or id column gets; longer ones are cut with "…".
+const MAX_NAME_WIDTH: usize = 40;
+const MAX_ID_WIDTH: usize = 16;
+/// Evidence limits: characters per line, lines per field.
+const MAX_EVIDENCE_LINE: usize = 160;
+const MAX_EVIDENCE_LINES: usize = 8;
+/// Messages are written to be read whole, but a server's answer quoted in one can be huge.
+const MAX_MESSAGE_LINE: usize = 300;
+/// Indentation of a check's details under its heading line.
+const INDENT: &str = "      ";
+
+const RESET: &str = "\x1b[0m";
+const BOLD: &str = "\x1b[1m";
+const DIM: &str = "\x1b[2m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+
+/// The summary text. It is not redacted: redact the report first (see
+/// [`render_summary_redacted`]), since cutting long evidence may cut a secret in two.
+pub fn render_summary(report: &RunReport, color: bool) -> String {
+    let paint = Paint(color);
+    let mut out = String::new();
+    scenario_table(&mut out, report, paint);
+    warnings(&mut out, report, paint);
+    failed_checks(&mut out, report, paint);
+    verdict_line(&mut out, report, paint);
+    out
+}
+
+/// [`render_summary`] of the redacted report, itself redacted.
+pub fn render_summary_redacted(report: &RunReport, color: bool, redactor: &Redactor) -> String {
+    let report = super::redacted(report, redactor);
+    redactor
+        .redact(&render_summary(&report, color))
+        .into_owned()
+}
+
+/// ANSI styling that is a no-op when colour is off.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn style<'a>(self, code: &str, text: &'a str) -> Cow<'a, str> {
+        if self.0 {
+            Cow::Owned(format!("{code}{text}{RESET}"))
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+}
+
+/// A scenario's verdict word and colour.
+fn scenario_outcome(scenario: &ScenarioReport) -> (&'static str, &'static str) {
+    if scenario.skipped {
+        ("SKIP", DIM)
+    } else if scenario.passed {
+        ("PASS", GREEN)
+    } else {
+        ("FAIL", RED)
+    }
+}
+
+fn check_outcome(outcome: Outcome, strict: bool) -> (&'static str, &'static str) {
+    match outcome {
+        Outcome::Pass => ("PASS", GREEN),
+        Outcome::Fail => ("FAIL", RED),
+        Outcome::NonStrict if strict => ("NON-STRICT", RED),
+        Outcome::NonStrict => ("NON-STRICT", YELLOW),
+        Outcome::Skipped => ("SKIP", DIM),
+    }
+}
+
+fn scenario_table(out: &mut String, report: &RunReport, paint: Paint) {
+    let rows: Vec<[String; 7]> = report
+        .scenarios
+        .iter()
+        .map(|s| {
+            let passed = s
+                .checks
+                .iter()
+                .filter(|c| c.outcome == Outcome::Pass)
+                .count();
+            [
+                scenario_outcome(s).0.to_owned(),
+                cut(&one_line(&s.name), MAX_NAME_WIDTH).into_owned(),
+                cut(&one_line(s.id.as_deref().unwrap_or("-")), MAX_ID_WIDTH).into_owned(),
+                format!("{passed}/{}", s.checks.len()),
+                s.requests.to_string(),
+                format!("{:.1}", s.latency_us.p99 as f64 / 1e3),
+                format!("{:.1}s", s.elapsed_s),
+            ]
+        })
+        .collect();
+    let header = [
+        "", "scenario", "id", "checks", "requests", "p99 ms", "elapsed",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    // Text columns align left, numbers right.
+    let right = [false, false, false, true, true, true, true];
+    let line = |cells: [&str; 7]| -> String {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if i > 0 {
+                text.push_str("  ");
+            }
+            if right[i] {
+                text.push_str(&" ".repeat(pad));
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                // No trailing spaces after the last column.
+                if i < cells.len() - 1 {
+                    text.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        text
+    };
+    let _ = writeln!(out, "{}", paint.style(BOLD, &line(header)));
+    for (scenario, row) in report.scenarios.iter().zip(&rows) {
+        let text = line(row.each_ref().map(String::as_str));
+        // Colour only the verdict word; padding was computed on plain text.
+        let (word, color) = scenario_outcome(scenario);
+        let _ = writeln!(out, "{}{}", paint.style(color, word), &text[word.len()..]);
+    }
+}
+
+fn warnings(out: &mut String, report: &RunReport, paint: Paint) {
+    for scenario in &report.scenarios {
+        for warning in &scenario.warnings {
+            let _ = writeln!(
+                out,
+                "{} {}: {}",
+                paint.style(YELLOW, "warning:"),
+                one_line(&scenario.name),
+                one_line(warning)
+            );
+        }
+    }
+}
+
+fn failed_checks(out: &mut String, report: &RunReport, paint: Paint) {
+    for scenario in &report.scenarios {
+        for check in &scenario.checks {
+            if !matches!(check.outcome, Outcome::Fail | Outcome::NonStrict) {
+                continue;
+            }
+            // A blank line before each check keeps its evidence visibly its own.
+            out.push('\n');
+            failed_check(out, scenario, check, report.strict, paint);
+        }
+    }
+}
+
+fn failed_check(
+    out: &mut String,
+    scenario: &ScenarioReport,
+    check: &CheckResult,
+    strict: bool,
+    paint: Paint,
+) {
+    let (word, color) = check_outcome(check.outcome, strict);
+    let note = if check.outcome == Outcome::NonStrict && !counts_as_failure(check.outcome, strict) {
+        " (allowed; fails under --strict)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "{} {} › {}{note}",
+        paint.style(color, word),
+        paint.style(BOLD, &one_line(&scenario.name)),
+        one_line(&check.name)
+    );
+    for line in check.message.lines() {
+        let _ = writeln!(
+            out,
+            "{INDENT}{}",
+            cut(&escape_controls(line), MAX_MESSAGE_LINE)
+        );
+    }
+    if let Some(evidence) = &check.evidence {
+        evidence_field(out, "request: ", &evidence.request, paint);
+        evidence_field(out, "response:", &evidence.response, paint);
+    }
+}
+
+/// One evidence field, indented, its lines and line lengths capped.
+fn evidence_field(out: &mut String, label: &str, text: &str, paint: Paint) {
+    let continuation = format!("{INDENT}{}", " ".repeat(label.len() + 1));
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().take(MAX_EVIDENCE_LINES).enumerate() {
+        let line = cut(&escape_controls(line), MAX_EVIDENCE_LINE).into_owned();
+        if i == 0 {
+            let _ = writeln!(out, "{INDENT}{} {line}", paint.style(DIM, label));
+        } else {
+            let _ = writeln!(out, "{continuation}{line}");
+        }
+    }
+    if lines.is_empty() {
+        let _ = writeln!(out, "{INDENT}{} (empty)", paint.style(DIM, label));
+    }
+    if lines.len() > MAX_EVIDENCE_LINES {
+        let _ = writeln!(
+            out,
+            "{continuation}{}",
+            paint.style(
+                DIM,
+                &format!(
+                    "… {} more lines (full text in the reports)",
+                    lines.len() - MAX_EVIDENCE_LINES
+                )
+            )
+        );
+    }
+}
+
+fn verdict_line(out: &mut String, report: &RunReport, paint: Paint) {
+    let total = report.scenarios.len();
+    let skipped = report.scenarios.iter().filter(|s| s.skipped).count();
+    let passed = report
+        .scenarios
+        .iter()
+        .filter(|s| !s.skipped && s.passed)
+        .count();
+    let failed = total - skipped - passed;
+    let (pass, fail, non_strict, skip) = report.outcome_counts();
+    out.push('\n');
+    if report.interrupted {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint.style(
+                YELLOW,
+                "interrupted: the run stopped early; results are partial"
+            )
+        );
+    }
+    let line = format!(
+        "{total} scenario{}: {passed} passed, {failed} failed, {skipped} skipped \
+         (checks: {pass} pass, {fail} fail, {non_strict} non-strict, {skip} skipped) in {:.1}s{}",
+        if total == 1 { "" } else { "s" },
+        report.elapsed_s,
+        if report.strict { " [strict]" } else { "" },
+    );
+    let color = if report.passed { GREEN } else { RED };
+    let _ = writeln!(out, "{}", paint.style(color, &line));
+}
+
+/// Escapes characters a terminal would act on (ESC, CR, BEL, bidi overrides, ...).
+fn escape_controls(text: &str) -> Cow<'_, str> {
+    let dangerous =
+        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(dangerous) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if dangerous(c) {
+            let _ = write!(out, "{}", c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A table cell: newlines and other controls escaped so a row stays one line.
+fn one_line(text: &str) -> Cow<'_, str> {
+    escape_controls(text)
+}
+
+/// At most `max` characters, the last one "…" when cut.
+fn cut(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some(_) => {
+            let end = text
+                .char_indices()
+                .nth(max - 1)
+                .map_or(text.len(), |(i, _)| i);
+            Cow::Owned(format!("{}…", &text[..end]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::{Evidence, LatencySummary};
+
+    fn report() -> RunReport {
+        let check = |name: &str, outcome| CheckResult {
+            name: name.into(),
+            outcome,
+            message: format!("{name} message"),
+            evidence: Some(Evidence {
+                request: "POST /api/challenge/validate".into(),
+                response: format!("200 \x1b[31mred\x1b[0m\n{}", "x".repeat(500)),
+            }),
+        };
+        let scenario = |name: &str, checks: Vec<CheckResult>, passed, skipped| ScenarioReport {
+            name: name.into(),
+            id: Some("KC-1".into()),
+            tags: vec![],
+            description: None,
+            passed,
+            skipped,
+            checks,
+            requests: 10,
+            errors: 0,
+            rate_limit_retries: 0,
+            rps: 5.0,
+            elapsed_s: 2.0,
+            latency_us: LatencySummary {
+                p99: 12_345,
+                ..Default::default()
+            },
+            warnings: vec![],
+        };
+        RunReport {
+            passed: false,
+            interrupted: true,
+            strict: false,
+            plans: vec!["p".into()],
+            target: "embedded".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            elapsed_s: 3.21,
+            scenarios: vec![
+                scenario(
+                    "ok",
+                    vec![check("a", Outcome::Pass), check("n", Outcome::NonStrict)],
+                    true,
+                    false,
+                ),
+                scenario("bad", vec![check("f", Outcome::Fail)], false, false),
+                scenario("skip", vec![check("s", Outcome::Skipped)], true, true),
+            ],
+        }
+    }
+
+    #[test]
+    fn summary_without_color_has_no_escape_bytes() {
+        let text = render_summary(&report(), false);
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(text.contains("\\u{1b}[31mred"), "{text}");
+        assert!(text.contains(
+            "3 scenarios: 1 passed, 1 failed, 1 skipped (checks: 1 pass, 1 fail, 1 non-strict, 1 skipped) in 3.2s"
+        ), "{text}");
+        assert!(text.contains("12.3"), "{text}");
+        assert!(text.contains("FAIL bad › f"), "{text}");
+        assert!(
+            text.contains("NON-STRICT ok › n (allowed; fails under --strict)"),
+            "{text}"
+        );
+        assert!(text.contains("interrupted"), "{text}");
+        assert!(
+            !text.contains(&"x".repeat(MAX_EVIDENCE_LINE)),
+            "evidence not cut: {text}"
+        );
+        assert!(
+            text.lines().all(|l| l == l.trim_end()),
+            "trailing spaces: {text}"
+        );
+    }
+
+    #[test]
+    fn color_only_when_asked() {
+        let text = render_summary(&report(), true);
+        assert!(text.contains(GREEN) && text.contains(RED));
+    }
+
+    #[test]
+    fn cut_counts_chars() {
+        assert_eq!(cut("héllo", 10), "héllo");
+        assert_eq!(cut("héllo wörld", 5), "héll…");
+    }
+}

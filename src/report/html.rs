@@ -1,0 +1,319 @@
+//! `report.html`: a self-contained page for people: a header, a table of scenarios, then
+//! each scenario's checks with their evidence.
+//!
+//! Evidence holds whatever the server under test answered, so every string from the report
+//! is written through [`Esc`], and a Content-Security-Policy forbids scripts and every
+//! outside resource as a second line of defence. The page loads nothing from anywhere
+//! (inline CSS only), so it works as a CI artifact opened offline. Each part of the page is
+//! its own function writing into one buffer, so new sections (e.g. inline SVG charts) slot
+//! in between without touching the others.
+
+use std::fmt::{self, Write as _};
+
+use crate::redact::Redactor;
+use crate::report::model::{CheckResult, Outcome, RunReport, ScenarioReport};
+
+/// The HTML page for `report`, redacted.
+pub fn render(report: &RunReport, redactor: &Redactor) -> String {
+    let report = super::redacted(report, redactor);
+    let mut page = String::with_capacity(16 * 1024);
+    document_start(&mut page, &report);
+    run_header(&mut page, &report);
+    scenario_table(&mut page, &report);
+    for (index, scenario) in report.scenarios.iter().enumerate() {
+        scenario_details(&mut page, index, scenario, report.strict);
+    }
+    document_end(&mut page);
+    redactor.redact(&page).into_owned()
+}
+
+/// Text escaped for HTML element content and double- or single-quoted attribute values.
+pub struct Esc<'a>(pub &'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(pos) = rest.find(['&', '<', '>', '"', '\'']) {
+            f.write_str(&rest[..pos])?;
+            f.write_str(match rest.as_bytes()[pos] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => "&#39;",
+            })?;
+            rest = &rest[pos + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// No scripts, no fetches: only the inline stylesheet (and `data:` images, for charts).
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+
+const STYLE: &str = r#"
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2328; background: #f6f8fa; }
+main { max-width: 1200px; margin: 0 auto; padding: 1.5em; }
+h1 { font-size: 1.5em; margin: 0 0 .4em; }
+h2 { font-size: 1.2em; margin: 1.6em 0 .5em; }
+h3 { font-size: 1.05em; margin: 0 0 .4em; }
+section.scenario { background: #fff; border: 1px solid #d0d7de; border-radius: 6px; padding: 1em; margin: 1em 0; }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; margin: .5em 0 1em; }
+dl.meta dt { color: #57606a; }
+dl.meta dd { margin: 0; }
+table { border-collapse: collapse; width: 100%; background: #fff; }
+th, td { border: 1px solid #d0d7de; padding: .3em .6em; text-align: left; vertical-align: top; }
+th { background: #f0f3f6; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.badge { display: inline-block; padding: .05em .55em; border-radius: 1em; font-size: .85em; font-weight: 600; color: #fff; white-space: nowrap; }
+.pass { background: #1a7f37; }
+.fail { background: #cf222e; }
+.non-strict { background: #bf8700; }
+.skipped { background: #6e7781; }
+.banner { padding: .6em 1em; border-radius: 6px; margin: .5em 0 1em; background: #fff8c5; border: 1px solid #d4a72c; }
+.tag { display: inline-block; background: #ddf4ff; border-radius: .3em; padding: 0 .35em; margin: 0 .2em .1em 0; font-size: .85em; }
+.warning { color: #9a6700; }
+.check { border-top: 1px solid #eaeef2; padding: .5em 0; }
+.check-name { font-weight: 600; }
+.message { white-space: pre-wrap; }
+pre { white-space: pre-wrap; word-break: break-all; background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 4px; padding: .5em; margin: .3em 0; max-height: 24em; overflow: auto; font-size: .9em; }
+.label { color: #57606a; font-size: .85em; }
+"#;
+
+fn document_start(page: &mut String, report: &RunReport) {
+    let verdict = if report.passed { "PASS" } else { "FAIL" };
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>KeyClaim report: {verdict} ({})</title>\n<style>{STYLE}</style>\n\
+         </head>\n<body>\n<main>\n",
+        Esc(&report.plans.join(", ")),
+    );
+}
+
+fn document_end(page: &mut String) {
+    page.push_str("</main>\n</body>\n</html>\n");
+}
+
+fn run_header(page: &mut String, report: &RunReport) {
+    let (pass, fail, non_strict, skipped) = report.outcome_counts();
+    let verdict = if report.passed {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    };
+    let _ = writeln!(
+        page,
+        "<header>\n<h1>KeyClaim run report {}</h1>",
+        badge_text(verdict, if report.passed { "PASS" } else { "FAIL" })
+    );
+    if report.interrupted {
+        page.push_str(
+            "<div class=\"banner\" role=\"alert\"><strong>Interrupted:</strong> the run was \
+             stopped early; these results are partial.</div>\n",
+        );
+    }
+    page.push_str("<dl class=\"meta\">\n");
+    meta_row(page, "Plans", &report.plans.join(", "));
+    meta_row(page, "Target", &report.target);
+    meta_row(page, "Started", &report.started_at);
+    meta_row(page, "Elapsed", &format!("{:.1} s", report.elapsed_s));
+    meta_row(
+        page,
+        "Strict",
+        if report.strict {
+            "yes (non-strict counts as failure)"
+        } else {
+            "no"
+        },
+    );
+    meta_row(
+        page,
+        "Checks",
+        &format!("{pass} pass, {fail} fail, {non_strict} non-strict, {skipped} skipped"),
+    );
+    page.push_str("</dl>\n</header>\n");
+}
+
+fn meta_row(page: &mut String, label: &str, value: &str) {
+    let _ = writeln!(page, "<dt>{}</dt><dd>{}</dd>", Esc(label), Esc(value));
+}
+
+fn scenario_table(page: &mut String, report: &RunReport) {
+    page.push_str(
+        "<h2>Scenarios</h2>\n<table class=\"scenarios\">\n<thead><tr><th>Scenario</th><th>Id</th>\
+         <th>Tags</th><th>Outcome</th><th>Checks</th><th>Requests</th><th>Errors</th><th>RPS</th>\
+         <th>p50</th><th>p99</th></tr></thead>\n<tbody>\n",
+    );
+    for (index, scenario) in report.scenarios.iter().enumerate() {
+        let passed_checks = scenario
+            .checks
+            .iter()
+            .filter(|c| c.outcome == Outcome::Pass)
+            .count();
+        let _ = writeln!(
+            page,
+            "<tr><td><a href=\"#scenario-{index}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td>\
+             <td class=\"num\">{passed_checks}/{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td></tr>",
+            Esc(&scenario.name),
+            Esc(scenario.id.as_deref().unwrap_or("")),
+            tags(&scenario.tags),
+            scenario_badge(scenario),
+            scenario.checks.len(),
+            scenario.requests,
+            scenario.errors,
+            scenario.rps,
+            micros(scenario.latency_us.p50),
+            micros(scenario.latency_us.p99),
+        );
+    }
+    page.push_str("</tbody>\n</table>\n");
+}
+
+fn scenario_details(page: &mut String, index: usize, scenario: &ScenarioReport, strict: bool) {
+    let _ = writeln!(
+        page,
+        "<section class=\"scenario\" id=\"scenario-{index}\">\n<h3>{} {}</h3>",
+        scenario_badge(scenario),
+        Esc(&scenario.name)
+    );
+    page.push_str("<dl class=\"meta\">\n");
+    if let Some(id) = &scenario.id {
+        meta_row(page, "Id", id);
+    }
+    if let Some(description) = &scenario.description {
+        meta_row(page, "Description", description);
+    }
+    if !scenario.tags.is_empty() {
+        let _ = writeln!(page, "<dt>Tags</dt><dd>{}</dd>", tags(&scenario.tags));
+    }
+    let l = &scenario.latency_us;
+    meta_row(
+        page,
+        "Load",
+        &format!(
+            "{} requests, {} errors, {} rate-limit retries, {:.1} req/s in {:.2} s",
+            scenario.requests,
+            scenario.errors,
+            scenario.rate_limit_retries,
+            scenario.rps,
+            scenario.elapsed_s
+        ),
+    );
+    meta_row(
+        page,
+        "Latency",
+        &format!(
+            "p50 {} · p90 {} · p99 {} · p99.9 {} · max {}",
+            micros(l.p50),
+            micros(l.p90),
+            micros(l.p99),
+            micros(l.p999),
+            micros(l.max)
+        ),
+    );
+    page.push_str("</dl>\n");
+    for warning in &scenario.warnings {
+        let _ = writeln!(page, "<p class=\"warning\">Warning: {}</p>", Esc(warning));
+    }
+    for check in &scenario.checks {
+        check_block(page, check, strict);
+    }
+    page.push_str("</section>\n");
+}
+
+fn check_block(page: &mut String, check: &CheckResult, strict: bool) {
+    let note = if check.outcome == Outcome::NonStrict && strict {
+        " <span class=\"label\">(fails under --strict)</span>"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        page,
+        "<div class=\"check\">{} <span class=\"check-name\">{}</span>{note}\n<div class=\"message\">{}</div>",
+        outcome_badge(check.outcome),
+        Esc(&check.name),
+        Esc(&check.message)
+    );
+    // Passing checks' evidence is noise on a page people scan for failures, so it starts
+    // folded (<details> needs no script); everything else starts open.
+    if let Some(evidence) = &check.evidence {
+        let open = if check.outcome == Outcome::Pass {
+            ""
+        } else {
+            " open"
+        };
+        let _ = writeln!(
+            page,
+            "<details{open}><summary class=\"label\">evidence</summary>\n\
+             <div class=\"label\">request</div><pre>{}</pre>\n\
+             <div class=\"label\">response</div><pre>{}</pre>\n</details>",
+            Esc(&evidence.request),
+            Esc(&evidence.response)
+        );
+    }
+    page.push_str("</div>\n");
+}
+
+fn scenario_badge(scenario: &ScenarioReport) -> String {
+    if scenario.skipped {
+        badge_text(Outcome::Skipped, "SKIPPED")
+    } else if scenario.passed {
+        badge_text(Outcome::Pass, "PASS")
+    } else {
+        badge_text(Outcome::Fail, "FAIL")
+    }
+}
+
+fn outcome_badge(outcome: Outcome) -> String {
+    badge_text(outcome, outcome.as_str())
+}
+
+/// A badge coloured by `outcome` (its CSS class) with `label` (always a constant here).
+fn badge_text(outcome: Outcome, label: &str) -> String {
+    format!(
+        "<span class=\"badge {}\">{}</span>",
+        outcome.as_str(),
+        Esc(label)
+    )
+}
+
+fn tags(tags: &[String]) -> String {
+    tags.iter()
+        .map(|t| format!("<span class=\"tag\">{}</span>", Esc(t)))
+        .collect()
+}
+
+/// Microseconds as people read them: "850 µs", "12.3 ms", "1.20 s".
+fn micros(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us} µs"),
+        1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
+        _ => format!("{:.2} s", us as f64 / 1e6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_all_five() {
+        assert_eq!(
+            Esc(r#"<a href="x" title='y'>&</a>"#).to_string(),
+            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+        );
+        assert_eq!(Esc("plain é").to_string(), "plain é");
+    }
+
+    #[test]
+    fn micros_units() {
+        assert_eq!(micros(850), "850 µs");
+        assert_eq!(micros(12_345), "12.3 ms");
+        assert_eq!(micros(1_200_000), "1.20 s");
+    }
+}

@@ -1,0 +1,244 @@
+//! `run`: resolves the target and keys, selects scenarios, runs them, writes the
+//! reports, and says which exit code the run earned.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Client;
+use crate::crypto::RsaPrivateKey;
+use crate::engine::{self, Credentials, RetryPolicy, RunSettings};
+use crate::plan::model::Scenario;
+use crate::plan::{PlanError, load_all};
+use crate::redact::Redactor;
+use crate::report::model::{RunReport, ScenarioReport};
+use crate::server::faults::FaultSet;
+use crate::server::keys::generate_key_id;
+
+/// Exit codes of `run` (also in `--help` and the README).
+pub const EXIT_PASSED: i32 = 0;
+pub const EXIT_CHECK_FAILED: i32 = 1;
+pub const EXIT_INVALID: i32 = 2;
+pub const EXIT_UNREACHABLE: i32 = 3;
+
+/// `run`'s settings, resolved from the command line and environment.
+pub struct RunOptions {
+    pub plans: Vec<PathBuf>,
+    pub target: Option<String>,
+    pub faults: FaultSet,
+    pub api_key: Option<String>,
+    pub second_api_key: Option<String>,
+    pub rsa_api_key: Option<String>,
+    /// PEM text (never a path: the caller reads the file).
+    pub private_key_pem: Option<zeroize::Zeroizing<String>>,
+    pub hmac_secret: Option<String>,
+    pub strict: bool,
+    pub scenario_names: Vec<String>,
+    pub tags: Vec<String>,
+    pub report_dir: Option<PathBuf>,
+    pub request_timeout: Duration,
+    pub scenario_timeout: Option<Duration>,
+    pub concurrency: usize,
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach the target {target}: {why}")]
+    Unreachable { target: String, why: String },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Plan(_) | RunError::Usage(_) => EXIT_INVALID,
+            RunError::Unreachable { .. } => EXIT_UNREACHABLE,
+            RunError::Failed(_) => EXIT_CHECK_FAILED,
+        }
+    }
+}
+
+/// What a finished run produced.
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub report_dir: PathBuf,
+    pub redactor: Arc<Redactor>,
+}
+
+impl RunOutcome {
+    pub fn exit_code(&self) -> i32 {
+        if self.report.passed { EXIT_PASSED } else { EXIT_CHECK_FAILED }
+    }
+}
+
+/// Picks the scenarios `--scenario` and `--tags` select, in plan order.
+pub fn select(
+    plans: Vec<crate::plan::model::Plan>,
+    names: &[String],
+    tags: &[String],
+) -> Result<Vec<Scenario>, RunError> {
+    let all: Vec<Scenario> = plans.into_iter().flat_map(|plan| plan.scenarios).collect();
+    for name in names {
+        if !all.iter().any(|s| &s.name == name) {
+            let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+            return Err(RunError::Usage(format!(
+                "--scenario {name}: no such scenario (the plans have: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    let selected: Vec<Scenario> = all
+        .into_iter()
+        .filter(|s| names.is_empty() || names.contains(&s.name))
+        .filter(|s| tags.is_empty() || s.tags.iter().any(|t| tags.contains(t)))
+        .collect();
+    if selected.is_empty() {
+        return Err(RunError::Usage(format!(
+            "no scenario has any of the tags {}",
+            tags.join(", ")
+        )));
+    }
+    Ok(selected)
+}
+
+/// The target as shown in reports: no userinfo, no query.
+pub fn target_label(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_username("").ok();
+            parsed.set_password(None).ok();
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string().trim_end_matches('/').to_owned()
+        }
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+/// Runs the plans. `on_done` sees each scenario's report as it finishes.
+pub async fn execute(
+    options: RunOptions,
+    cancel: CancellationToken,
+    on_start: impl FnOnce(usize),
+    on_done: Arc<dyn Fn(&ScenarioReport) + Send + Sync>,
+) -> Result<RunOutcome, RunError> {
+    let plans = load_all(&options.plans)?;
+    let plan_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let report_dir = options.report_dir.clone().unwrap_or_else(|| {
+        let stem = options.plans[0]
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        PathBuf::from("reports").join(stem)
+    });
+    let mut scenarios = select(plans, &options.scenario_names, &options.tags)?;
+    if let Some(timeout) = options.scenario_timeout {
+        for scenario in &mut scenarios {
+            scenario.timeout = timeout;
+        }
+    }
+    let private_key = match &options.private_key_pem {
+        Some(pem) => Some(Arc::new(RsaPrivateKey::from_pem(pem).map_err(|err| {
+            RunError::Usage(format!("--private-key: {err}"))
+        })?)),
+        None => None,
+    };
+
+    let mut secrets: Vec<String> = Vec::new();
+    let mut private_pems: Vec<zeroize::Zeroizing<String>> = options.private_key_pem.iter().cloned().collect();
+    let (embedded, target_url, target_label, credentials) = match &options.target {
+        Some(url) => {
+            if !options.faults.is_empty() {
+                return Err(RunError::Usage(
+                    "--fault starts the embedded server with faults; it cannot be combined with --target".into(),
+                ));
+            }
+            let primary = options.api_key.clone().ok_or_else(|| {
+                RunError::Usage("--target needs --api-key (or KEYCLAIM_API_KEY)".into())
+            })?;
+            if options.rsa_api_key.is_some() != private_key.is_some() {
+                return Err(RunError::Usage(
+                    "--rsa-api-key and --private-key go together (the RSA scenarios need both)".into(),
+                ));
+            }
+            let credentials = Credentials {
+                primary,
+                hmac_secret: options.hmac_secret.clone(),
+                secondary: options.second_api_key.clone(),
+                rsa: options.rsa_api_key.clone(),
+                private_key,
+                unknown: generate_key_id(),
+            };
+            (None, url.clone(), target_label(url), credentials)
+        }
+        None => {
+            let target = engine::start_embedded(options.faults.clone())
+                .await
+                .map_err(|err| RunError::Failed(err.to_string()))?;
+            let url = target.server.url();
+            private_pems.push(target.private_key_pem.clone());
+            let label = format!("embedded reference server ({url})");
+            let credentials = Credentials {
+                private_key: target.credentials.private_key.clone(),
+                ..target.credentials
+            };
+            (Some(target.server), url, label, credentials)
+        }
+    };
+    secrets.extend(
+        [
+            Some(&credentials.primary),
+            credentials.hmac_secret.as_ref(),
+            credentials.secondary.as_ref(),
+            credentials.rsa.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned(),
+    );
+    let mut redactor = Redactor::new(&secrets);
+    for pem in &private_pems {
+        redactor.add_private_key_pem(pem);
+    }
+    let redactor = Arc::new(redactor);
+
+    let client = Client::new(&target_url, options.request_timeout)
+        .map_err(|err| RunError::Usage(format!("--target {target_label}: {err}")))?;
+    if let Err(err) = client.reachable().await {
+        return Err(RunError::Unreachable {
+            target: target_label,
+            why: redactor.redact(&err.to_string()).into_owned(),
+        });
+    }
+    let settings = Arc::new(RunSettings {
+        client,
+        credentials,
+        strict: options.strict,
+        concurrency: options.concurrency,
+        burst: options.burst,
+        retry: RetryPolicy::default(),
+        redactor: Arc::clone(&redactor),
+        target_label,
+        plan_names,
+    });
+    on_start(scenarios.len());
+    let report = engine::run(scenarios, settings, cancel, on_done).await;
+    if let Some(server) = embedded {
+        server.shutdown().await.ok();
+    }
+    crate::report::write_all(&report, &report_dir, &redactor)
+        .map_err(|err| RunError::Failed(format!("cannot write the reports: {err}")))?;
+    Ok(RunOutcome {
+        report,
+        report_dir,
+        redactor,
+    })
+}

@@ -1,0 +1,942 @@
+//! The plan loader end to end: a realistic plan into the exact model, every class of
+//! mistake into a placed error (rendered text pinned for the ones people see most), and
+//! fuzzing that no input makes it panic.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use keyclaim_harness::plan::model::*;
+use keyclaim_harness::plan::{PlanError, load, load_all, load_str};
+use proptest::prelude::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/plans")
+        .join(name)
+}
+
+fn valid_text() -> String {
+    std::fs::read_to_string(fixture("valid.toml")).expect("fixture is readable")
+}
+
+/// The error for `text`, loaded as `plan.toml`.
+fn error(text: &str) -> PlanError {
+    match load_str(Path::new("plan.toml"), text) {
+        Ok(plan) => panic!("expected an error, got {plan:#?}"),
+        Err(e) => e,
+    }
+}
+
+/// The rendered error for `text`.
+fn rendered(text: &str) -> String {
+    error(text).to_string()
+}
+
+/// One scenario named `s` holding `steps` (TOML for `[[scenario.step]]` tables).
+fn with_steps(steps: &str) -> String {
+    format!("[[scenario]]\nname = \"s\"\n\n{steps}")
+}
+
+// ---------------------------------------------------------------------------------
+// The valid plan
+
+#[test]
+fn valid_plan_loads_into_the_model() {
+    let plan = load(&fixture("valid.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.name, "KeyClaim conformance (fixture)");
+    assert_eq!(plan.path, fixture("valid.toml"));
+    let names: Vec<&str> = plan.scenarios.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "create-basic",
+            "replay",
+            "rsa.roundtrip",
+            "rate-limit",
+            "malformed"
+        ]
+    );
+
+    let basic = &plan.scenarios[0];
+    assert_eq!(basic.line, 8);
+    assert_eq!(basic.id.as_deref(), Some("KC-2.1"));
+    assert_eq!(
+        basic.requirement.as_deref(),
+        Some("a create MUST answer 200 with a fresh hex challenge")
+    );
+    assert_eq!(basic.tags, ["conformance", "create"]);
+    assert!(!basic.exclusive);
+    assert!(basic.needs.is_empty());
+    // `[plan] timeout` is the default for scenarios that give none.
+    assert_eq!(basic.timeout, Duration::from_secs(45));
+    assert_eq!(
+        basic.steps[0],
+        Step {
+            line: 15,
+            action: Action::Create(CreateStep {
+                key: KeyChoice::Primary,
+                auth: AuthForm::Body,
+                ttl: Some(30),
+                encrypted: None,
+                save: Some("c".into()),
+                repeat: 1,
+            }),
+            expect: Expect {
+                status: Some(StatusExpect::Codes(vec![200])),
+                // In the order written, not toml's sorted order.
+                fields: vec![
+                    FieldExpect {
+                        field: "challenge".into(),
+                        shape: Shape::HexAtLeast(32),
+                    },
+                    FieldExpect {
+                        field: "expires_in".into(),
+                        shape: Shape::EqualsTtl,
+                    },
+                    FieldExpect {
+                        field: "quota".into(),
+                        shape: Shape::Quota,
+                    },
+                ],
+                recommended: Some(Box::new(Expect {
+                    fields: vec![FieldExpect {
+                        field: "expires_in".into(),
+                        shape: Shape::AtMostTtl,
+                    }],
+                    ..Expect::default()
+                })),
+                ..Expect::default()
+            },
+        }
+    );
+    assert_eq!(basic.steps[1].line, 19);
+    assert_eq!(
+        basic.steps[1].expect,
+        Expect {
+            status: Some(StatusExpect::Class(2)),
+            valid: Some(ValidExpect::True),
+            error: Some(ErrorExpect::Absent),
+            ..Expect::default()
+        }
+    );
+
+    let replay = &plan.scenarios[1];
+    assert_eq!(replay.timeout, Duration::from_secs(30));
+    assert!(replay.steps[0].expect.distinct);
+    assert_eq!(
+        replay.steps[0].expect.fields[1],
+        FieldExpect {
+            field: "used".into(),
+            shape: Shape::Bool(false),
+        }
+    );
+    assert_eq!(
+        replay.steps[1].action,
+        Action::Validate(ValidateStep {
+            key: KeyChoice::Primary,
+            auth: AuthForm::Bearer,
+            challenge: ChallengeRef::Saved("c".into()),
+            response: ResponseForm::Hmac,
+            decrypted_challenge: DecryptedField::Absent,
+        })
+    );
+    assert_eq!(
+        replay.steps[2],
+        Step {
+            line: 37,
+            action: Action::Concurrent(ConcurrentStep {
+                count: 16,
+                validate: ValidateStep {
+                    key: KeyChoice::Primary,
+                    auth: AuthForm::Body,
+                    challenge: ChallengeRef::Saved("c".into()),
+                    response: ResponseForm::Hmac,
+                    decrypted_challenge: DecryptedField::Absent,
+                },
+            }),
+            expect: Expect {
+                valid_count: Some(0),
+                error: Some(ErrorExpect::OneOf(vec!["replayed_challenge".into()])),
+                valid: Some(ValidExpect::NotTrue),
+                ..Expect::default()
+            },
+        }
+    );
+
+    let rsa = &plan.scenarios[2];
+    assert_eq!(rsa.line, 41);
+    // Inferred from `key = "rsa"` and `key = "secondary"`, in the fixed order.
+    assert_eq!(rsa.needs, [Need::Rsa, Need::SecondKey]);
+    assert_eq!(rsa.timeout, Duration::from_secs(45));
+    assert_eq!(
+        rsa.steps[1].action,
+        Action::Validate(ValidateStep {
+            key: KeyChoice::Rsa,
+            auth: AuthForm::Both,
+            challenge: ChallengeRef::SavedDecrypted("enc".into()),
+            response: ResponseForm::HmacDecrypted,
+            decrypted_challenge: DecryptedField::Decrypted,
+        })
+    );
+    assert_eq!(
+        rsa.steps[1].expect.status,
+        Some(StatusExpect::AnyOf(vec![
+            StatusExpect::Codes(vec![200]),
+            StatusExpect::Class(2),
+        ]))
+    );
+    assert_eq!(
+        rsa.steps[2].action,
+        Action::Validate(ValidateStep {
+            key: KeyChoice::Secondary,
+            auth: AuthForm::Body,
+            challenge: ChallengeRef::Literal("00ff".into()),
+            response: ResponseForm::Literal("nope".into()),
+            decrypted_challenge: DecryptedField::Wrong,
+        })
+    );
+    assert_eq!(
+        rsa.steps[2].expect.error,
+        Some(ErrorExpect::OneOf(vec![
+            "invalid_key".into(),
+            "invalid_challenge".into()
+        ]))
+    );
+    let waits: Vec<&Action> = rsa.steps[3..6].iter().map(|s| &s.action).collect();
+    assert_eq!(
+        waits,
+        [
+            &Action::Wait(WaitStep::Expiry {
+                saved: "enc".into(),
+                margin: Duration::from_secs(1),
+            }),
+            &Action::Wait(WaitStep::Expiry {
+                saved: "enc".into(),
+                margin: Duration::from_millis(250),
+            }),
+            &Action::Wait(WaitStep::For(Duration::from_secs(2))),
+        ]
+    );
+    assert_eq!(rsa.steps[3].expect, Expect::default());
+    assert_eq!(
+        rsa.steps[6].action,
+        Action::Validate(ValidateStep {
+            key: KeyChoice::Absent,
+            auth: AuthForm::Body,
+            challenge: ChallengeRef::Random,
+            response: ResponseForm::Tampered,
+            decrypted_challenge: DecryptedField::Absent,
+        })
+    );
+    assert_eq!(rsa.steps[6].expect.error, Some(ErrorExpect::Documented));
+
+    let rate = &plan.scenarios[3];
+    assert!(rate.exclusive);
+    assert_eq!(rate.needs, [Need::SecondKey]);
+    assert_eq!(
+        rate.steps[0],
+        Step {
+            line: 75,
+            action: Action::Burst(BurstStep {
+                endpoint: Endpoint::Validate,
+                key: KeyChoice::Unknown,
+                max_requests: 2000,
+                concurrency: 64,
+            }),
+            expect: Expect {
+                rate_limited: true,
+                status: Some(StatusExpect::Codes(vec![403, 429])),
+                error: Some(ErrorExpect::OneOf(vec!["rate_limited".into()])),
+                recommended: Some(Box::new(Expect {
+                    status: Some(StatusExpect::Codes(vec![429])),
+                    retry_after: true,
+                    ..Expect::default()
+                })),
+                ..Expect::default()
+            },
+        }
+    );
+    // Every burst default.
+    assert_eq!(
+        rate.steps[1].action,
+        Action::Burst(BurstStep {
+            endpoint: Endpoint::Create,
+            key: KeyChoice::Primary,
+            max_requests: 1000,
+            concurrency: 32,
+        })
+    );
+
+    let malformed = &plan.scenarios[4];
+    assert_eq!(
+        malformed.steps[0].action,
+        Action::Raw(RawStep {
+            method: "POST".into(),
+            path: "/api/challenge/create".into(),
+            body: "{not json".into(),
+            content_type: Some("text/plain".into()),
+            bearer: true,
+        })
+    );
+    assert_eq!(
+        malformed.steps[0].expect.recommended.as_deref(),
+        Some(&Expect {
+            json_body: true,
+            ..Expect::default()
+        })
+    );
+    // Every raw default.
+    assert_eq!(
+        malformed.steps[1].action,
+        Action::Raw(RawStep {
+            method: "POST".into(),
+            path: "/api/challenge/validate".into(),
+            body: String::new(),
+            content_type: None,
+            bearer: false,
+        })
+    );
+    assert_eq!(
+        malformed.steps[1].expect.status,
+        Some(StatusExpect::AnyOf(vec![
+            StatusExpect::Codes(vec![400]),
+            StatusExpect::Class(4),
+            StatusExpect::Codes(vec![422]),
+        ]))
+    );
+}
+
+#[test]
+fn defaults_fill_in_a_minimal_plan() {
+    let text = "[[scenario]]\nname = \"m\"\n[[scenario.step]]\ncreate = {}\n";
+    let plan = load_str(Path::new("dir/minimal.toml"), text).unwrap();
+    // No `[plan] name`: the file stem.
+    assert_eq!(plan.name, "minimal");
+    let s = &plan.scenarios[0];
+    assert_eq!(s.timeout, Duration::from_secs(60));
+    assert_eq!((s.line, s.steps[0].line), (1, 3));
+    assert_eq!(
+        s.steps[0].action,
+        Action::Create(CreateStep {
+            key: KeyChoice::Primary,
+            auth: AuthForm::Body,
+            ttl: None,
+            encrypted: None,
+            save: None,
+            repeat: 1,
+        })
+    );
+}
+
+#[test]
+fn needs_are_explicit_or_inferred_without_duplicates() {
+    let text = "[[scenario]]\nname = \"n\"\nneeds = [\"second-key\", \"rsa\", \"rsa\"]\n\
+                [[scenario.step]]\ncreate = { key = \"rsa\" }\n\
+                [[scenario.step]]\nburst = { key = \"secondary\" }\n";
+    let plan = load_str(Path::new("p.toml"), text).unwrap();
+    assert_eq!(plan.scenarios[0].needs, [Need::Rsa, Need::SecondKey]);
+}
+
+// ---------------------------------------------------------------------------------
+// Rendered errors, pinned
+
+#[test]
+fn unknown_key_suggests_the_close_one() {
+    let text = with_steps(
+        "[[scenario.step]]\ncreate = { save = \"c\" }\n\n[[scenario.step]]\nvalidate = { challenge = \"c\", respnse = \"hmac\" }\n",
+    );
+    assert_eq!(
+        rendered(&text),
+        "\
+error: unknown field `respnse` in a validate step
+ --> plan.toml:8:31
+  |
+8 | validate = { challenge = \"c\", respnse = \"hmac\" }
+  |                               ^^^^^^^
+  = help: did you mean `response`?"
+    );
+}
+
+#[test]
+fn unknown_key_far_from_any_lists_the_allowed_ones() {
+    let e = error("[plan]\nauthor = \"me\"\n[[scenario]]\nname = \"s\"\n");
+    assert_eq!(e.message, "unknown field `author` in the [plan] table");
+    assert_eq!(e.help.as_deref(), Some("expected `name` or `timeout`"));
+    assert_eq!((e.line, e.column), (2, 1));
+}
+
+#[test]
+fn wrong_type_says_expected_and_found() {
+    let text = with_steps(
+        "[[scenario.step]]\ncreate = { save = \"c\" }\n[[scenario.step]]\nconcurrent = { count = \"16\", validate = { challenge = \"c\" } }\n",
+    );
+    assert_eq!(
+        rendered(&text),
+        "\
+error: wrong type for `count`: expected an integer, found a string
+ --> plan.toml:7:24
+  |
+7 | concurrent = { count = \"16\", validate = { challenge = \"c\" } }
+  |                        ^^^^
+  = help: remove the quotes: 16"
+    );
+}
+
+#[test]
+fn unknown_word_suggests_the_close_one() {
+    let text = with_steps(
+        "[[scenario.step]]\nvalidate = { challenge = \"random\", response = \"hmca\" }\n",
+    );
+    assert_eq!(
+        rendered(&text),
+        "\
+error: unknown value `hmca` for `response`
+ --> plan.toml:5:47
+  |
+5 | validate = { challenge = \"random\", response = \"hmca\" }
+  |                                               ^^^^^^
+  = help: did you mean `hmac`?"
+    );
+}
+
+#[test]
+fn undefined_saved_name_points_at_the_reference() {
+    let text = with_steps(
+        "[[scenario.step]]\ncreate = { save = \"first\" }\n[[scenario.step]]\nvalidate = { challenge = \"frist\" }\n",
+    );
+    assert_eq!(
+        rendered(&text),
+        "\
+error: no earlier step saves a challenge named `frist`
+ --> plan.toml:7:26
+  |
+7 | validate = { challenge = \"frist\" }
+  |                          ^^^^^^^
+  = help: did you mean `first`?"
+    );
+}
+
+#[test]
+fn duplicate_scenario_says_where_the_first_is() {
+    let text = "[[scenario]]\nname = \"replay\"\n[[scenario.step]]\nwait = \"1s\"\n\n\
+                [[scenario]]\nname = \"replay\"\n[[scenario.step]]\nwait = \"1s\"\n";
+    assert_eq!(
+        rendered(text),
+        "\
+error: duplicate scenario name `replay`
+ --> plan.toml:7:8
+  |
+7 | name = \"replay\"
+  |        ^^^^^^^^
+  = note: the first `replay` is at plan.toml:2:8
+  = help: scenario names must be unique across all plan files of a run"
+    );
+}
+
+#[test]
+fn duplicate_scenario_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(
+        &a,
+        "[[scenario]]\nname = \"x\"\n[[scenario.step]]\nwait = \"1s\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &b,
+        "[[scenario]]\nname = \"y\"\n[[scenario.step]]\nwait = \"1s\"\n\
+         [[scenario]]\nname = \"x\"\n[[scenario.step]]\nwait = \"1s\"\n",
+    )
+    .unwrap();
+    let e = load_all(&[a.clone(), b.clone()]).unwrap_err();
+    assert_eq!(e.path, b);
+    assert_eq!((e.line, e.column), (6, 8));
+    assert_eq!(
+        e.note,
+        Some(format!("the first `x` is at {}:2:8", a.display()))
+    );
+    // Each file alone is fine, and so are the two in one run without the clash.
+    assert!(load(&a).is_ok() && load(&b).is_ok());
+    assert_eq!(load_all(&[a, fixture("valid.toml")]).unwrap().len(), 2);
+}
+
+#[test]
+fn empty_plan() {
+    assert_eq!(
+        rendered("# nothing yet\n"),
+        "\
+error: the plan has no scenarios
+ --> plan.toml:1:1
+  = help: add a `[[scenario]]` with a `name` and at least one `[[scenario.step]]`"
+    );
+    // With a [plan] table, the error points at it.
+    let e = error("\n[plan]\nname = \"x\"\n");
+    assert_eq!((e.line, e.column), (2, 1));
+    assert_eq!(error("").line, 1);
+}
+
+#[test]
+fn syntax_error() {
+    assert_eq!(
+        rendered("[[scenario]]\nname = \"a\" \"b\"\n"),
+        "\
+error: invalid TOML: unexpected key or value, expected newline, `#`
+ --> plan.toml:2:12
+  |
+2 | name = \"a\" \"b\"
+  |            ^"
+    );
+}
+
+#[test]
+fn missing_file() {
+    let e = load(Path::new("no/such/plan.toml")).unwrap_err();
+    assert_eq!((e.line, e.column), (0, 0));
+    assert_eq!(
+        e.to_string(),
+        "error: cannot read plan: No such file or directory\n --> no/such/plan.toml"
+    );
+}
+
+#[test]
+fn long_lines_are_clipped_around_the_column() {
+    let padding = "x".repeat(120);
+    let text = with_steps(&format!(
+        "[[scenario.step]]\nraw = {{ path = \"/p\", body = \"{padding}\", bearr = true, content_type = \"text/plain; charset=utf-8\" }}\n"
+    ));
+    assert_eq!(
+        rendered(&text),
+        "\
+error: unknown field `bearr` in a raw step
+ --> plan.toml:5:153
+  |
+5 | …xxxxxxxxxxxxxxxxxxxxxxxxxxx\", bearr = true, content_type = \"text/plain; charset=…
+  |                                ^^^^^
+  = help: did you mean `bearer`?"
+    );
+}
+
+#[test]
+fn bad_duration_shows_the_formats() {
+    let text = "[[scenario]]\nname = \"s\"\ntimeout = \"2 parsecs\"\n";
+    assert_eq!(
+        rendered(text),
+        "\
+error: invalid duration `2 parsecs` for `timeout`: unknown unit `parsecs`
+ --> plan.toml:3:11
+  |
+3 | timeout = \"2 parsecs\"
+  |           ^^^^^^^^^^^
+  = help: write a number and a unit, like \"500ms\", \"2s\", \"1m\" or \"1h 30m\""
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Every other class of mistake: the message and the place
+
+/// Asserts the error for `text` has `message` at `line:column`.
+#[track_caller]
+fn assert_error(text: &str, message: &str, line: usize, column: usize) {
+    let e = error(text);
+    assert_eq!(
+        (e.message.as_str(), e.line, e.column),
+        (message, line, column),
+        "\n{e}"
+    );
+    // Every placed error renders with its excerpt.
+    assert!(e.to_string().contains(&format!("{line} | ")), "\n{e}");
+}
+
+#[test]
+fn step_actions_must_be_exactly_one() {
+    assert_error(
+        &with_steps("[[scenario.step]]\nexpect = { status = 200 }\n"),
+        "a step needs an action",
+        4,
+        1,
+    );
+    assert_error(
+        &with_steps("[[scenario.step]]\ncreate = {}\nwait = \"1s\"\n"),
+        "a step has two actions, `create` and `wait`",
+        6,
+        8,
+    );
+    assert_error(
+        "[[scenario]]\nname = \"s\"\n",
+        "scenario `s` has no steps",
+        1,
+        1,
+    );
+    assert_error(
+        "[[scenario]]\n[[scenario.step]]\ncreate = {}\n",
+        "a scenario needs a `name`",
+        1,
+        1,
+    );
+}
+
+#[test]
+fn saved_names_must_come_from_earlier_steps() {
+    // Saved by a later step: still an error, at the reference.
+    assert_error(
+        &with_steps(
+            "[[scenario.step]]\nwait = { expiry_of = \"c\" }\n[[scenario.step]]\ncreate = { save = \"c\" }\n",
+        ),
+        "no earlier step saves a challenge named `c`",
+        5,
+        22,
+    );
+    // Saved in another scenario: not visible.
+    let text = "[[scenario]]\nname = \"a\"\n[[scenario.step]]\ncreate = { save = \"c\" }\n\
+                [[scenario]]\nname = \"b\"\n[[scenario.step]]\nvalidate = { challenge = \"c.decrypted\" }\n";
+    assert_error(text, "no earlier step saves a challenge named `c`", 8, 26);
+    assert_error(
+        &with_steps("[[scenario.step]]\ncreate = { save = \"random\" }\n"),
+        "`random` cannot be a saved name",
+        5,
+        19,
+    );
+    assert_error(
+        &with_steps("[[scenario.step]]\ncreate = { save = \"a.b\" }\n"),
+        "invalid saved name `a.b`",
+        5,
+        19,
+    );
+}
+
+#[test]
+fn expectations_must_fit_the_action() {
+    let create = "[[scenario.step]]\ncreate = { save = \"c\" }\n";
+    assert_error(
+        &with_steps(&format!("{create}expect = {{ valid_count = 1 }}\n")),
+        "`valid_count` does not fit a create step",
+        6,
+        26,
+    );
+    assert_error(
+        &with_steps(&format!(
+            "{create}[[scenario.step]]\nvalidate = {{ challenge = \"c\" }}\nexpect = {{ rate_limited = true }}\n"
+        )),
+        "`rate_limited` does not fit a validate step",
+        8,
+        27,
+    );
+    assert_error(
+        &with_steps(&format!("{create}expect = {{ distinct = true }}\n")),
+        "`distinct` needs a create step with `repeat` above 1",
+        6,
+        23,
+    );
+    assert_error(
+        &with_steps("[[scenario.step]]\nburst = {}\nexpect = { distinct = true }\n"),
+        "`distinct` does not fit a burst step",
+        6,
+        23,
+    );
+    assert_error(
+        &with_steps(&format!(
+            "{create}[[scenario.step]]\nvalidate = {{ challenge = \"c\" }}\nexpect = {{ fields = {{ expires_in = \"ttl\" }} }}\n"
+        )),
+        "shape `ttl` does not fit a validate step",
+        8,
+        36,
+    );
+    assert_error(
+        &with_steps("[[scenario.step]]\nwait = \"1s\"\nexpect = { status = 200 }\n"),
+        "a wait step takes no `expect`",
+        6,
+        10,
+    );
+    assert_error(
+        &with_steps(
+            "[[scenario.step]]\nburst = {}\nexpect = { recommended = { recommended = {} } }\n",
+        ),
+        "`recommended` cannot hold another `recommended`",
+        6,
+        42,
+    );
+    // `recommended` obeys the same fit rules as `expect`.
+    assert_error(
+        &with_steps(
+            "[[scenario.step]]\nburst = {}\nexpect = { recommended = { valid_count = 1 } }\n",
+        ),
+        "`valid_count` does not fit a burst step",
+        6,
+        42,
+    );
+}
+
+#[test]
+fn numbers_out_of_range() {
+    let cases = [
+        (
+            "create = { repeat = 0 }",
+            "`repeat` must be from 1 to 10000, found 0",
+            21,
+        ),
+        (
+            "create = { ttl = -5 }",
+            "`ttl` must be 0 or more, found -5",
+            18,
+        ),
+        (
+            "concurrent = { count = 1, validate = { challenge = \"random\" } }",
+            "`count` must be from 2 to 1024, found 1",
+            24,
+        ),
+        (
+            "burst = { max_requests = 99999999999 }",
+            "`max_requests` must be from 1 to 1000000, found 99999999999",
+            26,
+        ),
+        (
+            "burst = { concurrency = 2000 }",
+            "`concurrency` must be from 1 to 1024, found 2000",
+            25,
+        ),
+        (
+            "burst = {}\nexpect = { status = 600 }",
+            "status 600 is out of range: expected 100 to 599",
+            0,
+        ),
+        (
+            "create = { ttl = 99999999999999999999 }",
+            "`ttl` is out of range: it does not fit in a 64-bit integer",
+            18,
+        ),
+    ];
+    for (step, message, column) in cases {
+        let e = error(&with_steps(&format!("[[scenario.step]]\n{step}\n")));
+        assert_eq!(e.message, message, "\n{e}");
+        if column > 0 {
+            assert_eq!((e.line, e.column), (5, column), "\n{e}");
+        }
+    }
+    let e = error(&with_steps(
+        "[[scenario.step]]\ncreate = { save = \"c\" }\n[[scenario.step]]\n\
+         concurrent = { count = 4, validate = { challenge = \"c\" } }\nexpect = { valid_count = 5 }\n",
+    ));
+    assert_eq!(e.message, "`valid_count` must be from 0 to 4, found 5");
+}
+
+#[test]
+fn words_and_values_are_checked() {
+    let cases = [
+        (
+            "create = { key = \"primray\" }",
+            "unknown value `primray` for `key`",
+            "did you mean `primary`?",
+        ),
+        (
+            "create = { auth = \"cookie\" }",
+            "unknown value `cookie` for `auth`",
+            "expected one of `body`, `bearer`, `both`",
+        ),
+        (
+            "burst = { endpoint = \"crate\" }",
+            "unknown value `crate` for `endpoint`",
+            "did you mean `create`?",
+        ),
+        (
+            "raw = { method = \"post\", path = \"/\" }",
+            "invalid HTTP method `post`",
+            "did you mean `POST`?",
+        ),
+        (
+            "raw = { path = \"api/x\" }",
+            "invalid request path `api/x`",
+            "a path starts with `/` and has no spaces (write them as %20)",
+        ),
+        (
+            "burst = {}\nexpect = { status = \"4XX\" }",
+            "invalid status `4XX`",
+            "did you mean `4xx`?",
+        ),
+        (
+            "burst = {}\nexpect = { status = \"429\" }",
+            "invalid status `429`",
+            "remove the quotes: 429",
+        ),
+        (
+            "burst = {}\nexpect = { valid = \"yes\" }",
+            "unknown value `yes` for `valid`",
+            "expected true, false or \"not-true\"",
+        ),
+        (
+            "burst = {}\nexpect = { error = \"Rate-Limited\" }",
+            "invalid error code `Rate-Limited`",
+            "codes are lower-case letters and `_`, like `replayed_challenge`",
+        ),
+        (
+            "create = {}\nexpect = { fields = { challenge = \"hexx\" } }",
+            "unknown shape `hexx` for field `challenge`",
+            "did you mean `hex`?",
+        ),
+        (
+            "wait = \"soon\"",
+            "invalid duration `soon` for `wait`: it is not a duration",
+            "write a number and a unit, like \"500ms\", \"2s\", \"1m\" or \"1h 30m\"",
+        ),
+        (
+            "wait = \"30\"",
+            "invalid duration `30` for `wait`: it has no unit",
+            "write a number and a unit, like \"500ms\", \"2s\", \"1m\" or \"1h 30m\"",
+        ),
+        (
+            "validate = { challenge = { literl = \"x\" } }",
+            "unknown field `literl` in a `challenge` table",
+            "did you mean `literal`?",
+        ),
+        (
+            "validate = { response = \"hmac\" }",
+            "a validate step needs `challenge`",
+            "name a challenge saved by an earlier step (`challenge = \"c\"`), or use \"random\" or { literal = \"...\" }",
+        ),
+        (
+            "create = { encrypted = \"true\" }",
+            "wrong type for `encrypted`: expected a boolean (true or false), found a string",
+            "write true or false, without quotes",
+        ),
+    ];
+    for (step, message, help) in cases {
+        let e = error(&with_steps(&format!("[[scenario.step]]\n{step}\n")));
+        assert_eq!(
+            (e.message.as_str(), e.help.as_deref()),
+            (message, Some(help)),
+            "\n{e}"
+        );
+    }
+    let e = error(
+        "[[scenario]]\nname = \"s\"\nneeds = [\"second_key\"]\n[[scenario.step]]\ncreate = {}\n",
+    );
+    assert_eq!(e.message, "unknown value `second_key` for `needs`");
+    assert_eq!(e.help.as_deref(), Some("did you mean `second-key`?"));
+    let e = error("[[scenario]]\nname = \"has space\"\n[[scenario.step]]\ncreate = {}\n");
+    assert_eq!(e.message, "invalid scenario name `has space`");
+    let e = error("[[scenario]]\nname = \"s\"\ntimeout = 30\n");
+    assert_eq!(
+        e.message,
+        "wrong type for `timeout`: expected a string, found an integer"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Fuzzing: nothing panics, every error renders and is placed
+
+/// Loads `text` and checks the error, if any, is well-formed.
+fn check_no_panic(text: &str) {
+    if let Err(e) = load_str(Path::new("fuzz.toml"), text) {
+        let shown = e.to_string();
+        assert!(shown.starts_with("error: "), "{shown}");
+        if !text.is_empty() {
+            assert!(e.line >= 1, "unplaced error for non-empty text:\n{shown}");
+        }
+        if let Some(excerpt) = &e.excerpt {
+            assert!(excerpt.width >= 1, "{e:?}");
+        }
+    }
+}
+
+/// A mutation of a text, applied line-wise or byte-wise.
+#[derive(Debug, Clone)]
+enum Mutation {
+    DeleteLine(usize),
+    DuplicateLine(usize),
+    SwapLines(usize, usize),
+    TruncateAt(usize),
+    DeleteByte(usize),
+    InsertChar(usize, char),
+    ReplaceChar(usize, char),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    // Characters that matter to TOML, plus some that matter to our columns.
+    let interesting = prop::sample::select(vec![
+        '"', '\'', '[', ']', '{', '}', '=', ',', '.', '#', '\n', ' ', '\t', '0', '9', '-', 'x',
+        'é', '…', '\u{0}', '\r',
+    ]);
+    prop_oneof![
+        any::<usize>().prop_map(Mutation::DeleteLine),
+        any::<usize>().prop_map(Mutation::DuplicateLine),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
+        any::<usize>().prop_map(Mutation::TruncateAt),
+        any::<usize>().prop_map(Mutation::DeleteByte),
+        (any::<usize>(), interesting.clone()).prop_map(|(i, c)| Mutation::InsertChar(i, c)),
+        (any::<usize>(), interesting).prop_map(|(i, c)| Mutation::ReplaceChar(i, c)),
+    ]
+}
+
+fn apply(text: &str, m: &Mutation) -> String {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    let n = lines.len();
+    // Byte edits snap to char boundaries: the loader takes `&str`, so invalid UTF-8
+    // cannot reach it (`load` reports it as a read error).
+    let at = |i: usize| {
+        let mut i = i % (text.len() + 1);
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    match *m {
+        Mutation::DeleteLine(i) => {
+            lines.remove(i % n);
+            lines.join("\n")
+        }
+        Mutation::DuplicateLine(i) => {
+            lines.insert(i % n, lines[i % n]);
+            lines.join("\n")
+        }
+        Mutation::SwapLines(a, b) => {
+            lines.swap(a % n, b % n);
+            lines.join("\n")
+        }
+        Mutation::TruncateAt(i) => text[..at(i)].to_string(),
+        Mutation::DeleteByte(i) => {
+            let i = at(i);
+            let mut s = text.to_string();
+            if i < s.len() {
+                s.remove(i);
+            }
+            s
+        }
+        Mutation::InsertChar(i, c) => {
+            let mut s = text.to_string();
+            s.insert(at(i), c);
+            s
+        }
+        Mutation::ReplaceChar(i, c) => {
+            let i = at(i);
+            let mut s = text.to_string();
+            if i < s.len() {
+                s.remove(i);
+            }
+            s.insert(i, c);
+            s
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_text_never_panics(text in any::<String>()) {
+        check_no_panic(&text);
+    }
+
+    #[test]
+    fn toml_like_text_never_panics(text in "[\\[\\]{}=\"a-z0-9_., \n#-]{0,200}") {
+        check_no_panic(&text);
+    }
+
+    #[test]
+    fn mutated_valid_plan_never_panics(mutations in prop::collection::vec(mutation(), 1..6)) {
+        let mut text = valid_text();
+        for m in &mutations {
+            text = apply(&text, m);
+        }
+        check_no_panic(&text);
+    }
+}
