@@ -8,9 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::server::faults::{Fault, FaultSet};
 use crate::server::keys::{KeyRegistry, KeySpec, Tier, generate_key_id, load_keys_file};
-use crate::server::{
-    DEFAULT_BODY_LIMIT, DEFAULT_MAX_OUTSTANDING, PauseSchedule, ServerConfig,
-};
+use crate::server::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_OUTSTANDING, PauseSchedule, ServerConfig};
 
 /// Exit codes, documented in --help and the README.
 pub const EXIT_OK: i32 = 0;
@@ -135,7 +133,10 @@ impl ServeArgs {
             }
             _ => None,
         };
-        anyhow::ensure!(self.max_outstanding > 0, "--max-outstanding must be at least 1");
+        anyhow::ensure!(
+            self.max_outstanding > 0,
+            "--max-outstanding must be at least 1"
+        );
         Ok(ResolvedServe {
             config: ServerConfig {
                 keys,
@@ -167,13 +168,17 @@ pub struct KeygenArgs {
 fn parse_rsa_bits(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(bits @ (2048 | 3072 | 4096 | 8192)) => Ok(bits),
-        _ => Err(format!("{value} is not a supported size; use 2048, 3072, 4096 or 8192")),
+        _ => Err(format!(
+            "{value} is not a supported size; use 2048, 3072, 4096 or 8192"
+        )),
     }
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Exit codes: 0 every check passed (non-strict and skipped allowed unless --strict); \
-1 a check failed; 2 the plan or arguments are invalid; 3 the target could not be reached at all.")]
+#[command(
+    after_help = "Exit codes: 0 every check passed (non-strict and skipped allowed unless --strict); \
+1 a check failed; 2 the plan or arguments are invalid; 3 the target could not be reached at all."
+)]
 pub struct RunArgs {
     /// Plan files (TOML; see scenarios/README.md).
     #[arg(required = true, value_name = "PLAN")]
@@ -185,20 +190,45 @@ pub struct RunArgs {
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<Fault>,
     /// The API key to test with (needed with --target).
-    #[arg(long, env = "KEYCLAIM_API_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "KEYCLAIM_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub api_key: Option<String>,
     /// A second valid key, for the key-isolation scenario (skipped without it).
-    #[arg(long, env = "KEYCLAIM_SECOND_API_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "KEYCLAIM_SECOND_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub second_api_key: Option<String>,
     /// A key with an RSA public key assigned (with --private-key; RSA scenarios are
     /// skipped without both).
-    #[arg(long, env = "KEYCLAIM_RSA_API_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "KEYCLAIM_RSA_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub rsa_api_key: Option<String>,
     /// The RSA private key: a PEM file path, or the PEM text itself.
-    #[arg(long, env = "KEYCLAIM_PRIVATE_KEY", hide_env_values = true, value_name = "PEM")]
+    #[arg(
+        long,
+        env = "KEYCLAIM_PRIVATE_KEY",
+        hide_env_values = true,
+        value_name = "PEM"
+    )]
     pub private_key: Option<String>,
     /// HMAC secret of --api-key when it is not the key itself (default: the key).
-    #[arg(long, env = "KEYCLAIM_HMAC_SECRET", hide_env_values = true, value_name = "SECRET")]
+    #[arg(
+        long,
+        env = "KEYCLAIM_HMAC_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
     pub hmac_secret: Option<String>,
     /// Pin every open point: non-strict and skipped outcomes fail the run.
     #[arg(long)]
@@ -271,14 +301,14 @@ fn warn_if_readable_by_others(path: &std::path::Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                eprintln!(
-                    "warning: {} is readable by group or others (mode {:o}); chmod 600 it",
-                    path.display(),
-                    meta.permissions().mode() & 0o777
-                );
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            eprintln!(
+                "warning: {} is readable by group or others (mode {:o}); chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
         }
     }
 }

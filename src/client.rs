@@ -75,7 +75,14 @@ impl Answer {
             parts.push(format!("error={code}"));
         }
         if self.json.is_none() {
-            parts.push(if self.text.is_empty() { "<empty body>" } else { "<non-JSON body>" }.into());
+            parts.push(
+                if self.text.is_empty() {
+                    "<empty body>"
+                } else {
+                    "<non-JSON body>"
+                }
+                .into(),
+            );
         }
         parts.join(" ")
     }
@@ -166,7 +173,8 @@ impl Client {
             body,
             bearer: bearer.map(str::to_owned),
         };
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut builder = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -186,7 +194,8 @@ impl Client {
 
     /// POST a JSON body to a KeyClaim path.
     pub async fn post_json(&self, path: &str, body: &Value, bearer: Option<&str>) -> Exchange {
-        self.send("POST", path, body.to_string(), None, bearer).await
+        self.send("POST", path, body.to_string(), None, bearer)
+            .await
     }
 }
 
@@ -206,7 +215,11 @@ async fn receive(builder: reqwest::RequestBuilder) -> Result<Answer, TransportEr
         }
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
-    let json = if truncated { None } else { serde_json::from_slice(&body).ok() };
+    let json = if truncated {
+        None
+    } else {
+        serde_json::from_slice(&body).ok()
+    };
     Ok(Answer {
         status,
         retry_after,

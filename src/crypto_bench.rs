@@ -9,6 +9,7 @@
 //! beside `openssl speed`.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::io::Write as _;
@@ -270,13 +271,17 @@ pub fn measure(
     for (path, backend) in plan.targets() {
         let workload = match (path.rsa_bits(), backend) {
             (Some(bits), Some(backend)) => {
-                if !pairs.contains_key(&bits) {
-                    progress.set_message(format!("generating an RSA-{bits} key"));
-                    let pair = generate_key_pair(bits)
-                        .map_err(|source| CryptoBenchError::KeyGeneration { bits, source })?;
-                    pairs.insert(bits, pair);
-                }
-                rsa_workload(path, backend, &pairs[&bits], &challenge)?
+                let pair =
+                    match pairs.entry(bits) {
+                        Entry::Occupied(entry) => entry.into_mut(),
+                        Entry::Vacant(entry) => {
+                            progress.set_message(format!("generating an RSA-{bits} key"));
+                            entry.insert(generate_key_pair(bits).map_err(|source| {
+                                CryptoBenchError::KeyGeneration { bits, source }
+                            })?)
+                        }
+                    };
+                rsa_workload(path, backend, pair, &challenge)?
             }
             _ => Workload::Hmac {
                 key: ResponseKey::new(b"kc_crypto_bench_secret"),

@@ -90,7 +90,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&files.private).unwrap().permissions().mode();
+            let mode = std::fs::metadata(&files.private)
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let err = write_key_pair(dir.path(), 2048, false).err().unwrap();

@@ -14,8 +14,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -107,12 +106,18 @@ async fn shutdown_signal() {
 fn keygen(args: KeygenArgs) -> i32 {
     match keyclaim_harness::keygen::write_key_pair(&args.out_dir, args.bits, args.force) {
         Ok(files) => {
-            println!("private key: {} (mode 0600; keep it secret)", files.private.display());
+            println!(
+                "private key: {} (mode 0600; keep it secret)",
+                files.private.display()
+            );
             println!("public key:  {}", files.public.display());
             EXIT_OK
         }
         Err(keyclaim_harness::keygen::KeygenError::Exists(path)) => {
-            eprintln!("error: {}: already exists; pass --force to overwrite it", path.display());
+            eprintln!(
+                "error: {}: already exists; pass --force to overwrite it",
+                path.display()
+            );
             EXIT_USAGE
         }
         Err(err) => {
@@ -129,10 +134,10 @@ fn interactive(quiet: bool) -> bool {
 }
 
 fn run(args: RunArgs) -> i32 {
-    use std::sync::Arc;
     use keyclaim_harness::progress::ScenarioProgress;
     use keyclaim_harness::report::console;
     use keyclaim_harness::runner;
+    use std::sync::Arc;
 
     let options = match args.resolve() {
         Ok(options) => options,
@@ -170,7 +175,8 @@ fn run(args: RunArgs) -> i32 {
         Ok(outcome) => {
             use std::io::IsTerminal;
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            let summary = console::render_summary_redacted(&outcome.report, color, &outcome.redactor);
+            let summary =
+                console::render_summary_redacted(&outcome.report, color, &outcome.redactor);
             if args.quiet {
                 if let Some(last) = summary.lines().last() {
                     println!("{last}");
@@ -182,7 +188,11 @@ fn run(args: RunArgs) -> i32 {
             outcome.exit_code()
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            match &err {
+                // A plan error renders its own `error:` header, compiler-style.
+                runner::RunError::Plan(plan) => eprintln!("{plan}"),
+                other => eprintln!("error: {other}"),
+            }
             err.exit_code()
         }
     }

@@ -21,15 +21,18 @@ impl ScenarioProgress {
             },
         );
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} scenarios {msg}")
-                .expect("static template is valid"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} scenarios {msg}",
+            )
+            .expect("static template is valid"),
         );
         Self { bar }
     }
 
     pub fn start(&self, scenarios: usize) {
         self.bar.set_length(scenarios as u64);
-        self.bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        self.bar
+            .enable_steady_tick(std::time::Duration::from_millis(120));
     }
 
     pub fn scenario_done(&self, report: &ScenarioReport) {

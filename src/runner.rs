@@ -75,7 +75,11 @@ pub struct RunOutcome {
 
 impl RunOutcome {
     pub fn exit_code(&self) -> i32 {
-        if self.report.passed { EXIT_PASSED } else { EXIT_CHECK_FAILED }
+        if self.report.passed {
+            EXIT_PASSED
+        } else {
+            EXIT_CHECK_FAILED
+        }
     }
 }
 
@@ -146,14 +150,17 @@ pub async fn execute(
         }
     }
     let private_key = match &options.private_key_pem {
-        Some(pem) => Some(Arc::new(RsaPrivateKey::from_pem(pem).map_err(|err| {
-            RunError::Usage(format!("--private-key: {err}"))
-        })?)),
+        Some(pem) => {
+            Some(Arc::new(RsaPrivateKey::from_pem(pem).map_err(|err| {
+                RunError::Usage(format!("--private-key: {err}"))
+            })?))
+        }
         None => None,
     };
 
     let mut secrets: Vec<String> = Vec::new();
-    let mut private_pems: Vec<zeroize::Zeroizing<String>> = options.private_key_pem.iter().cloned().collect();
+    let mut private_pems: Vec<zeroize::Zeroizing<String>> =
+        options.private_key_pem.iter().cloned().collect();
     let (embedded, target_url, target_label, credentials) = match &options.target {
         Some(url) => {
             if !options.faults.is_empty() {
@@ -166,7 +173,8 @@ pub async fn execute(
             })?;
             if options.rsa_api_key.is_some() != private_key.is_some() {
                 return Err(RunError::Usage(
-                    "--rsa-api-key and --private-key go together (the RSA scenarios need both)".into(),
+                    "--rsa-api-key and --private-key go together (the RSA scenarios need both)"
+                        .into(),
                 ));
             }
             let credentials = Credentials {

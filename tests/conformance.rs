@@ -43,7 +43,12 @@ fn the_suite_passes_against_the_embedded_server() {
     let dir = tempfile::tempdir().unwrap();
     let (output, report) = run(&[], dir.path());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(report["passed"], true);
     let scenarios = report["scenarios"].as_array().unwrap();
     assert!(scenarios.len() >= 18, "{}", scenarios.len());
@@ -51,17 +56,34 @@ fn the_suite_passes_against_the_embedded_server() {
         assert_eq!(s["passed"], true, "{s}");
         assert!(s["requests"].as_u64().unwrap() > 0, "{s}");
         for check in s["checks"].as_array().unwrap() {
-            assert_eq!(check["outcome"], "pass", "the reference server follows every SHOULD: {check}");
+            assert_eq!(
+                check["outcome"], "pass",
+                "the reference server follows every SHOULD: {check}"
+            );
         }
-        let warnings = s.get("warnings").and_then(Value::as_array).cloned().unwrap_or_default();
-        assert!(!warnings.iter().any(|w| w.as_str().unwrap_or("").contains("vacuous")), "{s}");
+        let warnings = s
+            .get("warnings")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            !warnings
+                .iter()
+                .any(|w| w.as_str().unwrap_or("").contains("vacuous")),
+            "{s}"
+        );
     }
     assert!(dir.path().join("junit.xml").exists());
     assert!(dir.path().join("report.html").exists());
     // The same run under --strict also passes: nothing is skipped or non-strict.
     let strict_dir = tempfile::tempdir().unwrap();
     let (strict, _) = run(&["--strict"], strict_dir.path());
-    assert_eq!(strict.status.code(), Some(0), "{}", String::from_utf8_lossy(&strict.stdout));
+    assert_eq!(
+        strict.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&strict.stdout)
+    );
 }
 
 /// Each fault, and the scenario that names the guarantee it breaks.
@@ -81,11 +103,20 @@ const FAULTS: &[(&str, &str)] = &[
 
 #[test]
 fn every_fault_fails_the_scenario_that_names_its_guarantee() {
-    let listed = Command::new(BIN).args(["serve", "--list-faults"]).output().unwrap();
+    let listed = Command::new(BIN)
+        .args(["serve", "--list-faults"])
+        .output()
+        .unwrap();
     let listed = String::from_utf8(listed.stdout).unwrap();
-    let names: Vec<&str> = listed.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let names: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     for name in &names {
-        assert!(FAULTS.iter().any(|(fault, _)| fault == name), "fault {name} has no expected scenario here");
+        assert!(
+            FAULTS.iter().any(|(fault, _)| fault == name),
+            "fault {name} has no expected scenario here"
+        );
     }
     // Run the faults in parallel: each run is its own process and server.
     let results: Vec<(&str, &str, Output, Value)> = std::thread::scope(|scope| {
@@ -106,12 +137,22 @@ fn every_fault_fails_the_scenario_that_names_its_guarantee() {
         assert_eq!(output.status.code(), Some(1), "fault {fault}: {stdout}");
         assert_eq!(report["passed"], false, "fault {fault}");
         let failed = scenario(&report, expected);
-        assert_eq!(failed["passed"], false, "fault {fault} should fail {expected}: {failed}");
+        assert_eq!(
+            failed["passed"], false,
+            "fault {fault} should fail {expected}: {failed}"
+        );
         assert!(
-            failed["checks"].as_array().unwrap().iter().any(|c| c["outcome"] == "fail"),
+            failed["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["outcome"] == "fail"),
             "fault {fault}: {failed}"
         );
-        assert!(stdout.contains(expected), "the console names {expected}: {stdout}");
+        assert!(
+            stdout.contains(expected),
+            "the console names {expected}: {stdout}"
+        );
     }
 }
 
@@ -119,10 +160,17 @@ fn every_fault_fails_the_scenario_that_names_its_guarantee() {
 fn an_unreachable_target_exits_3_quickly() {
     let dir = tempfile::tempdir().unwrap();
     // Bind then drop a listener: the port is closed and nothing answers.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let started = std::time::Instant::now();
     let target = format!("http://127.0.0.1:{port}");
-    let (output, _) = run(&["--target", &target, "--api-key", "kc_whatever_1234"], dir.path());
+    let (output, _) = run(
+        &["--target", &target, "--api-key", "kc_whatever_1234"],
+        dir.path(),
+    );
     assert_eq!(output.status.code(), Some(3), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot reach the target"), "{stderr}");
@@ -139,10 +187,28 @@ fn an_invalid_plan_exits_2_with_file_line_and_column() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.toml:5:"), "{stderr}");
-    let missing = Command::new(BIN).args(["run", "no/such/plan.toml"]).output().unwrap();
+    let missing = Command::new(BIN)
+        .args(["run", "no/such/plan.toml"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(2));
-    let unknown = Command::new(BIN).arg("run").arg(plan()).args(["--scenario", "nope"]).output().unwrap();
+    let unknown = Command::new(BIN)
+        .arg("run")
+        .arg(plan())
+        .args(["--scenario", "nope"])
+        .output()
+        .unwrap();
     assert_eq!(unknown.status.code(), Some(2));
-    let with_target = Command::new(BIN).arg("run").arg(plan()).args(["--target", "http://127.0.0.1:9"]).env_remove("KEYCLAIM_API_KEY").output().unwrap();
-    assert_eq!(with_target.status.code(), Some(2), "--target without --api-key");
+    let with_target = Command::new(BIN)
+        .arg("run")
+        .arg(plan())
+        .args(["--target", "http://127.0.0.1:9"])
+        .env_remove("KEYCLAIM_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        with_target.status.code(),
+        Some(2),
+        "--target without --api-key"
+    );
 }

@@ -199,7 +199,7 @@ fn valid_plan_loads_into_the_model() {
         rsa.steps[2].expect.error,
         Some(ErrorExpect::OneOf(vec![
             "invalid_key".into(),
-            "invalid_challenge".into()
+            "invalid_signature".into()
         ]))
     );
     let waits: Vec<&Action> = rsa.steps[3..6].iter().map(|s| &s.action).collect();
@@ -643,6 +643,14 @@ fn expectations_must_fit_the_action() {
         36,
     );
     assert_error(
+        &with_steps(
+            "[[scenario.step]]\ncreate = {}\nexpect = { fields = { expires_in = \"ttl\" } }\n",
+        ),
+        "shape `ttl` needs the create step to send a `ttl`",
+        6,
+        36,
+    );
+    assert_error(
         &with_steps("[[scenario.step]]\nwait = \"1s\"\nexpect = { status = 200 }\n"),
         "a wait step takes no `expect`",
         6,
@@ -814,6 +822,19 @@ fn words_and_values_are_checked() {
     assert_eq!(e.help.as_deref(), Some("did you mean `second-key`?"));
     let e = error("[[scenario]]\nname = \"has space\"\n[[scenario.step]]\ncreate = {}\n");
     assert_eq!(e.message, "invalid scenario name `has space`");
+    let e = error("[[scenario.step]]\ncreate = {}\n");
+    assert_eq!(
+        e.message,
+        "wrong type for `scenario`: expected an array, found a table"
+    );
+    assert!(e.help.unwrap().contains("double brackets"));
+    let e = error(&with_steps(
+        "[[scenario.step]]\ncreate = {}\n[[scenario.step.expect]]\n",
+    ));
+    assert_eq!(
+        e.message,
+        "wrong type for `expect`: expected a table, found an array"
+    );
     let e = error("[[scenario]]\nname = \"s\"\ntimeout = 30\n");
     assert_eq!(
         e.message,
@@ -938,5 +959,41 @@ proptest! {
             text = apply(&text, m);
         }
         check_no_panic(&text);
+    }
+}
+
+#[test]
+fn shipped_plans_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("scenarios/ exists")
+        .map(|entry| entry.expect("readable entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no plans in {}", dir.display());
+    // Together, as `run scenarios/*.toml` would: names must be unique across them.
+    if let Err(e) = load_all(&paths) {
+        panic!("a shipped plan is invalid:\n{e}");
+    }
+}
+
+#[test]
+fn readme_examples_load() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/README.md"))
+            .expect("scenarios/README.md exists");
+    // Whole plans only: the ```toml blocks with a scenario in them.
+    let plans: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter(|block| block.contains("[[scenario]]"))
+        .collect();
+    assert!(plans.len() >= 3, "found {} example plans", plans.len());
+    for plan in plans {
+        if let Err(e) = load_str(Path::new("README.md"), plan) {
+            panic!("README example does not load:\n{e}\n\n{plan}");
+        }
     }
 }

@@ -22,7 +22,10 @@ fn encodings(secret: &str) -> Vec<String> {
     let bytes = secret.as_bytes();
     let mut forms = vec![
         secret.to_owned(),
-        serde_json::to_string(secret).unwrap().trim_matches('"').to_owned(),
+        serde_json::to_string(secret)
+            .unwrap()
+            .trim_matches('"')
+            .to_owned(),
         url_encode(secret),
         hex::encode(bytes),
         hex::encode_upper(bytes),
@@ -47,7 +50,9 @@ fn encodings(secret: &str) -> Vec<String> {
 fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -55,12 +60,21 @@ fn url_encode(text: &str) -> String {
 
 fn all_output(dir: &Path, stdout: &[u8], stderr: &[u8]) -> Vec<(String, String)> {
     let mut texts = vec![
-        ("stdout".to_owned(), String::from_utf8_lossy(stdout).into_owned()),
-        ("stderr".to_owned(), String::from_utf8_lossy(stderr).into_owned()),
+        (
+            "stdout".to_owned(),
+            String::from_utf8_lossy(stdout).into_owned(),
+        ),
+        (
+            "stderr".to_owned(),
+            String::from_utf8_lossy(stderr).into_owned(),
+        ),
     ];
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        texts.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+        texts.push((
+            path.display().to_string(),
+            std::fs::read_to_string(&path).unwrap(),
+        ));
     }
     texts
 }
@@ -74,7 +88,11 @@ async fn no_secret_appears_in_any_output_in_any_encoding() {
     rsa.public_key_pem = Some(pair.public_spki_pem.clone());
     let mut config = ServerConfig::new(vec![primary, KeySpec::new(SECONDARY, Tier::Pro), rsa]);
     // Faults make scenarios fail, so the console and reports carry request evidence.
-    config.faults = FaultSet::new([Fault::AcceptAnyResponse, Fault::CrossKey, Fault::WrongErrorCode]);
+    config.faults = FaultSet::new([
+        Fault::AcceptAnyResponse,
+        Fault::CrossKey,
+        Fault::WrongErrorCode,
+    ]);
     config.rate_limit = 50;
     let server = spawn("127.0.0.1:0", config).await.unwrap();
 
@@ -85,8 +103,22 @@ async fn no_secret_appears_in_any_output_in_any_encoding() {
     let output = tokio::process::Command::new(BIN)
         .arg("run")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/conformance.toml"))
-        .args(["--target", &server.url(), "--api-key", PRIMARY, "--second-api-key", SECONDARY])
-        .args(["--rsa-api-key", RSA_KEY, "--hmac-secret", HMAC_SECRET, "--burst", "400"])
+        .args([
+            "--target",
+            &server.url(),
+            "--api-key",
+            PRIMARY,
+            "--second-api-key",
+            SECONDARY,
+        ])
+        .args([
+            "--rsa-api-key",
+            RSA_KEY,
+            "--hmac-secret",
+            HMAC_SECRET,
+            "--burst",
+            "400",
+        ])
         .arg("--private-key")
         .arg(&key_file)
         .arg("--report-dir")
@@ -95,9 +127,16 @@ async fn no_secret_appears_in_any_output_in_any_encoding() {
         .output()
         .await
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 
-    let mut secrets: Vec<String> = [PRIMARY, SECONDARY, RSA_KEY, HMAC_SECRET].map(String::from).to_vec();
+    let mut secrets: Vec<String> = [PRIMARY, SECONDARY, RSA_KEY, HMAC_SECRET]
+        .map(String::from)
+        .to_vec();
     secrets.extend(
         pair.private_pkcs8_pem
             .lines()
@@ -105,7 +144,10 @@ async fn no_secret_appears_in_any_output_in_any_encoding() {
             .map(String::from),
     );
     let texts = all_output(&reports, &output.stdout, &output.stderr);
-    assert!(texts.iter().any(|(_, text)| text.contains("[REDACTED]")), "evidence was shown and redacted");
+    assert!(
+        texts.iter().any(|(_, text)| text.contains("[REDACTED]")),
+        "evidence was shown and redacted"
+    );
     for (place, text) in &texts {
         for secret in &secrets {
             for form in encodings(secret) {
@@ -133,20 +175,51 @@ async fn a_hostile_target_fails_checks_and_its_text_is_escaped_in_html() {
     let output = tokio::process::Command::new(BIN)
         .arg("run")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/conformance.toml"))
-        .args(["--target", &url, "--api-key", PRIMARY, "--burst", "50", "--timeout", "5s"])
+        .args([
+            "--target",
+            &url,
+            "--api-key",
+            PRIMARY,
+            "--burst",
+            "50",
+            "--timeout",
+            "5s",
+        ])
         .arg("--report-dir")
         .arg(dir.path())
         .output()
         .await
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
-    assert!(!html.contains("<script>alert(1)"), "raw hostile text in the HTML report");
-    assert!(!html.contains("<img src=x"), "raw hostile text in the HTML report");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the text is shown escaped");
+    assert!(
+        !html.contains("<script>alert(1)"),
+        "raw hostile text in the HTML report"
+    );
+    assert!(
+        !html.contains("<img src=x"),
+        "raw hostile text in the HTML report"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "the text is shown escaped"
+    );
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
     assert_eq!(report["passed"], false);
-    let skipped_or_failed = report["scenarios"].as_array().unwrap().iter().all(|s| s["passed"] == false || s["skipped"] == true);
-    assert!(skipped_or_failed, "nothing passes against a target that only answers HTML");
+    let skipped_or_failed = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["passed"] == false || s["skipped"] == true);
+    assert!(
+        skipped_or_failed,
+        "nothing passes against a target that only answers HTML"
+    );
 }

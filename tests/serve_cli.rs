@@ -44,7 +44,10 @@ fn serve(args: &[&str]) -> Served {
 }
 
 fn create(url: &str, key: &str) -> (u16, serde_json::Value) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let response = reqwest::Client::new()
             .post(format!("{url}/api/challenge/create"))
@@ -74,8 +77,15 @@ fn serve_prints_its_address_serves_and_stops_cleanly_on_sigterm() {
     let (status, body) = create(&served.url, "kc_cli_key_1");
     assert_eq!(status, 200, "{body}");
     let pid = served.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let exit = wait_with_deadline(&mut served.child, Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = wait_with_deadline(&mut served.child, Duration::from_secs(10))
+        .expect("exits after SIGTERM");
     assert!(exit.success(), "{exit:?}");
 }
 
@@ -97,10 +107,16 @@ fn serve_without_keys_generates_one_and_says_so_on_stderr() {
 
 #[test]
 fn list_faults_prints_one_line_per_fault() {
-    let output = Command::new(BIN).args(["serve", "--list-faults"]).output().unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--list-faults"])
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    let names: Vec<&str> = text.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+    let names: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
     assert!(names.len() >= 8, "{text}");
     for expected in ["accept-replay", "ignore-ttl", "replay-race", "cross-key"] {
         assert!(names.contains(&expected), "{text}");
@@ -110,7 +126,10 @@ fn list_faults_prints_one_line_per_fault() {
 
 #[test]
 fn bad_arguments_exit_2_with_a_clear_message() {
-    let fault = Command::new(BIN).args(["serve", "--fault", "nope"]).output().unwrap();
+    let fault = Command::new(BIN)
+        .args(["serve", "--fault", "nope"])
+        .output()
+        .unwrap();
     assert_eq!(fault.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&fault.stderr).contains("accept-replay"));
 
@@ -124,28 +143,53 @@ fn bad_arguments_exit_2_with_a_clear_message() {
         .unwrap();
     assert_eq!(bad_keys.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad_keys.stderr);
-    assert!(stderr.contains("keys.toml") && stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stderr.contains("keys.toml") && stderr.contains("line 2"),
+        "{stderr}"
+    );
 
     let bad_prefix = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--api-key", "sk_live_secret_value"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            "sk_live_secret_value",
+        ])
         .output()
         .unwrap();
     assert_eq!(bad_prefix.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad_prefix.stderr);
-    assert!(stderr.contains("kc_") && !stderr.contains("secret_value"), "{stderr}");
+    assert!(
+        stderr.contains("kc_") && !stderr.contains("secret_value"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn keygen_writes_a_pair_that_serve_uses_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("keys");
-    let first = Command::new(BIN).args(["keygen", "--out-dir"]).arg(&out).output().unwrap();
+    let first = Command::new(BIN)
+        .args(["keygen", "--out-dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(first.status.success(), "{first:?}");
-    let again = Command::new(BIN).args(["keygen", "--out-dir"]).arg(&out).output().unwrap();
+    let again = Command::new(BIN)
+        .args(["keygen", "--out-dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     let public = out.join("public.pem");
-    let served = serve(&["--rsa-api-key", "kc_cli_rsa", "--public-key", public.to_str().unwrap()]);
+    let served = serve(&[
+        "--rsa-api-key",
+        "kc_cli_rsa",
+        "--public-key",
+        public.to_str().unwrap(),
+    ]);
     let (status, body) = create(&served.url, "kc_cli_rsa");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["encrypted"], true, "{body}");

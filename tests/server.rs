@@ -14,7 +14,10 @@ use keyclaim_harness::server::keys::{KeySpec, Tier};
 use serde_json::json;
 
 fn is_lower_hex_64(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[tokio::test]
@@ -42,7 +45,10 @@ async fn a_correct_hmac_validates_once_with_a_verifiable_signature_and_quota() {
     assert_eq!(answer.valid(), Some(true), "{answer:?}");
     let expected = verdict_signature(&ResponseKey::new(KEY_A.as_bytes()), &challenge, true);
     assert_eq!(answer.body["signature"], expected);
-    assert_eq!(answer.body["quota"], json!({ "used": 1, "remaining": -1, "quota": "unlimited" }));
+    assert_eq!(
+        answer.body["quota"],
+        json!({ "used": 1, "remaining": -1, "quota": "unlimited" })
+    );
 }
 
 #[tokio::test]
@@ -55,7 +61,9 @@ async fn the_bearer_form_works_without_a_body_key() {
     let answer = h.post(VALIDATE_PATH, body, Some(KEY_A)).await;
     assert_eq!(answer.valid(), Some(true), "{answer:?}");
     // The Python guide's class sends both; they agree, so that works too.
-    let both = h.post(CREATE_PATH, json!({ "key": KEY_A }), Some(KEY_A)).await;
+    let both = h
+        .post(CREATE_PATH, json!({ "key": KEY_A }), Some(KEY_A))
+        .await;
     assert_eq!(both.status, 200, "{both:?}");
     // An empty body with a Bearer key is a create with the default TTL.
     let empty = h.post_raw_bearer_empty(KEY_A).await;
@@ -77,14 +85,20 @@ impl EmptyBody for Harness {
             .unwrap();
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or_default();
-        common::Answer { status, body, retry_after: None }
+        common::Answer {
+            status,
+            body,
+            retry_after: None,
+        }
     }
 }
 
 #[tokio::test]
 async fn conflicting_body_and_bearer_keys_are_refused() {
     let h = start(two_keys()).await;
-    let answer = h.post(CREATE_PATH, json!({ "key": KEY_A }), Some(KEY_B)).await;
+    let answer = h
+        .post(CREATE_PATH, json!({ "key": KEY_A }), Some(KEY_B))
+        .await;
     assert_eq!(answer.status, 401, "{answer:?}");
     assert_eq!(answer.error(), Some("invalid_key"));
 }
@@ -94,7 +108,9 @@ async fn a_replay_answers_replayed_challenge() {
     let h = start(two_keys()).await;
     let (challenge, first) = h.round_trip(KEY_A).await;
     assert_eq!(first.valid(), Some(true));
-    let again = h.validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge)).await;
+    let again = h
+        .validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge))
+        .await;
     assert_eq!(again.status, 200, "{again:?}");
     assert_eq!(again.valid(), Some(false), "{again:?}");
     assert_eq!(again.error(), Some("replayed_challenge"), "{again:?}");
@@ -115,7 +131,12 @@ async fn of_32_concurrent_validations_exactly_one_succeeds() {
                 let barrier = barrier.clone();
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    let answer = http.post(format!("{base}{VALIDATE_PATH}")).json(&body).send().await.unwrap();
+                    let answer = http
+                        .post(format!("{base}{VALIDATE_PATH}"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
                     answer.json::<serde_json::Value>().await.unwrap()
                 })
             })
@@ -148,8 +169,8 @@ async fn bad_responses_are_refused_and_do_not_consume_the_challenge() {
     for bad in [
         tampered.as_str(),
         &hmac_response("kc_some_other_secret", &challenge),
-        &challenge,           // the SDKs' "echo"
-        &hash_form,           // the SDKs' "hash"
+        &challenge, // the SDKs' "echo"
+        &hash_form, // the SDKs' "hash"
         "",
         "not hex at all",
         &good[..32],
@@ -157,10 +178,18 @@ async fn bad_responses_are_refused_and_do_not_consume_the_challenge() {
         let answer = h.validate(KEY_A, &challenge, bad).await;
         assert_eq!(answer.status, 200, "{bad}: {answer:?}");
         assert_eq!(answer.valid(), Some(false), "{bad}: {answer:?}");
-        assert_eq!(answer.error(), Some("invalid_signature"), "{bad}: {answer:?}");
+        assert_eq!(
+            answer.error(),
+            Some("invalid_signature"),
+            "{bad}: {answer:?}"
+        );
     }
     let answer = h.validate(KEY_A, &challenge, &good.to_uppercase()).await;
-    assert_eq!(answer.valid(), Some(true), "uppercase hex is the same MAC: {answer:?}");
+    assert_eq!(
+        answer.valid(),
+        Some(true),
+        "uppercase hex is the same MAC: {answer:?}"
+    );
 }
 
 #[tokio::test]
@@ -169,9 +198,17 @@ async fn a_separate_hmac_secret_is_the_one_that_counts() {
     spec.secret = Some("shared-secret".into());
     let h = start(ServerConfig::new(vec![spec])).await;
     let challenge = h.create(KEY_A, 30).await.challenge();
-    let by_key = h.validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge)).await;
+    let by_key = h
+        .validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge))
+        .await;
     assert_eq!(by_key.error(), Some("invalid_signature"), "{by_key:?}");
-    let by_secret = h.validate(KEY_A, &challenge, &hmac_response("shared-secret", &challenge)).await;
+    let by_secret = h
+        .validate(
+            KEY_A,
+            &challenge,
+            &hmac_response("shared-secret", &challenge),
+        )
+        .await;
     assert_eq!(by_secret.valid(), Some(true), "{by_secret:?}");
     let signature = verdict_signature(&ResponseKey::new(b"shared-secret"), &challenge, true);
     assert_eq!(by_secret.body["signature"], signature);
@@ -181,13 +218,28 @@ async fn a_separate_hmac_secret_is_the_one_that_counts() {
 async fn unknown_and_missing_keys_get_401_invalid_key() {
     let h = start(two_keys()).await;
     let unknown = h.create("kc_not_a_real_key", 30).await;
-    assert_eq!((unknown.status, unknown.error()), (401, Some("invalid_key")), "{unknown:?}");
+    assert_eq!(
+        (unknown.status, unknown.error()),
+        (401, Some("invalid_key")),
+        "{unknown:?}"
+    );
     let missing = h.post(CREATE_PATH, json!({ "ttl": 30 }), None).await;
-    assert_eq!((missing.status, missing.error()), (401, Some("invalid_key")), "{missing:?}");
+    assert_eq!(
+        (missing.status, missing.error()),
+        (401, Some("invalid_key")),
+        "{missing:?}"
+    );
     let challenge = h.create(KEY_A, 30).await.challenge();
     let validate = h.validate("kc_not_a_real_key", &challenge, "00").await;
-    assert_eq!((validate.status, validate.error()), (401, Some("invalid_key")), "{validate:?}");
-    assert!(validate.body.get("valid").is_none(), "not a verdict: {validate:?}");
+    assert_eq!(
+        (validate.status, validate.error()),
+        (401, Some("invalid_key")),
+        "{validate:?}"
+    );
+    assert!(
+        validate.body.get("valid").is_none(),
+        "not a verdict: {validate:?}"
+    );
     assert!(!validate.body.to_string().contains("kc_not_a_real_key"));
 }
 
@@ -196,7 +248,9 @@ async fn an_expired_challenge_answers_expired_challenge_even_with_a_good_respons
     let h = start(two_keys()).await;
     let challenge = h.create(KEY_A, 1).await.challenge();
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let answer = h.validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge)).await;
+    let answer = h
+        .validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge))
+        .await;
     assert_eq!(answer.valid(), Some(false), "{answer:?}");
     assert_eq!(answer.error(), Some("expired_challenge"), "{answer:?}");
     let bad = h.validate(KEY_A, &challenge, "00").await;
@@ -207,12 +261,17 @@ async fn an_expired_challenge_answers_expired_challenge_even_with_a_good_respons
 async fn one_keys_challenge_is_refused_for_another_and_stays_valid_for_its_own() {
     let h = start(two_keys()).await;
     let challenge = h.create(KEY_A, 30).await.challenge();
-    for response in [hmac_response(KEY_B, &challenge), hmac_response(KEY_A, &challenge)] {
+    for response in [
+        hmac_response(KEY_B, &challenge),
+        hmac_response(KEY_A, &challenge),
+    ] {
         let answer = h.validate(KEY_B, &challenge, &response).await;
         assert_eq!(answer.valid(), Some(false), "{answer:?}");
         assert_eq!(answer.error(), Some("invalid_signature"), "{answer:?}");
     }
-    let own = h.validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge)).await;
+    let own = h
+        .validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge))
+        .await;
     assert_eq!(own.valid(), Some(true), "{own:?}");
 }
 
@@ -220,7 +279,9 @@ async fn one_keys_challenge_is_refused_for_another_and_stays_valid_for_its_own()
 async fn a_never_issued_challenge_is_refused() {
     let h = start(two_keys()).await;
     let made_up = "ab".repeat(32);
-    let answer = h.validate(KEY_A, &made_up, &hmac_response(KEY_A, &made_up)).await;
+    let answer = h
+        .validate(KEY_A, &made_up, &hmac_response(KEY_A, &made_up))
+        .await;
     assert_eq!(answer.valid(), Some(false), "{answer:?}");
     assert_eq!(answer.error(), Some("invalid_signature"), "{answer:?}");
 }
@@ -243,9 +304,13 @@ async fn rsa_challenge(h: &Harness, private: &RsaPrivateKey) -> (String, String)
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.body["encrypted"], true, "{answer:?}");
     let ciphertext = answer.challenge();
-    let bytes = base64::engine::general_purpose::STANDARD.decode(&ciphertext).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&ciphertext)
+        .unwrap();
     assert_eq!(bytes.len(), 256);
-    let plain = private.decrypt_oaep_sha256(&bytes).expect("opens under OAEP-SHA256");
+    let plain = private
+        .decrypt_oaep_sha256(&bytes)
+        .expect("opens under OAEP-SHA256");
     let plain = String::from_utf8(plain.to_vec()).unwrap();
     assert!(is_lower_hex_64(&plain), "{plain}");
     (ciphertext, plain)
@@ -261,7 +326,9 @@ async fn rsa_flow_as_the_python_guide_sends_it() {
     let replay = h.post(VALIDATE_PATH, body, None).await;
     assert_eq!(replay.error(), Some("replayed_challenge"), "{replay:?}");
     // The same challenge named by its plaintext is the same, used, challenge.
-    let by_plain = h.validate(RSA_KEY, &plain, &hmac_response(RSA_KEY, &plain)).await;
+    let by_plain = h
+        .validate(RSA_KEY, &plain, &hmac_response(RSA_KEY, &plain))
+        .await;
     assert_eq!(by_plain.error(), Some("replayed_challenge"), "{by_plain:?}");
 }
 
@@ -269,10 +336,14 @@ async fn rsa_flow_as_the_python_guide_sends_it() {
 async fn rsa_flow_as_the_api_page_reads_it_and_hmac_of_the_decrypted_challenge() {
     let (h, private) = rsa_server().await;
     let (_, plain) = rsa_challenge(&h, &private).await;
-    let answer = h.validate(RSA_KEY, &plain, &hmac_response(RSA_KEY, &plain)).await;
+    let answer = h
+        .validate(RSA_KEY, &plain, &hmac_response(RSA_KEY, &plain))
+        .await;
     assert_eq!(answer.valid(), Some(true), "{answer:?}");
     let (ciphertext, plain) = rsa_challenge(&h, &private).await;
-    let answer = h.validate(RSA_KEY, &ciphertext, &hmac_response(RSA_KEY, &plain)).await;
+    let answer = h
+        .validate(RSA_KEY, &ciphertext, &hmac_response(RSA_KEY, &plain))
+        .await;
     assert_eq!(answer.valid(), Some(true), "{answer:?}");
 }
 
@@ -289,7 +360,11 @@ async fn rsa_wrong_decryptions_are_refused() {
         json!({ "key": RSA_KEY, "challenge": plain, "response": plain }),
     ] {
         let answer = h.post(VALIDATE_PATH, body.clone(), None).await;
-        assert_eq!(answer.error(), Some("invalid_signature"), "{body}: {answer:?}");
+        assert_eq!(
+            answer.error(),
+            Some("invalid_signature"),
+            "{body}: {answer:?}"
+        );
     }
     let right = json!({ "key": RSA_KEY, "challenge": ciphertext, "response": plain });
     assert_eq!(h.post(VALIDATE_PATH, right, None).await.valid(), Some(true));
@@ -298,8 +373,18 @@ async fn rsa_wrong_decryptions_are_refused() {
 #[tokio::test]
 async fn encrypted_create_for_a_key_without_a_public_key_is_a_400() {
     let h = start(two_keys()).await;
-    let answer = h.post(CREATE_PATH, json!({ "key": KEY_A, "encrypted": true }), None).await;
-    assert_eq!((answer.status, answer.error()), (400, Some("bad_request")), "{answer:?}");
+    let answer = h
+        .post(
+            CREATE_PATH,
+            json!({ "key": KEY_A, "encrypted": true }),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.error()),
+        (400, Some("bad_request")),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test]
@@ -316,8 +401,17 @@ async fn rate_limiting_answers_429_rate_limited_with_retry_after() {
         }
     }
     let limited = limited.expect("20 creates at once cross a limit of 5/s");
-    assert_eq!((limited.status, limited.error()), (429, Some("rate_limited")), "{limited:?}");
-    let retry_after: u64 = limited.retry_after.as_deref().expect("Retry-After").parse().unwrap();
+    assert_eq!(
+        (limited.status, limited.error()),
+        (429, Some("rate_limited")),
+        "{limited:?}"
+    );
+    let retry_after: u64 = limited
+        .retry_after
+        .as_deref()
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!(retry_after >= 1, "{retry_after}");
     // Limits are per key: the other key is untouched.
     assert_eq!(h.create(KEY_B, 30).await.status, 200);
@@ -330,12 +424,22 @@ async fn a_key_over_its_quota_is_refused_and_free_keys_get_no_signature() {
     let h = start(ServerConfig::new(vec![spec])).await;
     let (_, first) = h.round_trip(KEY_A).await;
     assert_eq!(first.valid(), Some(true), "{first:?}");
-    assert!(first.body.get("signature").is_none(), "free tier: {first:?}");
-    assert_eq!(first.body["quota"], json!({ "used": 1, "remaining": 1, "quota": 2 }));
+    assert!(
+        first.body.get("signature").is_none(),
+        "free tier: {first:?}"
+    );
+    assert_eq!(
+        first.body["quota"],
+        json!({ "used": 1, "remaining": 1, "quota": 2 })
+    );
     let (_, second) = h.round_trip(KEY_A).await;
     assert_eq!(second.body["quota"]["remaining"], 0, "{second:?}");
     let (_, third) = h.round_trip(KEY_A).await;
-    assert_eq!((third.status, third.error()), (403, Some("rate_limited")), "{third:?}");
+    assert_eq!(
+        (third.status, third.error()),
+        (403, Some("rate_limited")),
+        "{third:?}"
+    );
 }
 
 #[tokio::test]
@@ -348,11 +452,24 @@ async fn outstanding_challenges_per_key_are_capped() {
         challenges.push(h.create(KEY_A, 30).await.challenge());
     }
     let refused = h.create(KEY_A, 30).await;
-    assert_eq!((refused.status, refused.error()), (429, Some("rate_limited")), "{refused:?}");
+    assert_eq!(
+        (refused.status, refused.error()),
+        (429, Some("rate_limited")),
+        "{refused:?}"
+    );
     assert!(refused.retry_after.is_some());
     let used = &challenges[0];
-    assert_eq!(h.validate(KEY_A, used, &hmac_response(KEY_A, used)).await.valid(), Some(true));
-    assert_eq!(h.create(KEY_A, 30).await.status, 200, "a used challenge frees its slot");
+    assert_eq!(
+        h.validate(KEY_A, used, &hmac_response(KEY_A, used))
+            .await
+            .valid(),
+        Some(true)
+    );
+    assert_eq!(
+        h.create(KEY_A, 30).await.status,
+        200,
+        "a used challenge frees its slot"
+    );
     assert_eq!(h.create(KEY_B, 30).await.status, 200, "the cap is per key");
 }
 
@@ -362,30 +479,74 @@ async fn bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving() {
     let cases: Vec<(&str, reqwest::Body, u16)> = vec![
         (CREATE_PATH, "{not json".into(), 400),
         (CREATE_PATH, r#"{"key": 5}"#.into(), 400),
-        (CREATE_PATH, format!(r#"{{"key":"{KEY_A}","ttl":"30"}}"#).into(), 400),
-        (CREATE_PATH, format!(r#"{{"key":"{KEY_A}","ttl":-1}}"#).into(), 400),
-        (CREATE_PATH, format!(r#"{{"key":"{KEY_A}","ttl":0}}"#).into(), 400),
-        (CREATE_PATH, format!(r#"{{"key":"{KEY_A}","ttl":100000}}"#).into(), 400),
+        (
+            CREATE_PATH,
+            format!(r#"{{"key":"{KEY_A}","ttl":"30"}}"#).into(),
+            400,
+        ),
+        (
+            CREATE_PATH,
+            format!(r#"{{"key":"{KEY_A}","ttl":-1}}"#).into(),
+            400,
+        ),
+        (
+            CREATE_PATH,
+            format!(r#"{{"key":"{KEY_A}","ttl":0}}"#).into(),
+            400,
+        ),
+        (
+            CREATE_PATH,
+            format!(r#"{{"key":"{KEY_A}","ttl":100000}}"#).into(),
+            400,
+        ),
         (CREATE_PATH, "[]".into(), 400),
-        (VALIDATE_PATH, format!(r#"{{"key":"{KEY_A}","challenge":"ab"}}"#).into(), 400),
-        (VALIDATE_PATH, format!(r#"{{"key":"{KEY_A}","challenge":1,"response":"x"}}"#).into(), 400),
+        (
+            VALIDATE_PATH,
+            format!(r#"{{"key":"{KEY_A}","challenge":"ab"}}"#).into(),
+            400,
+        ),
+        (
+            VALIDATE_PATH,
+            format!(r#"{{"key":"{KEY_A}","challenge":1,"response":"x"}}"#).into(),
+            400,
+        ),
         (VALIDATE_PATH, vec![0xff_u8, 0xfe, 0x00].into(), 400),
-        (CREATE_PATH, format!(r#"{{"key":"{KEY_A}","pad":"{}"}}"#, "x".repeat(64 * 1024)).into(), 413),
+        (
+            CREATE_PATH,
+            format!(r#"{{"key":"{KEY_A}","pad":"{}"}}"#, "x".repeat(64 * 1024)).into(),
+            413,
+        ),
     ];
     for (path, body, status) in cases {
         let answer = h.post_raw(path, body).await;
         assert_eq!(answer.status, status, "{path}: {answer:?}");
         assert!(answer.error().is_some(), "JSON error body: {answer:?}");
-        assert!(answer.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            answer.body["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
     let not_found = h.post_raw("/api/nope", "{}").await;
-    assert_eq!((not_found.status, not_found.error()), (404, Some("not_found")));
-    let get = h.http.get(format!("{}{CREATE_PATH}", h.base)).send().await.unwrap();
+    assert_eq!(
+        (not_found.status, not_found.error()),
+        (404, Some("not_found"))
+    );
+    let get = h
+        .http
+        .get(format!("{}{CREATE_PATH}", h.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(get.status(), 405);
     let body: serde_json::Value = get.json().await.unwrap();
     assert_eq!(body["error"], "method_not_allowed");
     let (_, still) = h.round_trip(KEY_A).await;
-    assert_eq!(still.valid(), Some(true), "the server keeps serving: {still:?}");
+    assert_eq!(
+        still.valid(),
+        Some(true),
+        "the server keeps serving: {still:?}"
+    );
 }
 
 #[tokio::test]
@@ -406,7 +567,10 @@ async fn pause_injection_stalls_answers_without_dropping_them() {
         answered += 1;
     }
     assert!(answered > 2);
-    assert!(slowest >= Duration::from_millis(200), "no stall seen: slowest {slowest:?}");
+    assert!(
+        slowest >= Duration::from_millis(200),
+        "no stall seen: slowest {slowest:?}"
+    );
 }
 
 #[tokio::test]

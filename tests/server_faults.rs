@@ -41,13 +41,17 @@ async fn guarantee_broken(fault: Fault, h: &Harness, private: &RsaPrivateKey) ->
     match fault {
         Fault::AcceptReplay => {
             let (challenge, _) = h.round_trip(KEY_A).await;
-            let again = h.validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge)).await;
+            let again = h
+                .validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge))
+                .await;
             again.valid() == Some(true)
         }
         Fault::IgnoreTtl => {
             let challenge = h.create(KEY_A, 1).await.challenge();
             tokio::time::sleep(Duration::from_millis(1_200)).await;
-            let late = h.validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge)).await;
+            let late = h
+                .validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge))
+                .await;
             late.valid() == Some(true)
         }
         Fault::AcceptAnyResponse => {
@@ -63,13 +67,18 @@ async fn guarantee_broken(fault: Fault, h: &Harness, private: &RsaPrivateKey) ->
         }
         Fault::WrongErrorCode => {
             let (challenge, _) = h.round_trip(KEY_A).await;
-            let again = h.validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge)).await;
+            let again = h
+                .validate(KEY_A, &challenge, &hmac_response(KEY_A, &challenge))
+                .await;
             again.error() != Some("replayed_challenge")
         }
         Fault::ReplayRace => {
             let challenge = h.create(KEY_A, 30).await.challenge();
             let body = json!({ "key": KEY_A, "challenge": challenge, "response": hmac_response(KEY_A, &challenge) });
-            let answers = futures::future::join_all((0..16).map(|_| h.post(VALIDATE_PATH, body.clone(), None))).await;
+            let answers = futures::future::join_all(
+                (0..16).map(|_| h.post(VALIDATE_PATH, body.clone(), None)),
+            )
+            .await;
             answers.iter().filter(|a| a.valid() == Some(true)).count() > 1
         }
         Fault::AcceptUnknownKey => h.create("kc_nobody_issued_this", 30).await.status == 200,
@@ -79,12 +88,17 @@ async fn guarantee_broken(fault: Fault, h: &Harness, private: &RsaPrivateKey) ->
         }
         Fault::RsaOaepSha1 => {
             let challenge = h.create(RSA_KEY, 30).await.challenge();
-            let bytes = base64::engine::general_purpose::STANDARD.decode(challenge).unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(challenge)
+                .unwrap_or_default();
             private.decrypt_oaep_sha256(&bytes).is_err()
         }
         Fault::CrossKey => {
             let challenge = h.create(KEY_A, 30).await.challenge();
-            h.validate(KEY_B, &challenge, &hmac_response(KEY_B, &challenge)).await.valid() == Some(true)
+            h.validate(KEY_B, &challenge, &hmac_response(KEY_B, &challenge))
+                .await
+                .valid()
+                == Some(true)
         }
         Fault::BadInput500 => {
             let answer = h.post_raw(VALIDATE_PATH, "{oops").await;

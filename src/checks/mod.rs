@@ -13,10 +13,10 @@ use crate::protocol::ErrorCode;
 /// expectations (`valid_count`, `rate_limited`, `distinct`) are judged by the engine.
 pub fn unmet(expect: &Expect, answer: &Answer, ttl: Option<u64>) -> Vec<String> {
     let mut unmet = Vec::new();
-    if let Some(status) = &expect.status {
-        if !status_matches(status, answer.status) {
-            unmet.push(format!("status {}", describe_status(status)));
-        }
+    if let Some(status) = &expect.status
+        && !status_matches(status, answer.status)
+    {
+        unmet.push(format!("status {}", describe_status(status)));
     }
     if let Some(error) = &expect.error {
         let code = answer.error_code();
@@ -41,7 +41,9 @@ pub fn unmet(expect: &Expect, answer: &Answer, ttl: Option<u64>) -> Vec<String> 
             ValidExpect::True => got == Some(true),
             ValidExpect::False => got == Some(false),
             // A refusal is still a KeyClaim answer: a JSON object, just not valid=true.
-            ValidExpect::NotTrue => got != Some(true) && answer.json.as_ref().is_some_and(Value::is_object),
+            ValidExpect::NotTrue => {
+                got != Some(true) && answer.json.as_ref().is_some_and(Value::is_object)
+            }
         };
         if !ok {
             unmet.push(match valid {
@@ -81,7 +83,11 @@ pub fn describe_status(expect: &StatusExpect) -> String {
             .collect::<Vec<_>>()
             .join(" or "),
         StatusExpect::Class(class) => format!("{class}xx"),
-        StatusExpect::AnyOf(any) => any.iter().map(describe_status).collect::<Vec<_>>().join(" or "),
+        StatusExpect::AnyOf(any) => any
+            .iter()
+            .map(describe_status)
+            .collect::<Vec<_>>()
+            .join(" or "),
     }
 }
 
@@ -96,7 +102,9 @@ fn field_problem(expect: &FieldExpect, answer: &Answer, ttl: Option<u64>) -> Opt
             .as_str()
             .is_some_and(|s| s.len() >= *min && s.bytes().all(|b| b.is_ascii_hexdigit())),
         (Shape::LowerHex(len), Some(v)) => v.as_str().is_some_and(|s| {
-            s.len() == *len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            s.len() == *len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         }),
         (Shape::Base64, Some(v)) => v.as_str().is_some_and(|s| {
             !s.is_empty() && base64::engine::general_purpose::STANDARD.decode(s).is_ok()
@@ -151,12 +159,19 @@ mod tests {
     #[test]
     fn a_matching_answer_leaves_nothing_unmet() {
         let expect = Expect {
-            status: Some(StatusExpect::AnyOf(vec![StatusExpect::Codes(vec![200]), StatusExpect::Class(4)])),
+            status: Some(StatusExpect::AnyOf(vec![
+                StatusExpect::Codes(vec![200]),
+                StatusExpect::Class(4),
+            ])),
             error: Some(ErrorExpect::OneOf(vec!["replayed_challenge".into()])),
             valid: Some(ValidExpect::False),
             ..Expect::default()
         };
-        let got = answer(409, json!({"valid": false, "error": "replayed_challenge"}), None);
+        let got = answer(
+            409,
+            json!({"valid": false, "error": "replayed_challenge"}),
+            None,
+        );
         assert!(unmet(&expect, &got, None).is_empty());
     }
 
@@ -191,12 +206,22 @@ mod tests {
             None,
         );
         let shape = |field: &str, shape| Expect {
-            fields: vec![FieldExpect { field: field.into(), shape }],
+            fields: vec![FieldExpect {
+                field: field.into(),
+                shape,
+            }],
             ..Expect::default()
         };
         assert!(unmet(&shape("challenge", Shape::LowerHex(64)), &got, None).is_empty());
         assert!(unmet(&shape("challenge", Shape::HexAtLeast(32)), &got, None).is_empty());
-        assert!(!unmet(&shape("challenge", Shape::Base64), &answer(200, json!({"challenge": "!!"}), None), None).is_empty());
+        assert!(
+            !unmet(
+                &shape("challenge", Shape::Base64),
+                &answer(200, json!({"challenge": "!!"}), None),
+                None
+            )
+            .is_empty()
+        );
         assert!(unmet(&shape("expires_in", Shape::EqualsTtl), &got, Some(30)).is_empty());
         assert!(!unmet(&shape("expires_in", Shape::EqualsTtl), &got, Some(20)).is_empty());
         assert!(unmet(&shape("expires_in", Shape::AtMostTtl), &got, Some(60)).is_empty());
@@ -208,8 +233,18 @@ mod tests {
 
     #[test]
     fn documented_codes_and_non_json_bodies() {
-        let expect = Expect { error: Some(ErrorExpect::Documented), json_body: true, ..Expect::default() };
-        let html = Answer { status: 500, retry_after: None, text: "<html>".into(), truncated: false, json: None };
+        let expect = Expect {
+            error: Some(ErrorExpect::Documented),
+            json_body: true,
+            ..Expect::default()
+        };
+        let html = Answer {
+            status: 500,
+            retry_after: None,
+            text: "<html>".into(),
+            truncated: false,
+            json: None,
+        };
         assert_eq!(unmet(&expect, &html, None).len(), 2);
         let ok = answer(401, json!({"error": "invalid_key"}), None);
         assert!(unmet(&expect, &ok, None).is_empty());

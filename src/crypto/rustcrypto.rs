@@ -38,12 +38,14 @@ impl PublicKey {
     }
 }
 
-pub(super) struct PrivateKey(rsa::PrivateKey);
+// Boxed: the key with its CRT values is a few hundred bytes, and the facade enum
+// should not be that large for the aws-lc variant too.
+pub(super) struct PrivateKey(Box<rsa::PrivateKey>);
 
 impl PrivateKey {
     pub(super) fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
         rsa::PrivateKey::from_pkcs8_der(der)
-            .map(Self)
+            .map(|key| Self(Box::new(key)))
             .map_err(|_| CryptoError::BadPrivateKey)
     }
 

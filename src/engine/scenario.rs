@@ -189,8 +189,8 @@ impl Run<'_> {
 
     fn finish(self, elapsed: Duration) -> ScenarioReport {
         let strict = self.settings.strict;
-        let all_skipped = !self.checks.is_empty()
-            && self.checks.iter().all(|c| c.outcome == Outcome::Skipped);
+        let all_skipped =
+            !self.checks.is_empty() && self.checks.iter().all(|c| c.outcome == Outcome::Skipped);
         let failed = self.checks.iter().any(|check| match check.outcome {
             Outcome::Fail => true,
             Outcome::NonStrict | Outcome::Skipped => strict,
@@ -221,7 +221,11 @@ impl Run<'_> {
             requests: counters.requests,
             errors: counters.errors,
             rate_limit_retries: self.retries,
-            rps: if secs > 0.0 { counters.requests as f64 / secs } else { 0.0 },
+            rps: if secs > 0.0 {
+                counters.requests as f64 / secs
+            } else {
+                0.0
+            },
             elapsed_s: secs,
             latency_us: counters.latency.summary(),
             warnings,
@@ -253,7 +257,12 @@ impl Run<'_> {
     }
 
     /// Puts the key where `auth` says; returns the Bearer token to send, if any.
-    fn place_key<'k>(&self, body: &mut Value, key: Option<&'k str>, auth: AuthForm) -> Option<&'k str> {
+    fn place_key<'k>(
+        &self,
+        body: &mut Value,
+        key: Option<&'k str>,
+        auth: AuthForm,
+    ) -> Option<&'k str> {
         let key = key?;
         if matches!(auth, AuthForm::Body | AuthForm::Both) {
             body["key"] = Value::String(key.to_owned());
@@ -270,7 +279,14 @@ impl Run<'_> {
         keyed: bool,
     ) -> Exchange {
         let (method, path, body) = request;
-        let sent = send_with_retry(self.settings, (method, path, body), content_type, bearer, keyed).await;
+        let sent = send_with_retry(
+            self.settings,
+            (method, path, body),
+            content_type,
+            bearer,
+            keyed,
+        )
+        .await;
         self.absorb(&sent);
         sent.exchange
     }
@@ -283,8 +299,17 @@ impl Run<'_> {
     fn evidence(&self, exchange: &Exchange) -> Evidence {
         let redactor = &self.settings.redactor;
         let request = &exchange.request;
-        let auth = if request.bearer.is_some() { " Authorization: Bearer [REDACTED]" } else { "" };
-        let request_text = format!("{} {}{auth} {}", request.method, request.path, clip(&request.body));
+        let auth = if request.bearer.is_some() {
+            " Authorization: Bearer [REDACTED]"
+        } else {
+            ""
+        };
+        let request_text = format!(
+            "{} {}{auth} {}",
+            request.method,
+            request.path,
+            clip(&request.body)
+        );
         let response_text = match &exchange.result {
             Ok(answer) => {
                 let retry = answer
@@ -292,7 +317,11 @@ impl Run<'_> {
                     .as_deref()
                     .map(|r| format!(" Retry-After: {r}"))
                     .unwrap_or_default();
-                let cut = if answer.truncated { " [body truncated]" } else { "" };
+                let cut = if answer.truncated {
+                    " [body truncated]"
+                } else {
+                    ""
+                };
                 format!("{}{retry} {}{cut}", answer.status, clip(&answer.text))
             }
             Err(err) => err.to_string(),
@@ -315,8 +344,14 @@ impl Run<'_> {
     ) -> StepVerdict {
         let name = step_name(number, step);
         let prefix = self.prefix();
-        let requirement = self.scenario.requirement.as_deref().unwrap_or("as the plan expects");
-        let got = shown.map(Exchange::brief).unwrap_or_else(|| "no answer".into());
+        let requirement = self
+            .scenario
+            .requirement
+            .as_deref()
+            .unwrap_or("as the plan expects");
+        let got = shown
+            .map(Exchange::brief)
+            .unwrap_or_else(|| "no answer".into());
         let evidence = shown.map(|exchange| self.evidence(exchange));
         let mut checks = Vec::new();
         let failed = !must_unmet.is_empty();
@@ -353,16 +388,28 @@ impl Run<'_> {
                     format!(
                         "{prefix}: SHOULD answer {}; got {got}{}",
                         should_unmet.join(", "),
-                        if self.settings.strict { " (required under --strict)" } else { "" }
+                        if self.settings.strict {
+                            " (required under --strict)"
+                        } else {
+                            ""
+                        }
                     )
                 },
                 evidence: if met { None } else { evidence },
             });
         }
-        StepVerdict { checks, stop: failed }
+        StepVerdict {
+            checks,
+            stop: failed,
+        }
     }
 
-    fn answer_unmet(&self, expect: &Expect, exchange: &Exchange, ttl: Option<u64>) -> (Vec<String>, Vec<String>) {
+    fn answer_unmet(
+        &self,
+        expect: &Expect,
+        exchange: &Exchange,
+        ttl: Option<u64>,
+    ) -> (Vec<String>, Vec<String>) {
         match &exchange.result {
             Ok(answer) => (
                 unmet(expect, answer, ttl),
@@ -381,7 +428,14 @@ impl Run<'_> {
             Action::Create(create) => self.create(number, step, create).await,
             Action::Validate(validate) => match self.validate_request(validate) {
                 Ok((body, bearer)) => {
-                    let exchange = self.send(("POST", VALIDATE_PATH, body.to_string()), None, bearer.as_deref(), validate.key.is_configured()).await;
+                    let exchange = self
+                        .send(
+                            ("POST", VALIDATE_PATH, body.to_string()),
+                            None,
+                            bearer.as_deref(),
+                            validate.key.is_configured(),
+                        )
+                        .await;
                     let (must, should) = self.answer_unmet(&step.expect, &exchange, None);
                     self.judge(number, step, Some(&exchange), must, should)
                 }
@@ -392,14 +446,21 @@ impl Run<'_> {
                     WaitStep::For(duration) => *duration,
                     WaitStep::Expiry { saved, margin } => match self.saved.get(saved) {
                         Some(saved) => {
-                            let ttl = saved.expires_in.or(saved.requested_ttl).unwrap_or(crate::protocol::DEFAULT_TTL_S);
-                            (saved.created_at + Duration::from_secs(ttl) + *margin).saturating_duration_since(Instant::now())
+                            let ttl = saved
+                                .expires_in
+                                .or(saved.requested_ttl)
+                                .unwrap_or(crate::protocol::DEFAULT_TTL_S);
+                            (saved.created_at + Duration::from_secs(ttl) + *margin)
+                                .saturating_duration_since(Instant::now())
                         }
                         None => Duration::ZERO,
                     },
                 };
                 tokio::time::sleep(duration).await;
-                StepVerdict { checks: Vec::new(), stop: false }
+                StepVerdict {
+                    checks: Vec::new(),
+                    stop: false,
+                }
             }
             Action::Concurrent(concurrent) => self.concurrent(number, step, concurrent).await,
             Action::Burst(burst) => self.burst(number, step, burst).await,
@@ -416,41 +477,59 @@ impl Run<'_> {
             body["encrypted"] = json!(encrypted);
         }
         let key = self.key(&create.key).map(str::to_owned);
-        let bearer = self.place_key(&mut body, key.as_deref(), create.auth).map(str::to_owned);
+        let bearer = self
+            .place_key(&mut body, key.as_deref(), create.auth)
+            .map(str::to_owned);
         let body = body.to_string();
         let mut seen = HashSet::new();
         let mut repeated = None;
         let mut last = None;
         for _ in 0..create.repeat.max(1) {
-            let exchange = self.send(("POST", CREATE_PATH, body.clone()), None, bearer.as_deref(), create.key.is_configured()).await;
+            let exchange = self
+                .send(
+                    ("POST", CREATE_PATH, body.clone()),
+                    None,
+                    bearer.as_deref(),
+                    create.key.is_configured(),
+                )
+                .await;
             let (must, should) = self.answer_unmet(&step.expect, &exchange, create.ttl);
             if !must.is_empty() {
                 return self.judge(number, step, Some(&exchange), must, should);
             }
-            if let Some(challenge) = exchange.answer().and_then(|a| a.field("challenge")).and_then(Value::as_str) {
-                if !seen.insert(challenge.to_owned()) && repeated.is_none() {
-                    repeated = Some(exchange.clone());
-                }
+            if let Some(challenge) = exchange
+                .answer()
+                .and_then(|a| a.field("challenge"))
+                .and_then(Value::as_str)
+                && !seen.insert(challenge.to_owned())
+                && repeated.is_none()
+            {
+                repeated = Some(exchange.clone());
             }
             last = Some((exchange, should));
         }
         let (exchange, should) = last.expect("repeat is at least one");
-        if step.expect.distinct {
-            if let Some(repeat) = repeated {
-                let problem = format!("{} distinct challenges (one repeated)", create.repeat);
-                return self.judge(number, step, Some(&repeat), vec![problem], Vec::new());
-            }
+        if step.expect.distinct
+            && let Some(repeat) = repeated
+        {
+            let problem = format!("{} distinct challenges (one repeated)", create.repeat);
+            return self.judge(number, step, Some(&repeat), vec![problem], Vec::new());
         }
-        if let Some(name) = &create.save {
-            if let Err(problem) = self.save(name, &exchange, create).await {
-                return self.judge(number, step, Some(&exchange), vec![problem], Vec::new());
-            }
+        if let Some(name) = &create.save
+            && let Err(problem) = self.save(name, &exchange, create).await
+        {
+            return self.judge(number, step, Some(&exchange), vec![problem], Vec::new());
         }
         self.judge(number, step, Some(&exchange), Vec::new(), should)
     }
 
     /// Keeps a created challenge; for the RSA key, opens it with the private key.
-    async fn save(&mut self, name: &str, exchange: &Exchange, create: &CreateStep) -> Result<(), String> {
+    async fn save(
+        &mut self,
+        name: &str,
+        exchange: &Exchange,
+        create: &CreateStep,
+    ) -> Result<(), String> {
         let answer: &Answer = exchange
             .answer()
             .ok_or_else(|| format!("a challenge to save as `{name}` ({})", exchange.brief()))?;
@@ -466,7 +545,9 @@ impl Run<'_> {
             if let Some(private) = private {
                 let ciphertext = challenge.clone();
                 let opened = tokio::task::spawn_blocking(move || {
-                    let bytes = base64::engine::general_purpose::STANDARD.decode(ciphertext.trim()).ok()?;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(ciphertext.trim())
+                        .ok()?;
                     let plain = private.decrypt_oaep_sha256(&bytes).ok()?;
                     String::from_utf8(plain.to_vec()).ok()
                 })
@@ -474,7 +555,8 @@ impl Run<'_> {
                 .ok()
                 .flatten();
                 decrypted = Some(opened.ok_or_else(|| {
-                    "a challenge that the private key opens (base64 of RSA-OAEP with SHA-256)".to_owned()
+                    "a challenge that the private key opens (base64 of RSA-OAEP with SHA-256)"
+                        .to_owned()
                 })?);
             }
         }
@@ -492,9 +574,9 @@ impl Run<'_> {
     }
 
     fn saved(&self, name: &str) -> Result<&Saved, String> {
-        self.saved
-            .get(name)
-            .ok_or_else(|| format!("the challenge `{name}` saved by an earlier step (it was not created)"))
+        self.saved.get(name).ok_or_else(|| {
+            format!("the challenge `{name}` saved by an earlier step (it was not created)")
+        })
     }
 
     fn decrypted_of(&self, reference: &ChallengeRef) -> Result<String, String> {
@@ -502,10 +584,9 @@ impl Run<'_> {
             ChallengeRef::Saved(name) | ChallengeRef::SavedDecrypted(name) => name,
             _ => return Err("an RSA challenge to take the decryption of".into()),
         };
-        self.saved(name)?
-            .decrypted
-            .clone()
-            .ok_or_else(|| format!("`{name}` to be an RSA challenge (create it with key = \"rsa\")"))
+        self.saved(name)?.decrypted.clone().ok_or_else(|| {
+            format!("`{name}` to be an RSA challenge (create it with key = \"rsa\")")
+        })
     }
 
     /// The validate body and Bearer token for a step, or why it cannot be built.
@@ -519,7 +600,9 @@ impl Run<'_> {
         let secret = self.secret(&step.key);
         let response = match &step.response {
             ResponseForm::Hmac => hmac_response(&secret, &challenge),
-            ResponseForm::HmacOtherSecret => hmac_response(&format!("kc_not_the_secret_{}", random_hex64()), &challenge),
+            ResponseForm::HmacOtherSecret => {
+                hmac_response(&format!("kc_not_the_secret_{}", random_hex64()), &challenge)
+            }
             ResponseForm::Tampered => {
                 let mut mac = hmac_response(&secret, &challenge).into_bytes();
                 mac[0] = if mac[0] == b'0' { b'1' } else { b'0' };
@@ -528,14 +611,18 @@ impl Run<'_> {
             ResponseForm::Echo => challenge.clone(),
             ResponseForm::Hash => hex::encode(Sha256::digest(format!("{challenge}{secret}"))),
             ResponseForm::Decrypted => self.decrypted_of(&step.challenge)?,
-            ResponseForm::HmacDecrypted => hmac_response(&secret, &self.decrypted_of(&step.challenge)?),
+            ResponseForm::HmacDecrypted => {
+                hmac_response(&secret, &self.decrypted_of(&step.challenge)?)
+            }
             ResponseForm::WrongDecryption => random_hex64(),
             ResponseForm::Literal(text) => text.clone(),
         };
         let mut body = json!({ "challenge": challenge, "response": response });
         match step.decrypted_challenge {
             DecryptedField::Absent => {}
-            DecryptedField::Decrypted => body["decryptedChallenge"] = json!(self.decrypted_of(&step.challenge)?),
+            DecryptedField::Decrypted => {
+                body["decryptedChallenge"] = json!(self.decrypted_of(&step.challenge)?)
+            }
             DecryptedField::Wrong => body["decryptedChallenge"] = json!(random_hex64()),
         }
         let key = self.key(&step.key);
@@ -543,23 +630,27 @@ impl Run<'_> {
         Ok((body, bearer))
     }
 
-    async fn concurrent(&mut self, number: usize, step: &Step, concurrent: &ConcurrentStep) -> StepVerdict {
+    async fn concurrent(
+        &mut self,
+        number: usize,
+        step: &Step,
+        concurrent: &ConcurrentStep,
+    ) -> StepVerdict {
         let (body, bearer) = match self.validate_request(&concurrent.validate) {
             Ok(request) => request,
             Err(problem) => return self.judge(number, step, None, vec![problem], Vec::new()),
         };
         let body = body.to_string();
         let settings = self.settings;
-        let sends = (0..concurrent.count)
-            .map(|_| {
-                send_with_retry(
-                    settings,
-                    ("POST", VALIDATE_PATH, body.clone()),
-                    None,
-                    bearer.as_deref(),
-                    concurrent.validate.key.is_configured(),
-                )
-            });
+        let sends = (0..concurrent.count).map(|_| {
+            send_with_retry(
+                settings,
+                ("POST", VALIDATE_PATH, body.clone()),
+                None,
+                bearer.as_deref(),
+                concurrent.validate.key.is_configured(),
+            )
+        });
         let mut exchanges = Vec::with_capacity(concurrent.count as usize);
         for sent in futures::future::join_all(sends).await {
             self.absorb(&sent);
@@ -571,15 +662,22 @@ impl Run<'_> {
             .collect();
         let mut must = Vec::new();
         let mut shown = valid.get(1).copied().or(exchanges.first());
-        if let Some(expected) = step.expect.valid_count {
-            if valid.len() as u32 != expected {
-                must.push(format!("exactly {expected} valid=true of {} concurrent validations, got {}", concurrent.count, valid.len()));
-            }
+        if let Some(expected) = step.expect.valid_count
+            && valid.len() as u32 != expected
+        {
+            must.push(format!(
+                "exactly {expected} valid=true of {} concurrent validations, got {}",
+                concurrent.count,
+                valid.len()
+            ));
         }
         let mut should = Vec::new();
         if must.is_empty() {
             // The other expectations apply to every answer that was not valid=true.
-            for exchange in exchanges.iter().filter(|e| e.answer().and_then(Answer::valid) != Some(true)) {
+            for exchange in exchanges
+                .iter()
+                .filter(|e| e.answer().and_then(Answer::valid) != Some(true))
+            {
                 let (m, s) = self.answer_unmet(&step.expect, exchange, None);
                 if !m.is_empty() {
                     must = m;
@@ -609,7 +707,10 @@ impl Run<'_> {
                     Endpoint::Validate => {
                         let challenge = random_hex64();
                         let response = hmac_response(&secret, &challenge);
-                        (VALIDATE_PATH, json!({ "challenge": challenge, "response": response }))
+                        (
+                            VALIDATE_PATH,
+                            json!({ "challenge": challenge, "response": response }),
+                        )
                     }
                 };
                 if let Some(key) = &key {
@@ -653,7 +754,9 @@ impl Run<'_> {
     }
 
     async fn raw(&mut self, number: usize, step: &Step, raw: &RawStep) -> StepVerdict {
-        let bearer = raw.bearer.then(|| self.settings.credentials.primary.clone());
+        let bearer = raw
+            .bearer
+            .then(|| self.settings.credentials.primary.clone());
         let exchange = self
             .send(
                 (&raw.method, &raw.path, raw.body.clone()),
@@ -708,7 +811,10 @@ async fn send_with_retry(
     let mut counters = Counters::default();
     let mut retries = 0;
     loop {
-        let exchange = settings.client.send(method, path, body.clone(), content_type, bearer).await;
+        let exchange = settings
+            .client
+            .send(method, path, body.clone(), content_type, bearer)
+            .await;
         counters.record(&exchange, keyed);
         let wait = exchange
             .answer()
@@ -726,7 +832,11 @@ async fn send_with_retry(
                 tokio::time::sleep(wait).await;
             }
             None => {
-                return Sent { exchange, counters, retries };
+                return Sent {
+                    exchange,
+                    counters,
+                    retries,
+                };
             }
         }
     }

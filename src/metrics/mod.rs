@@ -85,7 +85,11 @@ mod tests {
         let (mut a, mut b, mut all) = (Latency::default(), Latency::default(), Latency::default());
         for us in 1..5_000u64 {
             let d = Duration::from_micros(us * 7);
-            if us % 3 == 0 { a.record(d) } else { b.record(d) }
+            if us % 3 == 0 {
+                a.record(d)
+            } else {
+                b.record(d)
+            }
             all.record(d);
         }
         a.merge(&b);

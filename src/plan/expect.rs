@@ -319,10 +319,21 @@ fn fields(
                                 "`{word}` compares `{field}` with the TTL a create step asked for"
                             )));
                     }
-                    if word == "ttl" {
-                        Shape::EqualsTtl
-                    } else {
+                    if word == "ttl-or-less" {
                         Shape::AtMostTtl
+                    } else if matches!(action, Action::Create(c) if c.ttl.is_none()) {
+                        // With no TTL sent there is nothing to equal: the check could only
+                        // fail. ("ttl-or-less" then accepts any positive number.)
+                        return Err(source
+                            .error(
+                                value.span(),
+                                "shape `ttl` needs the create step to send a `ttl`",
+                            )
+                            .with_help(
+                                "add e.g. `ttl = 30` to the create, or use \"ttl-or-less\"",
+                            ));
+                    } else {
+                        Shape::EqualsTtl
                     }
                 }
                 "present" => Shape::Present,

@@ -83,7 +83,10 @@ pub enum KeyChoice {
 impl KeyChoice {
     /// One of the run's own valid keys (not unknown, not absent).
     pub fn is_configured(&self) -> bool {
-        matches!(self, KeyChoice::Primary | KeyChoice::Secondary | KeyChoice::Rsa)
+        matches!(
+            self,
+            KeyChoice::Primary | KeyChoice::Secondary | KeyChoice::Rsa
+        )
     }
 }
 

@@ -416,8 +416,31 @@ fn shape_error(source: &Source<'_>, e: &toml::de::Error) -> PlanError {
             error = error.with_help("write true or false, without quotes");
         } else if expected == "a string" && matches!(name.as_str(), "`timeout`" | "`margin`") {
             error = error.with_help("durations are strings, like \"500ms\", \"2s\" or \"1m\"");
+        } else if expected == "a sequence" && matches!(name.as_str(), "`scenario`" | "`step`") {
+            // `[scenario]`, or a `[[scenario.step]]` before any `[[scenario]]`.
+            error = error.with_help(
+                "scenarios are `[[scenario]]` tables (double brackets), \
+                 each followed by its `[[scenario.step]]` tables",
+            );
         }
         return error;
+    }
+
+    // A struct given an array: `[[scenario.step.expect]]` where `expect` is one table.
+    if message.starts_with("invalid length") && message.contains("expected struct") {
+        let key = path.iter().rev().find_map(|seg| match seg {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index => None,
+        });
+        return source
+            .error(
+                span,
+                format!(
+                    "wrong type for `{}`: expected a table, found an array",
+                    key.unwrap_or("plan")
+                ),
+            )
+            .with_help("`[[...]]` makes an array of tables; use `[...]` or `{ ... }`");
     }
 
     if let Some(rest) = message.strip_prefix("missing field `") {

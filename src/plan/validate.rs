@@ -203,23 +203,15 @@ fn step(
     .into_iter()
     .filter_map(|(name, span)| span.map(|span| (name, span)))
     .collect();
-    match present.as_slice() {
-        [] => {
-            return Err(source
-                .error(raw.span(), "a step needs an action")
-                .with_help(format!("add {}", one_of(ACTIONS))));
-        }
-        [_] => {}
-        // Point at whichever of the two comes later in the file.
-        [a, b, ..] => {
-            let later = if a.1.start > b.1.start { a } else { b };
-            return Err(source
-                .error(
-                    later.1.clone(),
-                    format!("a step has two actions, `{}` and `{}`", a.0, b.0),
-                )
-                .with_help("give each action its own `[[scenario.step]]`"));
-        }
+    // Two or more: point at whichever of the first two comes later in the file.
+    if let [a, b, ..] = present.as_slice() {
+        let later = if a.1.start > b.1.start { a } else { b };
+        return Err(source
+            .error(
+                later.1.clone(),
+                format!("a step has two actions, `{}` and `{}`", a.0, b.0),
+            )
+            .with_help("give each action its own `[[scenario.step]]`"));
     }
 
     let action = if let Some(c) = &s.create {
@@ -235,7 +227,9 @@ fn step(
     } else if let Some(r) = &s.raw {
         Action::Raw(raw_step(source, r)?)
     } else {
-        unreachable!("exactly one action is present, checked above")
+        return Err(source
+            .error(raw.span(), "a step needs an action")
+            .with_help(format!("add {}", one_of(ACTIONS))));
     };
 
     let expect = match (&action, &s.expect) {
@@ -371,7 +365,12 @@ fn challenge(
                 ChallengeRef::Saved(name)
             })
         }
-        RawValue::Table(_) => Ok(ChallengeRef::Literal(literal(source, at, "challenge")?)),
+        RawValue::Table(entries) => Ok(ChallengeRef::Literal(literal(
+            source,
+            at.span(),
+            entries,
+            "challenge",
+        )?)),
         other => Err(source.error(
             at.span(),
             format!(
@@ -411,7 +410,14 @@ fn saved_name(
 fn response(source: &Source<'_>, at: &Spanned<RawValue>) -> Result<ResponseForm, PlanError> {
     let word = match at.get_ref() {
         RawValue::Str(word) => word.as_str(),
-        RawValue::Table(_) => return Ok(ResponseForm::Literal(literal(source, at, "response")?)),
+        RawValue::Table(entries) => {
+            return Ok(ResponseForm::Literal(literal(
+                source,
+                at.span(),
+                entries,
+                "response",
+            )?));
+        }
         other => {
             return Err(source.error(
                 at.span(),
@@ -444,10 +450,12 @@ fn response(source: &Source<'_>, at: &Spanned<RawValue>) -> Result<ResponseForm,
 }
 
 /// The string in `{ literal = "..." }`.
-fn literal(source: &Source<'_>, at: &Spanned<RawValue>, field: &str) -> Result<String, PlanError> {
-    let RawValue::Table(entries) = at.get_ref() else {
-        unreachable!("callers pass tables only")
-    };
+fn literal(
+    source: &Source<'_>,
+    at: Range<usize>,
+    entries: &[(Spanned<String>, Spanned<RawValue>)],
+    field: &str,
+) -> Result<String, PlanError> {
     let mut literal = None;
     for (key, value) in entries {
         if key.get_ref() != "literal" {
@@ -473,7 +481,7 @@ fn literal(source: &Source<'_>, at: &Spanned<RawValue>, field: &str) -> Result<S
     }
     literal.ok_or_else(|| {
         source
-            .error(at.span(), format!("a `{field}` table needs `literal`"))
+            .error(at, format!("a `{field}` table needs `literal`"))
             .with_help(format!("write `{field} = {{ literal = \"...\" }}`"))
     })
 }

@@ -65,7 +65,9 @@ impl Fault {
             }
             Fault::AcceptUnknownKey => "invalid keys refused: any kc_ key is accepted",
             Fault::PlaintextRsa => "RSA flow: challenges for RSA keys are handed out unencrypted",
-            Fault::RsaOaepSha1 => "RSA flow: challenges are encrypted with OAEP-SHA1, not OAEP-SHA256",
+            Fault::RsaOaepSha1 => {
+                "RSA flow: challenges are encrypted with OAEP-SHA1, not OAEP-SHA256"
+            }
             Fault::CrossKey => "key isolation: a challenge issued to one key validates for another",
             Fault::BadInput500 => "bad input: malformed requests answer 500 instead of a 4xx",
         }

@@ -215,7 +215,10 @@ impl std::fmt::Debug for KeyState {
 pub struct QuotaExhausted;
 
 impl KeyState {
-    pub fn new(spec: &KeySpec, default_rate_limit: u32) -> Result<Self, crate::crypto::CryptoError> {
+    pub fn new(
+        spec: &KeySpec,
+        default_rate_limit: u32,
+    ) -> Result<Self, crate::crypto::CryptoError> {
         let secret = spec.secret.as_deref().unwrap_or(&spec.id);
         let public_key = spec
             .public_key_pem
@@ -223,7 +226,8 @@ impl KeyState {
             .map(RsaPublicKey::from_pem)
             .transpose()?;
         let per_second = spec.rate_limit.unwrap_or(default_rate_limit);
-        let limiter = NonZeroU32::new(per_second).map(|n| RateLimiter::direct(Quota::per_second(n)));
+        let limiter =
+            NonZeroU32::new(per_second).map(|n| RateLimiter::direct(Quota::per_second(n)));
         Ok(Self {
             id: spec.id.clone(),
             response_key: ResponseKey::new(secret.as_bytes()),
@@ -384,9 +388,15 @@ secret = "other"
         let bad = KeyRegistry::new(&[KeySpec::new("secret_value_123", Tier::Pro)], 0);
         let err = bad.err().unwrap().to_string();
         assert!(!err.contains("secret_value_123"), "{err}");
-        let twice = [KeySpec::new("kc_dup_secret", Tier::Pro), KeySpec::new("kc_dup_secret", Tier::Pro)];
+        let twice = [
+            KeySpec::new("kc_dup_secret", Tier::Pro),
+            KeySpec::new("kc_dup_secret", Tier::Pro),
+        ];
         let err = KeyRegistry::new(&twice, 0).err().unwrap().to_string();
-        assert!(err.contains("twice") && !err.contains("kc_dup_secret"), "{err}");
+        assert!(
+            err.contains("twice") && !err.contains("kc_dup_secret"),
+            "{err}"
+        );
     }
 
     #[test]

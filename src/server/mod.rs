@@ -203,10 +203,12 @@ impl Drop for RunningServer {
 pub async fn spawn(addr: &str, config: ServerConfig) -> Result<RunningServer, ServerError> {
     // Build first so bad keys fail here, not inside the background task.
     let built = build(&config)?;
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind {
-        addr: addr.to_owned(),
-        source,
-    })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve_built(listener, built, async {
@@ -230,10 +232,25 @@ mod tests {
             pause_for: Duration::from_millis(500),
         };
         assert_eq!(schedule.wait_at(Duration::from_millis(100)), Duration::ZERO);
-        assert_eq!(schedule.wait_at(Duration::from_millis(4_999)), Duration::ZERO);
-        assert_eq!(schedule.wait_at(Duration::from_secs(5)), Duration::from_millis(500));
-        assert_eq!(schedule.wait_at(Duration::from_millis(5_200)), Duration::from_millis(300));
-        assert_eq!(schedule.wait_at(Duration::from_millis(5_500)), Duration::ZERO);
-        assert_eq!(schedule.wait_at(Duration::from_millis(10_100)), Duration::from_millis(400));
+        assert_eq!(
+            schedule.wait_at(Duration::from_millis(4_999)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            schedule.wait_at(Duration::from_secs(5)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            schedule.wait_at(Duration::from_millis(5_200)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            schedule.wait_at(Duration::from_millis(5_500)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            schedule.wait_at(Duration::from_millis(10_100)),
+            Duration::from_millis(400)
+        );
     }
 }

@@ -4,11 +4,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::BytesRejection;
+use axum::Json;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -18,8 +18,8 @@ use super::faults::Fault;
 use super::keys::KeyState;
 use super::store::{Presented, Refusal};
 use crate::protocol::{
-    CreateRequest, CreateResponse, ErrorBody, ErrorCode, TTL_RANGE_S, ValidateRequest,
-    ValidateResponse, DEFAULT_TTL_S, bearer_token, resolve_key, verdict_signature,
+    CreateRequest, CreateResponse, DEFAULT_TTL_S, ErrorBody, ErrorCode, TTL_RANGE_S,
+    ValidateRequest, ValidateResponse, bearer_token, resolve_key, verdict_signature,
 };
 
 /// A non-verdict error answer: status, code, message, and `Retry-After` when rate-limited.
@@ -81,7 +81,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn parse_body<T: DeserializeOwned>(app: &AppState, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+fn parse_body<T: DeserializeOwned>(
+    app: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -98,7 +101,12 @@ fn parse_body<T: DeserializeOwned>(app: &AppState, body: Result<Bytes, BytesReje
         None => b"{}",
         Some(b'{') => &body,
         // serde would read a struct from an array too; KeyClaim bodies are objects.
-        Some(_) => return Err(ApiError::bad_request(app, "the request body must be a JSON object")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                app,
+                "the request body must be a JSON object",
+            ));
+        }
     };
     serde_json::from_slice(json)
         .map_err(|err| ApiError::bad_request(app, format!("invalid JSON body: {err}")))
@@ -115,9 +123,13 @@ fn authenticate(
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token);
     let key = resolve_key(bearer, body_key)
-        .map_err(|_| ApiError::invalid_key("the body's key and the Authorization Bearer key differ"))?
+        .map_err(|_| {
+            ApiError::invalid_key("the body's key and the Authorization Bearer key differ")
+        })?
         .ok_or_else(|| {
-            ApiError::invalid_key("no API key: send \"key\" in the body or Authorization: Bearer kc_...")
+            ApiError::invalid_key(
+                "no API key: send \"key\" in the body or Authorization: Bearer kc_...",
+            )
         })?;
     let state = if app.faults.has(Fault::AcceptUnknownKey) {
         app.keys.get_or_adopt(key)
@@ -256,7 +268,10 @@ fn refusal_answer(refusal: Refusal, app: &AppState) -> (ErrorCode, &'static str)
         Refusal::Replayed if app.faults.has(Fault::WrongErrorCode) => {
             (ErrorCode::InvalidSignature, "response signature is invalid")
         }
-        Refusal::Replayed => (ErrorCode::ReplayedChallenge, "challenge has already been used"),
+        Refusal::Replayed => (
+            ErrorCode::ReplayedChallenge,
+            "challenge has already been used",
+        ),
         Refusal::Expired => (ErrorCode::ExpiredChallenge, "challenge has expired"),
         Refusal::BadResponse => (ErrorCode::InvalidSignature, "response signature is invalid"),
         Refusal::Unknown => (

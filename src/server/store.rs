@@ -133,7 +133,10 @@ impl ChallengeStore {
     fn lookup(&self, challenge: &str) -> Option<(Arc<Entry>, bool)> {
         let mut id = [0u8; 32];
         if hex::decode_to_slice(challenge, &mut id).is_ok() {
-            return self.entries.get(&id).map(|e| (Arc::clone(e.value()), false));
+            return self
+                .entries
+                .get(&id)
+                .map(|e| (Arc::clone(e.value()), false));
         }
         self.entries
             .get(&ciphertext_alias(challenge))
@@ -239,12 +242,13 @@ fn response_matches(
     if !entry.encrypted {
         return hmac_ok;
     }
-    if let Some(decrypted) = presented.decrypted_challenge {
-        if !bool::from(decrypted.as_bytes().ct_eq(&entry.hex)) {
-            return false;
-        }
+    if let Some(decrypted) = presented.decrypted_challenge
+        && !bool::from(decrypted.as_bytes().ct_eq(&entry.hex))
+    {
+        return false;
     }
-    let plaintext_ok = via_ciphertext && bool::from(presented.response.as_bytes().ct_eq(&entry.hex));
+    let plaintext_ok =
+        via_ciphertext && bool::from(presented.response.as_bytes().ct_eq(&entry.hex));
     hmac_ok || plaintext_ok
 }
 
@@ -266,13 +270,24 @@ mod tests {
             let issued = store.issue(&owner, Duration::from_secs(1)).unwrap();
             store.insert(issued, None);
         }
-        assert!(store.issue(&owner, Duration::from_secs(1)).is_err(), "at the cap");
+        assert!(
+            store.issue(&owner, Duration::from_secs(1)).is_err(),
+            "at the cap"
+        );
         assert_eq!(owner.outstanding.load(Ordering::Relaxed), 10);
 
         tokio::time::advance(Duration::from_millis(1_500)).await;
         store.sweep(&faults);
-        assert_eq!(store.len(), 10, "expired entries are kept to answer expired_challenge");
-        assert_eq!(owner.outstanding.load(Ordering::Relaxed), 0, "expired ones free the cap");
+        assert_eq!(
+            store.len(),
+            10,
+            "expired entries are kept to answer expired_challenge"
+        );
+        assert_eq!(
+            owner.outstanding.load(Ordering::Relaxed),
+            0,
+            "expired ones free the cap"
+        );
 
         tokio::time::advance(Duration::from_secs(5)).await;
         store.sweep(&faults);
@@ -294,11 +309,20 @@ mod tests {
             decrypted_challenge: None,
         };
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(store.validate(&owner, &presented, &faults).await, Err(Refusal::Expired));
+        assert_eq!(
+            store.validate(&owner, &presented, &faults).await,
+            Err(Refusal::Expired)
+        );
         store.sweep(&faults);
-        assert_eq!(store.validate(&owner, &presented, &faults).await, Err(Refusal::Expired));
+        assert_eq!(
+            store.validate(&owner, &presented, &faults).await,
+            Err(Refusal::Expired)
+        );
         tokio::time::advance(Duration::from_secs(5)).await;
         store.sweep(&faults);
-        assert_eq!(store.validate(&owner, &presented, &faults).await, Err(Refusal::Unknown));
+        assert_eq!(
+            store.validate(&owner, &presented, &faults).await,
+            Err(Refusal::Unknown)
+        );
     }
 }
