@@ -16,6 +16,10 @@
 #        KEYCLAIM_BIN=path       use this binary instead of `cargo build --release`
 #        SERVER_CPU=0 CLIENT_CPU=1   cores for the servers / for wrk
 #        TARGET_RATIO=0.7
+#        OTHER_LIMIT=10          warn when other processes/interrupts take more than
+#                                this % of the server core during a measured run
+#        Run it on a quiet machine: it reports how CPU 0 was shared and warns
+#        when other load distorted a figure.
 # Needs: root or sudo-less apt-get if wrk/nginx/curl are missing (it installs them).
 # Exit:  0 if serve/nginx >= TARGET_RATIO, 1 if below, 2 if the run is invalid
 #        (serve answered non-2xx, socket errors, a server failed to start, ...).
@@ -28,6 +32,7 @@ WARMUP=${WARMUP:-2s}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 TARGET_RATIO=${TARGET_RATIO:-0.7}
+OTHER_LIMIT=${OTHER_LIMIT:-10}   # % of the server core others may take before we warn
 API_KEY=kc_bench_key
 PATH_CREATE=/api/challenge/create
 # A create-shaped answer: 64 hex chars of challenge, like serve's.
@@ -133,35 +138,35 @@ rps_of() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
 # "bad" if wrk saw non-2xx/3xx answers or socket errors
 errors_of() { grep -E '^[[:space:]]*(Non-2xx or 3xx responses|Socket errors):' "$1" || true; }
 
-# CPU accounting, to tell whether a run was fair: server core busy/total/irq ticks,
-# client core busy/total ticks, server ticks
-# (busy = user+nice+system, irq+softirq apart; pid_ticks = utime+stime of the
-# pinned server and its children, all threads).
+# CPU accounting, to tell whether a run was fair. snap prints: server core
+# idle ticks, total ticks; client core idle ticks, total ticks; server ticks
+# (utime+stime of the pinned server and its children, all threads; a task's stime
+# includes the irq/softirq time spent while it was running).
 snap() {
-    local pid=$1
-    awk -v c="cpu$SERVER_CPU" '$1 == c { printf "%d %d %d ", $2+$3+$4, $2+$3+$4+$5+$6+$7+$8+$9, $7+$8 }' /proc/stat
-    awk -v c="cpu$CLIENT_CPU" '$1 == c { printf "%d %d ", $2+$3+$4+$7, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat
-    # the server and its children (nginx's worker)
-    local p ticks=0
-    for p in "$pid" $(pgrep -P "$pid" || true); do
+    local pid=$1 p ticks=0
+    awk -v c="cpu$SERVER_CPU" '$1 == c { printf "%d %d ", $5+$6, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat
+    awk -v c="cpu$CLIENT_CPU" '$1 == c { printf "%d %d ", $5+$6, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat
+    for p in "$pid" $(pgrep -P "$pid" || true); do   # nginx: master + worker
         ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
     done
     echo "$ticks"
 }
-# cpu_report NAME "SNAP_BEFORE" "SNAP_AFTER" — server's share of its core, other
-# processes' share of that core, and how busy the client core was.
+# cpu_report NAME "SNAP_BEFORE" "SNAP_AFTER": how the server core was spent (the
+# server, idle, everything else = other processes + interrupts outside the server),
+# and how busy the client core was.
 cpu_report() {
-    local name=$1
-    read -r b0 t0 q0 cb0 ct0 p0 <<<"$2"
-    read -r b1 t1 q1 cb1 ct1 p1 <<<"$3"
-    awk -v n="$name" -v b=$((b1 - b0)) -v t=$((t1 - t0)) -v cb=$((cb1 - cb0)) -v ct=$((ct1 - ct0)) \
-        -v p=$((p1 - p0)) -v q=$((q1 - q0)) -v sc="$SERVER_CPU" -v cc="$CLIENT_CPU" 'BEGIN {
+    local name=$1 i0 t0 ci0 ct0 p0 i1 t1 ci1 ct1 p1
+    read -r i0 t0 ci0 ct0 p0 <<<"$2"
+    read -r i1 t1 ci1 ct1 p1 <<<"$3"
+    awk -v n="$name" -v i=$((i1 - i0)) -v t=$((t1 - t0)) -v ci=$((ci1 - ci0)) -v ct=$((ct1 - ct0)) \
+        -v p=$((p1 - p0)) -v sc="$SERVER_CPU" -v cc="$CLIENT_CPU" -v lim="$OTHER_LIMIT" 'BEGIN {
         if (t <= 0 || ct <= 0) exit
-        srv = 100 * p / t; other = 100 * (b - p) / t; if (other < 0) other = 0
-        printf "%s: CPU %s: %s %.0f%%, irq+softirq %.0f%%, other processes %.0f%%; CPU %s (wrk) busy %.0f%%\n", \
-            "[bench] cpu", sc, n, srv, 100 * q / t, other, cc, 100 * cb / ct
-        if (other > 5) printf "[bench] WARNING: other processes took %.0f%% of CPU %s during the %s run; figures are unreliable\n", other, sc, n
-        if (other <= 5 && 100 * cb / ct > 97) printf "[bench] note: CPU %s (wrk) was saturated during the %s run; that figure is client-bound\n", cc, n
+        srv = 100 * p / t; idle = 100 * i / t; other = 100 - srv - idle; if (other < 0) other = 0
+        cbusy = 100 - 100 * ci / ct
+        printf "[bench] cpu during %s run: CPU %s: %s %.0f%%, idle %.0f%%, other %.0f%%; CPU %s (wrk) busy %.0f%%\n", \
+            n, sc, n, srv, idle, other, cc, cbusy
+        if (other > lim) printf "[bench] WARNING: %.0f%% of CPU %s went to other processes/interrupts during the %s run (limit %s%%); the machine is not quiet, figures are unreliable\n", other, sc, n, lim
+        else if (cbusy > 97) printf "[bench] note: CPU %s (wrk) was saturated during the %s run; that figure is client-bound\n", cc, n
     }' >&2
 }
 

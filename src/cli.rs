@@ -257,6 +257,15 @@ pub struct RunArgs {
     /// Requests in each rate-limit burst, overriding the plans' max_requests.
     #[arg(long, value_name = "N")]
     pub burst: Option<u32>,
+    /// Run the selected scenarios in the open model at R arrivals per second.
+    #[arg(long, value_name = "R", conflicts_with = "users")]
+    pub rate: Option<f64>,
+    /// Run the selected scenarios in the closed model with N users.
+    #[arg(long, value_name = "N")]
+    pub users: Option<u32>,
+    /// Bound the selected load scenarios to this long, e.g. 30s.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
 }
 
 impl RunArgs {
@@ -292,6 +301,9 @@ impl RunArgs {
             scenario_timeout: self.scenario_timeout,
             concurrency: self.concurrency,
             burst: self.burst,
+            rate: self.rate,
+            users: self.users,
+            duration: self.duration,
         })
     }
 }

@@ -161,14 +161,17 @@ fn run(args: RunArgs) -> i32 {
             shutdown_signal().await;
             on_interrupt.cancel();
         });
-        let on_done = Arc::clone(&progress);
-        runner::execute(
-            options,
-            cancel.clone(),
-            |count| progress.start(count),
-            Arc::new(move |report| on_done.scenario_done(report)),
-        )
-        .await
+        let (on_start, on_done, on_tick) = (
+            Arc::clone(&progress),
+            Arc::clone(&progress),
+            Arc::clone(&progress),
+        );
+        let observers = runner::Observers {
+            on_start: Box::new(move |count| on_start.start(count)),
+            on_done: Arc::new(move |report| on_done.scenario_done(report)),
+            on_load_tick: Arc::new(move |name, tick| on_tick.load_tick(name, tick)),
+        };
+        runner::execute(options, cancel.clone(), observers).await
     });
     progress.finish();
     match outcome {

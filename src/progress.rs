@@ -3,6 +3,7 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::engine::load::LoadTick;
 use crate::report::model::ScenarioReport;
 
 pub struct ScenarioProgress {
@@ -45,6 +46,18 @@ impl ScenarioProgress {
         };
         self.bar.set_message(format!("{} {mark}", report.name));
         self.bar.inc(1);
+    }
+
+    /// A load scenario's live figures: elapsed, requests, current rate, failures, p99.
+    pub fn load_tick(&self, scenario: &str, tick: &LoadTick) {
+        self.bar.set_message(format!(
+            "{scenario}: {:.0}s {} requests, {:.0}/s, {} failed, p99 {:.1}ms",
+            tick.elapsed.as_secs_f64(),
+            tick.requests,
+            tick.rate,
+            tick.failed,
+            tick.p99_us as f64 / 1_000.0
+        ));
     }
 
     pub fn finish(&self) {

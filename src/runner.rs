@@ -42,6 +42,89 @@ pub struct RunOptions {
     pub scenario_timeout: Option<Duration>,
     pub concurrency: usize,
     pub burst: Option<u32>,
+    /// `--rate`: run the selected scenarios in the open model at this many arrivals/s.
+    pub rate: Option<f64>,
+    /// `--users`: run them in the closed model with this many users.
+    pub users: Option<u32>,
+    /// `--duration`: bound them.
+    pub duration: Option<Duration>,
+}
+
+/// What the caller wants to hear while a run goes on (progress displays).
+pub struct Observers {
+    pub on_start: Box<dyn FnOnce(usize) + Send>,
+    pub on_done: Arc<dyn Fn(&ScenarioReport) + Send + Sync>,
+    pub on_load_tick: Arc<dyn Fn(&str, &engine::load::LoadTick) + Send + Sync>,
+}
+
+/// Open-model arrivals in flight at most when `--rate` makes a scenario a load one.
+const OVERRIDE_MAX_IN_FLIGHT: u32 = 10_000;
+/// How long `--rate`/`--users` run a scenario that has no duration of its own.
+const OVERRIDE_DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+/// Applies `--rate`, `--users` and `--duration` to the selected scenarios: each becomes
+/// (or stays) a load scenario with that executor and bound.
+pub fn apply_load_overrides(
+    scenarios: &mut [Scenario],
+    rate: Option<f64>,
+    users: Option<u32>,
+    duration: Option<Duration>,
+) -> Result<(), RunError> {
+    use crate::plan::model::{Action, Executor, LoadSpec, RateSchedule};
+    let executor = match (rate, users) {
+        (Some(_), Some(_)) => {
+            return Err(RunError::Usage("--rate and --users exclude each other".into()));
+        }
+        (Some(rate), None) if !(rate > 0.0 && rate.is_finite()) => {
+            return Err(RunError::Usage(format!("--rate {rate}: must be above zero")));
+        }
+        (Some(rate), None) => Some(Executor::Open {
+            rate: RateSchedule::Constant(rate),
+            max_in_flight: OVERRIDE_MAX_IN_FLIGHT,
+        }),
+        (None, Some(0)) => return Err(RunError::Usage("--users must be at least 1".into())),
+        (None, Some(users)) => Some(Executor::Closed { users }),
+        (None, None) => None,
+    };
+    if executor.is_none() && duration.is_none() {
+        return Ok(());
+    }
+    for scenario in scenarios.iter_mut() {
+        if scenario.load.is_none() && executor.is_none() {
+            continue; // --duration alone only bounds load scenarios.
+        }
+        if let Some(step) = scenario
+            .steps
+            .iter()
+            .find(|s| matches!(s.action, Action::Concurrent(_) | Action::Burst(_)))
+        {
+            return Err(RunError::Usage(format!(
+                "scenario {} (line {}) has a concurrent or burst step (line {}), which a load run cannot repeat; select other scenarios with --scenario",
+                scenario.name, scenario.line, step.line
+            )));
+        }
+        let spec = scenario.load.get_or_insert_with(|| LoadSpec {
+            executor: Executor::Closed { users: 1 },
+            duration: Some(OVERRIDE_DEFAULT_DURATION),
+            iterations: None,
+            think_time: Duration::ZERO,
+            thresholds: Vec::new(),
+        });
+        if let Some(executor) = &executor {
+            if matches!(executor, Executor::Open { .. }) {
+                spec.think_time = Duration::ZERO;
+            }
+            spec.executor = executor.clone();
+        }
+        if let Some(duration) = duration {
+            spec.duration = Some(duration);
+        }
+        if spec.duration.is_none() && spec.iterations.is_none() {
+            spec.duration = Some(OVERRIDE_DEFAULT_DURATION);
+        }
+        scenario.exclusive = true;
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,8 +214,7 @@ pub fn target_label(url: &str) -> String {
 pub async fn execute(
     options: RunOptions,
     cancel: CancellationToken,
-    on_start: impl FnOnce(usize),
-    on_done: Arc<dyn Fn(&ScenarioReport) + Send + Sync>,
+    observers: Observers,
 ) -> Result<RunOutcome, RunError> {
     let plans = load_all(&options.plans)?;
     let plan_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
@@ -144,6 +226,7 @@ pub async fn execute(
         PathBuf::from("reports").join(stem)
     });
     let mut scenarios = select(plans, &options.scenario_names, &options.tags)?;
+    apply_load_overrides(&mut scenarios, options.rate, options.users, options.duration)?;
     if let Some(timeout) = options.scenario_timeout {
         for scenario in &mut scenarios {
             scenario.timeout = timeout;
@@ -188,7 +271,13 @@ pub async fn execute(
             (None, url.clone(), target_label(url), credentials)
         }
         None => {
-            let target = engine::start_embedded(options.faults.clone())
+            let probes_limits = scenarios.iter().any(|scenario| {
+                scenario
+                    .steps
+                    .iter()
+                    .any(|step| matches!(step.action, crate::plan::model::Action::Burst(_)))
+            });
+            let target = engine::start_embedded(options.faults.clone(), probes_limits)
                 .await
                 .map_err(|err| RunError::Failed(err.to_string()))?;
             let url = target.server.url();
@@ -236,9 +325,11 @@ pub async fn execute(
         redactor: Arc::clone(&redactor),
         target_label,
         plan_names,
+        request_timeout: options.request_timeout,
+        load_progress: observers.on_load_tick,
     });
-    on_start(scenarios.len());
-    let report = engine::run(scenarios, settings, cancel, on_done).await;
+    (observers.on_start)(scenarios.len());
+    let report = engine::run(scenarios, settings, cancel, observers.on_done).await;
     if let Some(server) = embedded {
         server.shutdown().await.ok();
     }

@@ -997,3 +997,514 @@ fn readme_examples_load() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Load scenarios
+
+fn load_text() -> String {
+    std::fs::read_to_string(fixture("load.toml")).expect("fixture is readable")
+}
+
+/// One load scenario with `load` as its `[scenario.load]` body, then `steps` (a create
+/// step when empty).
+fn with_load(load: &str, steps: &str) -> String {
+    let steps = if steps.is_empty() {
+        "[[scenario.step]]\ncreate = {}\n"
+    } else {
+        steps
+    };
+    format!("[[scenario]]\nname = \"l\"\n\n[scenario.load]\n{load}\n\n{steps}")
+}
+
+fn threshold(source: &str, metric: Metric, op: Comparison, value: f64) -> Threshold {
+    Threshold {
+        metric,
+        op,
+        value,
+        source: source.into(),
+    }
+}
+
+#[test]
+fn load_plan_of_each_executor_loads_into_the_model() {
+    let plan = load(&fixture("load.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.name, "load (fixture)");
+    let [closed, constant, ramping] = plan.scenarios.as_slice() else {
+        panic!("expected three scenarios, got {:#?}", plan.scenarios);
+    };
+
+    assert_eq!(
+        *closed,
+        Scenario {
+            name: "closed".into(),
+            id: None,
+            requirement: None,
+            description: None,
+            tags: vec!["load".into()],
+            // Implied by `[scenario.load]`.
+            exclusive: true,
+            needs: vec![],
+            timeout: Duration::from_secs(60),
+            steps: vec![
+                Step {
+                    line: 18,
+                    action: Action::Create(CreateStep {
+                        key: KeyChoice::Primary,
+                        auth: AuthForm::Body,
+                        ttl: Some(30),
+                        encrypted: None,
+                        save: Some("c".into()),
+                        repeat: 1,
+                    }),
+                    // Expectations are allowed in a load flow.
+                    expect: Expect {
+                        status: Some(StatusExpect::Codes(vec![200])),
+                        ..Expect::default()
+                    },
+                },
+                Step {
+                    line: 22,
+                    action: Action::Validate(ValidateStep {
+                        key: KeyChoice::Primary,
+                        auth: AuthForm::Body,
+                        challenge: ChallengeRef::Saved("c".into()),
+                        response: ResponseForm::Hmac,
+                        decrypted_challenge: DecryptedField::Absent,
+                    }),
+                    expect: Expect {
+                        valid: Some(ValidExpect::True),
+                        ..Expect::default()
+                    },
+                },
+            ],
+            load: Some(LoadSpec {
+                executor: Executor::Closed { users: 50 },
+                duration: Some(Duration::from_secs(30)),
+                iterations: Some(100_000),
+                think_time: Duration::from_millis(100),
+                thresholds: vec![
+                    threshold(
+                        "p99 < 50ms",
+                        Metric::Percentile(99.0),
+                        Comparison::Lt,
+                        50_000.0
+                    ),
+                    threshold(
+                        "error_rate < 0.1%",
+                        Metric::ErrorRate,
+                        Comparison::Lt,
+                        0.001
+                    ),
+                    threshold("rps > 1000", Metric::Rps, Comparison::Gt, 1000.0),
+                ],
+            }),
+            line: 7,
+        }
+    );
+
+    assert_eq!(constant.line, 26);
+    // `exclusive = false` is overridden: load scenarios always run alone.
+    assert!(constant.exclusive);
+    assert_eq!(constant.needs, [Need::SecondKey]);
+    assert_eq!(constant.steps.len(), 1);
+    assert_eq!(
+        constant.load,
+        Some(LoadSpec {
+            executor: Executor::Open {
+                rate: RateSchedule::Constant(1000.0),
+                max_in_flight: 500,
+            },
+            duration: None,
+            iterations: Some(5000),
+            think_time: Duration::ZERO,
+            thresholds: vec![
+                threshold(
+                    "p999 <= 1.5s",
+                    Metric::Percentile(99.9),
+                    Comparison::Le,
+                    1_500_000.0
+                ),
+                // Kept as written, trimmed.
+                threshold(
+                    "p(99.99)<250µs",
+                    Metric::Percentile(99.99),
+                    Comparison::Lt,
+                    250.0
+                ),
+                threshold("mean < 10ms", Metric::Mean, Comparison::Lt, 10_000.0),
+                threshold("avg < 1m", Metric::Mean, Comparison::Lt, 60_000_000.0),
+                threshold("max >= 200us", Metric::Max, Comparison::Ge, 200.0),
+                threshold(
+                    "dropped_rate < 1%",
+                    Metric::DroppedRate,
+                    Comparison::Lt,
+                    0.01
+                ),
+                threshold(
+                    "requests >= 5000",
+                    Metric::Requests,
+                    Comparison::Ge,
+                    5000.0
+                ),
+            ],
+        })
+    );
+
+    assert_eq!(ramping.line, 47);
+    assert!(ramping.exclusive);
+    assert_eq!(
+        ramping.load,
+        Some(LoadSpec {
+            executor: Executor::Open {
+                rate: RateSchedule::Ramping {
+                    start: 10.0,
+                    stages: vec![
+                        Stage {
+                            duration: Duration::from_secs(10),
+                            target: 500.0,
+                        },
+                        Stage {
+                            duration: Duration::from_secs(20),
+                            target: 1000.5,
+                        },
+                    ],
+                },
+                // The default.
+                max_in_flight: 10_000,
+            },
+            // No `duration`: the stages' sum.
+            duration: Some(Duration::from_secs(30)),
+            iterations: None,
+            think_time: Duration::ZERO,
+            thresholds: vec![],
+        })
+    );
+    let lines: Vec<usize> = ramping.steps.iter().map(|s| s.line).collect();
+    assert_eq!(lines, [54, 57, 60]);
+    assert_eq!(
+        ramping.steps[1].action,
+        Action::Wait(WaitStep::For(Duration::from_millis(10)))
+    );
+    assert_eq!(
+        ramping.steps[2].expect.status,
+        Some(StatusExpect::Class(4))
+    );
+}
+
+#[test]
+fn load_defaults_and_inline_form() {
+    // An inline `load` table; a ramp from 0 with its own duration; iterations alone.
+    let text = "[[scenario]]\nname = \"a\"\nload = { stages = [{ duration = \"1m\", target = 10 }], duration = \"90s\" }\n\
+                [[scenario.step]]\ncreate = {}\n\
+                [[scenario]]\nname = \"b\"\n[scenario.load]\nusers = 1\niterations = 1\n\
+                [[scenario.step]]\ncreate = {}\n\
+                [[scenario]]\nname = \"c\"\n[[scenario.step]]\ncreate = {}\n";
+    let plan = load_str(Path::new("p.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let a = plan.scenarios[0].load.as_ref().unwrap();
+    assert_eq!(
+        a.executor,
+        Executor::Open {
+            rate: RateSchedule::Ramping {
+                start: 0.0,
+                stages: vec![Stage {
+                    duration: Duration::from_secs(60),
+                    target: 10.0,
+                }],
+            },
+            max_in_flight: 10_000,
+        }
+    );
+    assert_eq!(a.duration, Some(Duration::from_secs(90)));
+    assert_eq!(
+        plan.scenarios[1].load,
+        Some(LoadSpec {
+            executor: Executor::Closed { users: 1 },
+            duration: None,
+            iterations: Some(1),
+            think_time: Duration::ZERO,
+            thresholds: vec![],
+        })
+    );
+    // Not a load scenario: no load, not exclusive.
+    assert_eq!(plan.scenarios[2].load, None);
+    assert!(!plan.scenarios[2].exclusive);
+}
+
+#[test]
+fn load_unknown_metric_suggests_a_percentile() {
+    let text = with_load(
+        "users = 10\nduration = \"10s\"\nthresholds = [\"p99 < 50ms\", \"p99.9 < 1s\"]",
+        "",
+    );
+    assert_eq!(
+        rendered(&text),
+        "\
+error: invalid threshold `p99.9 < 1s`: unknown metric `p99.9`
+ --> plan.toml:7:29
+  |
+7 | thresholds = [\"p99 < 50ms\", \"p99.9 < 1s\"]
+  |                             ^^^^^^^^^^^^
+  = help: did you mean `p999` or `p(99.9)`?"
+    );
+}
+
+#[test]
+fn load_unknown_metric_lists_the_metrics() {
+    let text = with_load(
+        "users = 10\nduration = \"10s\"\nthresholds = [\"latency < 5ms\"]",
+        "",
+    );
+    assert_eq!(
+        rendered(&text),
+        "\
+error: invalid threshold `latency < 5ms`: unknown metric `latency`
+ --> plan.toml:7:15
+  |
+7 | thresholds = [\"latency < 5ms\"]
+  |               ^^^^^^^^^^^^^^^
+  = help: expected one of `p50`, `p90`, `p95`, `p99`, `p999`, `p(N)`, `mean`, `avg`, `max`, `error_rate`, `rps`, `requests`, `dropped_rate`"
+    );
+}
+
+#[test]
+fn load_latency_without_a_unit() {
+    let text = with_load("rate = 100\nduration = \"10s\"\nthresholds = [ \"p95 <= 50\" ]", "");
+    assert_eq!(
+        rendered(&text),
+        "\
+error: invalid threshold `p95 <= 50`: `50` has no unit
+ --> plan.toml:7:16
+  |
+7 | thresholds = [ \"p95 <= 50\" ]
+  |                ^^^^^^^^^^^
+  = help: a latency needs a unit, like `50ms`, `50us` or `50s`"
+    );
+}
+
+#[test]
+fn load_with_users_and_rate() {
+    let text = with_load("users = 10\nrate = 100\nduration = \"10s\"", "");
+    assert_eq!(
+        rendered(&text),
+        "\
+error: a load cannot have both `users` and `rate`
+ --> plan.toml:6:8
+  |
+6 | rate = 100
+  |        ^^^
+  = help: `users = N` runs a closed model (N users loop the flow); `rate = N` (arrivals per second) or `stages` run an open model: keep one"
+    );
+}
+
+#[test]
+fn load_without_duration_or_iterations() {
+    let text = with_load("users = 10\nthink_time = \"1s\"", "");
+    assert_eq!(
+        rendered(&text),
+        "\
+error: a load needs `duration` or `iterations`
+ --> plan.toml:4:1
+  |
+4 | [scenario.load]
+  | ^^^^^^^^^^^^^^^
+  = help: say when to stop, like `duration = \"30s\"` or `iterations = 100000` (with both, whichever comes first)"
+    );
+}
+
+#[test]
+fn load_think_time_with_rate() {
+    let text = with_load("rate = 100\niterations = 1000\nthink_time = \"1s\"", "");
+    assert_eq!(
+        rendered(&text),
+        "\
+error: `think_time` only applies to a closed model (`users`)
+ --> plan.toml:7:14
+  |
+7 | think_time = \"1s\"
+  |              ^^^^
+  = help: an open model starts iterations on a schedule, so there is no pause between them; lower `rate` to send less"
+    );
+}
+
+#[test]
+fn load_with_a_burst_step() {
+    let text = with_load(
+        "users = 10\nduration = \"10s\"",
+        "[[scenario.step]]\ncreate = {}\n\n[[scenario.step]]\nburst = { max_requests = 10 }\nexpect = { rate_limited = true }\n",
+    );
+    assert_eq!(
+        rendered(&text),
+        "\
+error: a load scenario cannot have a burst step
+  --> plan.toml:12:9
+   |
+12 | burst = { max_requests = 10 }
+   |         ^^^^^^^^^^^^^^^^^^^^^
+   = help: concurrent and burst steps are conformance checks: move this one to a scenario without `[scenario.load]`; a load flow may use create, validate, wait and raw steps"
+    );
+}
+
+#[test]
+fn load_mistakes_are_placed() {
+    // (load table, message, line, column); the table starts on line 5.
+    let cases = [
+        (
+            "user = 10\nduration = \"1s\"",
+            "unknown field `user` in the [scenario.load] table",
+            5,
+            1,
+        ),
+        ("duration = \"1s\"", "a load needs `users`, `rate` or `stages`", 4, 1),
+        (
+            "stages = [{ duration = \"1s\", target = 5 }]\nrate = 10",
+            "a load cannot have both `rate` and `stages`",
+            6,
+            8,
+        ),
+        (
+            "users = 0\nduration = \"1s\"",
+            "`users` must be from 1 to 100000, found 0",
+            5,
+            9,
+        ),
+        (
+            "rate = 0\nduration = \"1s\"",
+            "`rate` must be above 0 and at most 10000000 arrivals per second, found 0",
+            5,
+            8,
+        ),
+        (
+            "rate = 2e7\nduration = \"1s\"",
+            "`rate` must be above 0 and at most 10000000 arrivals per second, found 20000000",
+            5,
+            8,
+        ),
+        (
+            "rate = nan\nduration = \"1s\"",
+            "`rate` must be above 0 and at most 10000000 arrivals per second, found NaN",
+            5,
+            8,
+        ),
+        (
+            "users = 5\nmax_in_flight = 10\nduration = \"1s\"",
+            "`max_in_flight` only applies to an open model (`rate` or `stages`)",
+            6,
+            17,
+        ),
+        (
+            "rate = 5\nmax_in_flight = 0\nduration = \"1s\"",
+            "`max_in_flight` must be from 1 to 1000000, found 0",
+            6,
+            17,
+        ),
+        (
+            "rate = 5\nstart_rate = 1\nduration = \"1s\"",
+            "`start_rate` only applies to `stages`",
+            6,
+            14,
+        ),
+        ("stages = []", "`stages` is empty", 5, 10),
+        (
+            "stages = [{ duration = \"1s\" }]",
+            "a stage needs `target`",
+            5,
+            11,
+        ),
+        (
+            "stages = [{ target = 1, duration = \"0s\" }]",
+            "a stage's `duration` must be more than zero",
+            5,
+            36,
+        ),
+        (
+            "stages = [{ target = -1, duration = \"1s\" }]",
+            "a stage's `target` must be from 0 to 10000000 arrivals per second, found -1",
+            5,
+            22,
+        ),
+        (
+            "stages = [{ target = 1, duration = \"1s\", hold = true }]",
+            "unknown field `hold` in a stage",
+            5,
+            42,
+        ),
+        (
+            "users = 1\nduration = \"0s\"",
+            "`duration` must be more than zero",
+            6,
+            12,
+        ),
+        (
+            "users = 1\nduration = \"30\"",
+            "invalid duration `30` for `duration`: it has no unit",
+            6,
+            12,
+        ),
+        (
+            "users = 1\niterations = 0",
+            "`iterations` must be 1 or more, found 0",
+            6,
+            14,
+        ),
+        (
+            "users = 1\niterations = 5\nthresholds = [\"rps > 1\", \"dropped_rate < 1%\"]",
+            "`dropped_rate` does not fit a closed model",
+            7,
+            26,
+        ),
+        (
+            "rate = \"1000\"\niterations = 5",
+            "wrong type for `rate`: expected a number, found a string",
+            5,
+            8,
+        ),
+        (
+            "users = 1\niterations = 5\nthresholds = \"p99 < 1s\"",
+            "wrong type for `thresholds`: expected an array, found a string",
+            7,
+            14,
+        ),
+    ];
+    for (load, message, line, column) in cases {
+        assert_error(&with_load(load, ""), message, line, column);
+    }
+    let e = error(&with_load("user = 10\nduration = \"1s\"", ""));
+    assert_eq!(e.help.as_deref(), Some("did you mean `users`?"));
+    let e = error(&with_load("rate = \"1000\"\niterations = 5", ""));
+    assert_eq!(e.help.as_deref(), Some("remove the quotes: 1000"));
+    // A concurrent step, like a burst, is conformance-only; its place is its table.
+    assert_error(
+        &with_load(
+            "users = 1\niterations = 1",
+            "[[scenario.step]]\ncreate = { save = \"c\" }\n\
+             [[scenario.step]]\nconcurrent = { count = 2, validate = { challenge = \"c\" } }\n",
+        ),
+        "a load scenario cannot have a concurrent step",
+        11,
+        14,
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn mutated_load_plan_never_panics(mutations in prop::collection::vec(mutation(), 1..6)) {
+        let mut text = load_text();
+        for m in &mutations {
+            text = apply(&text, m);
+        }
+        check_no_panic(&text);
+    }
+
+    /// Any threshold text loads or is a placed error (TOML literal strings, so no
+    /// escaping: the pattern leaves out `'` and newlines).
+    #[test]
+    fn threshold_text_never_panics(t in "[pP()0-9._ <>=!%a-zµμ-]{0,24}") {
+        let text = with_load(&format!("rate = 1\niterations = 1\nthresholds = ['{t}']"), "");
+        check_no_panic(&text);
+        if let Err(e) = load_str(Path::new("fuzz.toml"), &text) {
+            prop_assert_eq!((e.line, e.column), (7, 15), "{}", e);
+        }
+    }
+}

@@ -127,6 +127,7 @@ fn scenario(name: &str, id: Option<&str>, checks: Vec<CheckResult>) -> ScenarioR
             max: 41_000,
         },
         warnings: vec![],
+        load: None,
     }
 }
 

@@ -9,10 +9,14 @@ use crate::server::faults::FaultSet;
 use crate::server::keys::{KeySpec, Tier, generate_key_id};
 use crate::server::{RunningServer, ServerConfig, ServerError, spawn};
 
-/// Requests per second per key on the embedded server: low enough that the
-/// rate-limit scenario's burst crosses it quickly, high enough that other scenarios
-/// seldom meet it.
+/// Requests per second per key on the embedded server when a burst step will probe
+/// rate limiting: low enough that the burst crosses it quickly, high enough that other
+/// scenarios seldom meet it. Without burst steps there is no limit, so load runs
+/// measure the server, not its limiter.
 pub const EMBEDDED_RATE_LIMIT: u32 = 200;
+
+/// Outstanding challenges per key on the embedded server.
+pub const EMBEDDED_MAX_OUTSTANDING: u64 = 10_000_000;
 
 pub struct EmbeddedTarget {
     pub server: RunningServer,
@@ -29,7 +33,10 @@ pub enum EmbeddedError {
     Server(#[from] ServerError),
 }
 
-pub async fn start_embedded(faults: FaultSet) -> Result<EmbeddedTarget, EmbeddedError> {
+pub async fn start_embedded(
+    faults: FaultSet,
+    rate_limited: bool,
+) -> Result<EmbeddedTarget, EmbeddedError> {
     let pair = tokio::task::spawn_blocking(|| generate_key_pair(2048))
         .await
         .expect("key generation does not panic")?;
@@ -42,7 +49,10 @@ pub async fn start_embedded(faults: FaultSet) -> Result<EmbeddedTarget, Embedded
         KeySpec::new(secondary.clone(), Tier::Business),
         rsa_spec,
     ]);
-    config.rate_limit = EMBEDDED_RATE_LIMIT;
+    config.rate_limit = if rate_limited { EMBEDDED_RATE_LIMIT } else { 0 };
+    // Load runs create far more challenges than any client would hold; the cap is for
+    // deployments, not for a generator measuring the server.
+    config.max_outstanding = EMBEDDED_MAX_OUTSTANDING;
     config.faults = faults;
     let server = spawn("127.0.0.1:0", config).await?;
     Ok(EmbeddedTarget {

@@ -2,6 +2,7 @@
 //! then exclusive ones alone, each under its own deadline, and gathers their reports.
 
 mod embedded;
+pub mod load;
 mod scenario;
 
 use std::sync::Arc;
@@ -73,6 +74,21 @@ pub struct RunSettings {
     /// For the report: the target as shown to people.
     pub target_label: String,
     pub plan_names: Vec<String>,
+    /// Per-request timeout (also bounds the wait for in-flight load at the end).
+    pub request_timeout: Duration,
+    /// Called about once a second during a load scenario, with its name.
+    pub load_progress: Arc<dyn Fn(&str, &load::LoadTick) + Send + Sync>,
+}
+
+/// Runs one scenario: a load flow, or conformance steps (which also reports a
+/// scenario skipped for want of keys).
+async fn run_one(scenario: &Scenario, settings: &RunSettings, cancel: &CancellationToken) -> ScenarioReport {
+    match &scenario.load {
+        Some(spec) if scenario.needs.iter().all(|need| settings.credentials.has(*need)) => {
+            load::run(scenario, spec, settings, cancel).await
+        }
+        _ => scenario::run(scenario, settings, cancel).await,
+    }
 }
 
 /// Runs `scenarios`, calling `on_done` as each finishes (for progress). Stops early,
@@ -102,7 +118,7 @@ pub async fn run(
         );
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("never closed");
-            let report = scenario::run(&scenario, &settings, &cancel).await;
+            let report = run_one(&scenario, &settings, &cancel).await;
             on_done(&report);
             (index, report)
         });
@@ -115,7 +131,7 @@ pub async fn run(
     }
     // Exclusive scenarios (rate limiting) would disturb others: one at a time, last.
     for (index, scenario) in exclusive {
-        let report = scenario::run(&scenario, &settings, &cancel).await;
+        let report = run_one(&scenario, &settings, &cancel).await;
         on_done(&report);
         results.push((index, report));
     }

@@ -229,6 +229,7 @@ impl Run<'_> {
             elapsed_s: secs,
             latency_us: counters.latency.summary(),
             warnings,
+            load: None,
             checks: self.checks,
         }
     }

@@ -1,6 +1,8 @@
 //! Latency and request counters: HdrHistograms in microseconds with 3 significant
 //! digits (fixed memory however long the run; exact merge), never a list of samples.
 
+pub mod codec;
+
 use std::time::Duration;
 
 use hdrhistogram::Histogram;

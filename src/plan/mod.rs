@@ -7,6 +7,7 @@
 
 mod error;
 mod expect;
+mod load;
 pub mod model;
 mod raw;
 mod validate;

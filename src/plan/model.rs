@@ -31,8 +31,90 @@ pub struct Scenario {
     /// Whole-scenario deadline.
     pub timeout: Duration,
     pub steps: Vec<Step>,
+    /// Present for a load scenario: the steps are one iteration of a flow that the
+    /// executor repeats. Load scenarios run one at a time, after the others.
+    pub load: Option<LoadSpec>,
     /// 1-based line of the `[[scenario]]` header, for messages.
     pub line: usize,
+}
+
+/// `[scenario.load]`: how to drive a flow, and the thresholds that judge the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadSpec {
+    pub executor: Executor,
+    /// Stop starting iterations after this long. At least one of `duration` and
+    /// `iterations` is set (the loader ensures it; `run --duration` may add one).
+    pub duration: Option<Duration>,
+    /// Stop after this many iterations in all.
+    pub iterations: Option<u64>,
+    /// Pause between a closed-model user's iterations.
+    pub think_time: Duration,
+    pub thresholds: Vec<Threshold>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Executor {
+    /// `users` loop the flow back to back (k6's constant-vus, wrk's connections).
+    Closed { users: u32 },
+    /// Iterations start on a schedule whatever the target does (wrk2, k6's
+    /// arrival-rate executors); latency counts from each intended start time.
+    Open {
+        rate: RateSchedule,
+        /// Iterations in flight at most; an arrival beyond it is dropped and counted.
+        max_in_flight: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RateSchedule {
+    /// Arrivals per second.
+    Constant(f64),
+    /// From `start` arrivals/s, ramp linearly to each stage's `target` over its
+    /// `duration`; the load's duration is the stages' sum unless set.
+    Ramping { start: f64, stages: Vec<Stage> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub duration: Duration,
+    pub target: f64,
+}
+
+/// A k6-style pass/fail criterion, e.g. `p99 < 50ms`, `error_rate < 0.1%`, `rps > 1000`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    pub metric: Metric,
+    pub op: Comparison,
+    /// In the metric's unit: microseconds for latencies, a fraction (0.001 for 0.1%)
+    /// for rates, per second for `rps`, a count for counts.
+    pub value: f64,
+    /// As written in the plan, for messages.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Metric {
+    /// Iteration-step request latency at a percentile (50, 90, 95, 99, 99.9 ...), over
+    /// every request of the scenario.
+    Percentile(f64),
+    Mean,
+    Max,
+    /// Failed requests / all requests (transport errors, 5xx, 4xx, unmet expectations).
+    ErrorRate,
+    /// Completed requests per second over the load's duration.
+    Rps,
+    /// Requests completed.
+    Requests,
+    /// Open model: arrivals dropped (at `max_in_flight`) / arrivals scheduled.
+    DroppedRate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Lt,
+    Le,
+    Gt,
+    Ge,
 }
 
 /// Something a scenario needs from the run's settings.

@@ -48,6 +48,34 @@ pub struct RawScenario {
     pub timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub step: Vec<Spanned<RawStep>>,
+    /// `[scenario.load]`: makes the scenario a load scenario.
+    pub load: Option<Spanned<RawLoad>>,
+}
+
+/// `[scenario.load]`. Which executor keys may go together is checked in `load`, so the
+/// message can say why (`think_time` means nothing to an open model).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoad {
+    pub users: Option<Spanned<i64>>,
+    // Rates are f64: serde reads a TOML integer (`rate = 1000`) into one as well.
+    pub rate: Option<Spanned<f64>>,
+    pub stages: Option<Spanned<Vec<Spanned<RawStage>>>>,
+    pub start_rate: Option<Spanned<f64>>,
+    pub max_in_flight: Option<Spanned<i64>>,
+    pub duration: Option<Spanned<String>>,
+    pub iterations: Option<Spanned<i64>>,
+    pub think_time: Option<Spanned<String>>,
+    /// Each string is one threshold, like `"p99 < 50ms"`; its span places its errors.
+    pub thresholds: Option<Vec<Spanned<String>>>,
+}
+
+/// One element of `stages`: `{ duration = "10s", target = 500 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    pub duration: Option<Spanned<String>>,
+    pub target: Option<Spanned<f64>>,
 }
 
 /// One `[[scenario.step]]`: exactly one action key (checked in `validate`) and an
@@ -325,6 +353,8 @@ fn table_name(path: &[Seg]) -> String {
         }
         Some("expect") => "an expect table".to_string(),
         Some("recommended") => "a recommended table".to_string(),
+        Some("load") => "the [scenario.load] table".to_string(),
+        Some("stages") => "a stage".to_string(),
         Some(other) => format!("`{other}`"),
     }
 }
@@ -346,6 +376,7 @@ fn value_name(path: &[Seg]) -> String {
 fn expected_words(expected: &str) -> Option<String> {
     let words = match expected {
         "i64" | "u64" | "i32" | "u32" => "an integer",
+        "f64" => "a number",
         "a boolean" => "a boolean (true or false)",
         "a string" => "a string",
         "a sequence" => "an array",
@@ -410,12 +441,23 @@ fn shape_error(source: &Source<'_>, e: &toml::de::Error) -> PlanError {
         // `count = "16"`: the quotes are the mistake.
         let quoted = source.text.get(span).unwrap_or("");
         let unquoted = quoted.trim_matches(|c| c == '"' || c == '\'');
-        if found == "a string" && expected.contains("64") && unquoted.parse::<i64>().is_ok() {
+        let number = match expected {
+            "f64" => unquoted.parse::<f64>().is_ok_and(f64::is_finite),
+            e => e.contains("64") && unquoted.parse::<i64>().is_ok(),
+        };
+        if found == "a string" && number {
             error = error.with_help(format!("remove the quotes: {unquoted}"));
         } else if found == "a string" && expected == "a boolean" {
             error = error.with_help("write true or false, without quotes");
-        } else if expected == "a string" && matches!(name.as_str(), "`timeout`" | "`margin`") {
+        } else if expected == "a string"
+            && matches!(
+                name.as_str(),
+                "`timeout`" | "`margin`" | "`duration`" | "`think_time`"
+            )
+        {
             error = error.with_help("durations are strings, like \"500ms\", \"2s\" or \"1m\"");
+        } else if expected == "a sequence" && name == "`thresholds`" {
+            error = error.with_help("write a list: `thresholds = [\"p99 < 50ms\"]`");
         } else if expected == "a sequence" && matches!(name.as_str(), "`scenario`" | "`step`") {
             // `[scenario]`, or a `[[scenario.step]]` before any `[[scenario]]`.
             error = error.with_help(

@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use super::error::{PlanError, Source, did_you_mean, one_of, suggest};
 use super::expect::expect;
+use super::load;
 use super::model::{
     Action, AuthForm, BurstStep, ChallengeRef, ConcurrentStep, CreateStep, DecryptedField,
     Endpoint, Expect, KeyChoice, Need, Plan, RawStep, ResponseForm, Scenario, Step, ValidateStep,
@@ -164,12 +165,16 @@ fn scenario(
             .error(header, format!("scenario `{name}` has no steps"))
             .with_help("add a `[[scenario.step]]` with one action"));
     }
+    let load = match &s.load {
+        Some(l) => Some(load::spec(source, l)?),
+        None => None,
+    };
 
     // Names saved so far, in step order: a step may only use what an earlier one saved.
     let mut saved: Vec<String> = Vec::new();
     let mut steps = Vec::with_capacity(s.step.len());
     for st in &s.step {
-        steps.push(step(source, st, &mut saved, &mut needs)?);
+        steps.push(step(source, st, load.is_some(), &mut saved, &mut needs)?);
     }
     Ok(Scenario {
         name: name.clone(),
@@ -177,17 +182,22 @@ fn scenario(
         requirement: s.requirement.as_ref().map(|v| v.get_ref().clone()),
         description: s.description.as_ref().map(|v| v.get_ref().clone()),
         tags,
-        exclusive: s.exclusive.unwrap_or(false),
+        // Load scenarios always run alone: they would disturb anything beside them, and
+        // anything beside them would skew their numbers.
+        exclusive: s.exclusive.unwrap_or(false) || load.is_some(),
         needs: needs.into_vec(),
         timeout,
         steps,
+        load,
         line: source.line_of(header),
     })
 }
 
+/// One step; `in_load` when it is part of a load scenario's flow.
 fn step(
     source: &Source<'_>,
     raw: &Spanned<RawStepTable>,
+    in_load: bool,
     saved: &mut Vec<String>,
     needs: &mut Needs,
 ) -> Result<Step, PlanError> {
@@ -212,6 +222,22 @@ fn step(
                 format!("a step has two actions, `{}` and `{}`", a.0, b.0),
             )
             .with_help("give each action its own `[[scenario.step]]`"));
+    }
+    if in_load
+        && let Some((name, span)) = present
+            .iter()
+            .find(|(name, _)| matches!(*name, "concurrent" | "burst"))
+    {
+        return Err(source
+            .error(
+                span.clone(),
+                format!("a load scenario cannot have a {name} step"),
+            )
+            .with_help(
+                "concurrent and burst steps are conformance checks: move this one to a \
+                 scenario without `[scenario.load]`; a load flow may use create, validate, \
+                 wait and raw steps",
+            ));
     }
 
     let action = if let Some(c) = &s.create {
@@ -716,7 +742,7 @@ fn timeout(source: &Source<'_>, at: &Spanned<String>) -> Result<Duration, PlanEr
     Ok(d)
 }
 
-fn duration(
+pub(super) fn duration(
     source: &Source<'_>,
     span: Range<usize>,
     text: &str,

@@ -339,6 +339,7 @@ mod tests {
                 ..Default::default()
             },
             warnings: vec![],
+            load: None,
         };
         RunReport {
             passed: false,

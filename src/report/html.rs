@@ -1,5 +1,6 @@
 //! `report.html`: a self-contained page for people: a header, a table of scenarios, then
-//! each scenario's checks with their evidence.
+//! each scenario's checks with their evidence, and for load scenarios their figures, a
+//! per-step table and inline SVG charts (see [`super::svg`]).
 //!
 //! Evidence holds whatever the server under test answered, so every string from the report
 //! is written through [`Esc`], and a Content-Security-Policy forbids scripts and every
@@ -10,8 +11,10 @@
 
 use std::fmt::{self, Write as _};
 
+use crate::metrics::codec;
 use crate::redact::Redactor;
-use crate::report::model::{CheckResult, Outcome, RunReport, ScenarioReport};
+use crate::report::model::{CheckResult, LoadFigures, Outcome, RunReport, ScenarioReport};
+use crate::report::{hdr, svg};
 
 /// The HTML page for `report`, redacted.
 pub fn render(report: &RunReport, redactor: &Redactor) -> String {
@@ -20,8 +23,10 @@ pub fn render(report: &RunReport, redactor: &Redactor) -> String {
     document_start(&mut page, &report);
     run_header(&mut page, &report);
     scenario_table(&mut page, &report);
-    for (index, scenario) in report.scenarios.iter().enumerate() {
-        scenario_details(&mut page, index, scenario, report.strict);
+    // The .hgrm/.hlog files `write_all` puts beside this page.
+    let stems = hdr::file_stems(&report);
+    for (index, (scenario, stem)) in report.scenarios.iter().zip(&stems).enumerate() {
+        scenario_details(&mut page, index, scenario, stem.as_deref(), report.strict);
     }
     document_end(&mut page);
     redactor.redact(&page).into_owned()
@@ -78,6 +83,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .message { white-space: pre-wrap; }
 pre { white-space: pre-wrap; word-break: break-all; background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 4px; padding: .5em; margin: .3em 0; max-height: 24em; overflow: auto; font-size: .9em; }
 .label { color: #57606a; font-size: .85em; }
+h4 { font-size: 1em; margin: 1em 0 .4em; }
+table.steps { width: auto; min-width: 50%; margin: .3em 0 1em; }
+.charts { display: flex; flex-wrap: wrap; gap: 1em; margin: .5em 0; }
+figure { margin: 0; flex: 1 1 480px; max-width: 760px; }
+figcaption { color: #57606a; font-size: .85em; text-align: center; }
+svg.chart { display: block; width: 100%; height: auto; background: #fff; }
 "#;
 
 fn document_start(page: &mut String, report: &RunReport) {
@@ -174,7 +185,13 @@ fn scenario_table(page: &mut String, report: &RunReport) {
     page.push_str("</tbody>\n</table>\n");
 }
 
-fn scenario_details(page: &mut String, index: usize, scenario: &ScenarioReport, strict: bool) {
+fn scenario_details(
+    page: &mut String,
+    index: usize,
+    scenario: &ScenarioReport,
+    hdr_stem: Option<&str>,
+    strict: bool,
+) {
     let _ = writeln!(
         page,
         "<section class=\"scenario\" id=\"scenario-{index}\">\n<h3>{} {}</h3>",
@@ -220,10 +237,150 @@ fn scenario_details(page: &mut String, index: usize, scenario: &ScenarioReport, 
     for warning in &scenario.warnings {
         let _ = writeln!(page, "<p class=\"warning\">Warning: {}</p>", Esc(warning));
     }
+    if let Some(load) = &scenario.load {
+        load_section(page, scenario, load, hdr_stem);
+        if !scenario.checks.is_empty() {
+            page.push_str("<h4>Thresholds</h4>\n");
+        }
+    }
     for check in &scenario.checks {
         check_block(page, check, strict);
     }
     page.push_str("</section>\n");
+}
+
+/// A load scenario's figures, its per-step table and its two charts.
+fn load_section(
+    page: &mut String,
+    scenario: &ScenarioReport,
+    load: &LoadFigures,
+    hdr_stem: Option<&str>,
+) {
+    page.push_str("<h4>Load</h4>\n<dl class=\"meta\">\n");
+    meta_row(page, "Executor", &load.executor);
+    meta_row(page, "Model", &load.model);
+    let achieved = format!("{:.1}/s", load.achieved_rate);
+    meta_row(
+        page,
+        "Rate",
+        &match load.target_rate {
+            Some(target) => format!(
+                "target {target:.1}/s · achieved {achieved} ({}) over {:.1} s",
+                percent(load.achieved_rate, target),
+                load.duration_s
+            ),
+            None => format!("achieved {achieved} over {:.1} s", load.duration_s),
+        },
+    );
+    meta_row(page, "Iterations", &load.iterations.to_string());
+    meta_row(
+        page,
+        "Requests",
+        &format!(
+            "{} sent, {} failed ({})",
+            scenario.requests,
+            load.failed_requests,
+            percent(load.failed_requests as f64, scenario.requests as f64)
+        ),
+    );
+    meta_row(
+        page,
+        "Dropped · late · in flight at end",
+        &format!(
+            "{} · {} · {}",
+            load.dropped, load.late, load.in_flight_at_end
+        ),
+    );
+    meta_row(
+        page,
+        "Timeouts · connection errors",
+        &format!("{} · {}", load.timeouts, load.connection_errors),
+    );
+    meta_row(page, "Status codes", &counts(&load.status_counts));
+    meta_row(page, "Error codes", &counts(&load.error_codes));
+    if let Some(stem) = hdr_stem {
+        let _ = writeln!(
+            page,
+            "<dt>HdrHistogram files</dt><dd><a href=\"{0}.{1}\">{0}.{1}</a> · \
+             <a href=\"{0}.{2}\">{0}.{2}</a></dd>",
+            Esc(stem),
+            hdr::HGRM_EXTENSION,
+            hdr::HLOG_EXTENSION
+        );
+    }
+    page.push_str("</dl>\n");
+    step_table(page, load);
+    page.push_str("<div class=\"charts\">\n<figure>\n");
+    match codec::decode(&load.histogram) {
+        Ok(histogram) => page.push_str(&svg::latency_by_percentile(&histogram)),
+        Err(err) => {
+            let _ = writeln!(
+                page,
+                "<p class=\"warning\">No latency chart: {}</p>",
+                Esc(&err.to_string())
+            );
+        }
+    }
+    page.push_str(
+        "<figcaption>Latency by percentile (whole run; log scale of 1/(1−p))</figcaption>\n\
+         </figure>\n<figure>\n",
+    );
+    page.push_str(&svg::throughput_and_p99(&load.intervals, load.target_rate));
+    let _ = writeln!(
+        page,
+        "<figcaption>Throughput and p99 latency per interval ({} intervals)</figcaption>\n\
+         </figure>\n</div>",
+        load.intervals.len()
+    );
+}
+
+fn step_table(page: &mut String, load: &LoadFigures) {
+    if load.steps.is_empty() {
+        return;
+    }
+    page.push_str(
+        "<table class=\"steps\">\n<thead><tr><th>Step</th><th>Requests</th><th>Failed</th>\
+         <th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr></thead>\n<tbody>\n",
+    );
+    for step in &load.steps {
+        let l = &step.latency_us;
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            Esc(&step.name),
+            step.requests,
+            step.failed,
+            micros(l.p50),
+            micros(l.p90),
+            micros(l.p99),
+            micros(l.p999),
+            micros(l.max),
+        );
+    }
+    page.push_str("</tbody>\n</table>\n");
+}
+
+/// "200 × 950 · 429 × 3", or "none".
+fn counts(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "none".to_owned();
+    }
+    counts
+        .iter()
+        .map(|(key, n)| format!("{key} × {n}"))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// `part` as a percentage of `whole` ("0.03%"); "–" when there is no whole.
+fn percent(part: f64, whole: f64) -> String {
+    if whole > 0.0 && part.is_finite() && whole.is_finite() {
+        format!("{:.2}%", 100.0 * part / whole)
+    } else {
+        "–".to_owned()
+    }
 }
 
 fn check_block(page: &mut String, check: &CheckResult, strict: bool) {

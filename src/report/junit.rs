@@ -203,6 +203,7 @@ mod tests {
             elapsed_s: 2.0,
             latency_us: LatencySummary::default(),
             warnings: vec![],
+            load: None,
         }
     }
 

@@ -6,10 +6,12 @@
 //! final text after (a last net for anything the rendering itself put together).
 
 pub mod console;
+pub mod hdr;
 pub mod html;
 pub mod json;
 pub mod junit;
 pub mod model;
+pub mod svg;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +31,8 @@ pub struct ReportPaths {
     pub json: PathBuf,
     pub junit: PathBuf,
     pub html: PathBuf,
+    /// `NAME.hgrm` and `NAME.hlog` of each load scenario, in scenario order (see [`hdr`]).
+    pub hdr: Vec<PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -49,10 +53,18 @@ pub enum ReportError {
     Json(#[from] serde_json::Error),
     #[error("cannot serialize the JUnit report")]
     Junit(#[from] quick_junit::SerializeError),
+    #[error("scenario {scenario}: bad latency histogram")]
+    Histogram {
+        scenario: String,
+        #[source]
+        source: crate::metrics::codec::CodecError,
+    },
 }
 
 /// Creates `dir` (and parents) and writes `report.json`, `junit.xml` and `report.html`
-/// into it, all redacted with `redactor`.
+/// into it, all redacted with `redactor`, and for each load scenario its `.hgrm` and
+/// `.hlog` (see [`hdr`]). Those come last, so a histogram that does not decode costs only
+/// them.
 pub fn write_all(
     report: &RunReport,
     dir: &Path,
@@ -62,14 +74,16 @@ pub fn write_all(
         path: dir.to_owned(),
         source,
     })?;
-    let paths = ReportPaths {
+    let mut paths = ReportPaths {
         json: dir.join(JSON_FILE),
         junit: dir.join(JUNIT_FILE),
         html: dir.join(HTML_FILE),
+        hdr: Vec::new(),
     };
     write(&paths.json, &json::render(report, redactor)?)?;
     write(&paths.junit, &junit::render(report, redactor)?)?;
     write(&paths.html, &html::render(report, redactor))?;
+    paths.hdr = hdr::write_files(&redacted(report, redactor), dir, redactor)?;
     Ok(paths)
 }
 
@@ -106,6 +120,26 @@ pub fn redacted(report: &RunReport, redactor: &Redactor) -> RunReport {
             if let Some(evidence) = &mut check.evidence {
                 fix(&mut evidence.request);
                 fix(&mut evidence.response);
+            }
+        }
+        // Status and error codes are whatever the server sent. Histograms are left alone:
+        // they are numbers, and rewriting an encoding could only corrupt it.
+        if let Some(load) = &mut scenario.load {
+            fix(&mut load.model);
+            fix(&mut load.executor);
+            let fix_keys = |counts: &mut std::collections::BTreeMap<String, u64>| {
+                *counts = std::mem::take(counts).into_iter().fold(
+                    std::collections::BTreeMap::new(),
+                    |mut clean, (key, n)| {
+                        *clean.entry(redactor.redact(&key).into_owned()).or_insert(0) += n;
+                        clean
+                    },
+                );
+            };
+            fix_keys(&mut load.status_counts);
+            fix_keys(&mut load.error_codes);
+            for step in &mut load.steps {
+                fix(&mut step.name);
             }
         }
     }

@@ -80,6 +80,69 @@ pub struct ScenarioReport {
     /// E.g. a vacuous pass: every answer was `invalid_key` or 5xx.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The load figures of a load scenario; its `checks` are its thresholds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadFigures>,
+}
+
+/// What a load scenario measured. Histograms travel losslessly as base64 of the
+/// HdrHistogram V2 (deflate) encoding, so `.hgrm`/`.hlog` files, charts and merges of
+/// several workers' reports are all derived from report.json alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadFigures {
+    /// "open" or "closed".
+    pub model: String,
+    /// E.g. "open 1000/s for 20s" or "closed 50 users for 10s".
+    pub executor: String,
+    /// Open model: the scheduled arrivals per second (mean over the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rate: Option<f64>,
+    /// Iterations started per second over the load's duration.
+    pub achieved_rate: f64,
+    pub duration_s: f64,
+    pub iterations: u64,
+    /// Open model: arrivals never started because `max_in_flight` were in flight.
+    pub dropped: u64,
+    /// Open model: iterations started more than 10 ms after their intended time.
+    pub late: u64,
+    /// Requests still unanswered when the run ended (abandoned).
+    pub in_flight_at_end: u64,
+    pub timeouts: u64,
+    pub connection_errors: u64,
+    /// Answers by HTTP status ("200" -> n).
+    pub status_counts: std::collections::BTreeMap<String, u64>,
+    /// Answers by body `error` code.
+    pub error_codes: std::collections::BTreeMap<String, u64>,
+    /// Requests that failed: no answer, 4xx/5xx, or an unmet expectation.
+    pub failed_requests: u64,
+    pub steps: Vec<StepFigures>,
+    /// Whole-run request latency, microseconds, HdrHistogram V2 deflate, base64.
+    pub histogram: String,
+    /// One entry per second of the run.
+    pub intervals: Vec<IntervalFigures>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFigures {
+    /// "1 create", "2 validate" ...
+    pub name: String,
+    pub requests: u64,
+    pub failed: u64,
+    pub latency_us: LatencySummary,
+    /// This step's latency histogram (V2 deflate, base64).
+    pub histogram: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalFigures {
+    /// Seconds from the load's start to this interval's start.
+    pub start_s: f64,
+    pub duration_s: f64,
+    pub requests: u64,
+    pub failed: u64,
+    pub latency_us: LatencySummary,
+    /// This interval's latency histogram (V2 deflate, base64), for `.hlog`.
+    pub histogram: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

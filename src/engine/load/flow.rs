@@ -1,0 +1,522 @@
+//! One iteration of a load flow: the scenario's steps compiled once into ready request
+//! bodies and pre-keyed HMAC states, then run by each user against its connection,
+//! reporting every request to the aggregator.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::aggregate::{Sample, SampleOutcome};
+use super::transport::{Reply, UserConnection};
+use crate::checks::{status_matches, unmet};
+use crate::client::{Answer, TransportError};
+use crate::crypto::{ResponseKey, RsaPrivateKey};
+use crate::engine::Credentials;
+use crate::plan::model::{
+    Action, AuthForm, ChallengeRef, DecryptedField, Expect, KeyChoice, ResponseForm, Step,
+    WaitStep,
+};
+use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, VALIDATE_PATH};
+
+/// A flow that cannot run as a load flow, or a key the run does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("step {step}: {message}")]
+pub struct FlowError {
+    pub step: usize,
+    pub message: String,
+}
+
+/// Who sends: the key's body fragment, Bearer header and HMAC state.
+#[derive(Clone)]
+struct Sender {
+    /// `"key":"kc_…",` ready to splice into a body, or empty.
+    body_key: String,
+    bearer: Option<HeaderValue>,
+    secret: ResponseKey,
+}
+
+enum Compiled {
+    Create {
+        body: Bytes,
+        sender: Sender,
+        save: Option<usize>,
+        decrypt: bool,
+        expect: Option<Expect>,
+        ttl: Option<u64>,
+    },
+    Validate {
+        sender: Sender,
+        challenge: ChallengeSource,
+        response: ResponseForm,
+        decrypted: DecryptedField,
+        expect: Option<Expect>,
+    },
+    Wait(WaitFor),
+    Raw {
+        method: Method,
+        path: String,
+        body: Bytes,
+        bearer: Option<HeaderValue>,
+        expect: Option<Expect>,
+    },
+}
+
+enum ChallengeSource {
+    Saved(usize),
+    SavedDecrypted(usize),
+    Random,
+    Literal(String),
+}
+
+enum WaitFor {
+    Fixed(Duration),
+    Expiry { slot: usize, margin: Duration },
+}
+
+/// A challenge an earlier step of this iteration saved.
+#[derive(Clone, Default)]
+struct Saved {
+    challenge: String,
+    decrypted: Option<String>,
+    expires_in: Option<u64>,
+    created_at: Option<Instant>,
+}
+
+/// The compiled steps of one flow; shared by every user.
+pub struct Flow {
+    steps: Vec<Compiled>,
+    slots: usize,
+    private_key: Option<Arc<RsaPrivateKey>>,
+}
+
+/// Per-user scratch space: the saved challenges of the current iteration.
+pub struct IterationState {
+    saved: Vec<Saved>,
+}
+
+impl Flow {
+    pub fn compile(steps: &[Step], credentials: &Credentials) -> Result<Flow, FlowError> {
+        let mut slots: HashMap<String, usize> = HashMap::new();
+        let mut compiled = Vec::with_capacity(steps.len());
+        for (index, step) in steps.iter().enumerate() {
+            let number = index + 1;
+            let fail = |message: String| FlowError { step: number, message };
+            let expect = (step.expect != Expect::default()).then(|| step.expect.clone());
+            let slot_of = |name: &str, slots: &HashMap<String, usize>| {
+                slots
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| fail(format!("`{name}` is not saved by an earlier step")))
+            };
+            compiled.push(match &step.action {
+                Action::Create(create) => {
+                    let sender = sender(credentials, &create.key, create.auth)
+                        .map_err(|m| fail(m.to_owned()))?;
+                    let mut body = String::from("{");
+                    body.push_str(&sender.body_key);
+                    if let Some(ttl) = create.ttl {
+                        body.push_str(&format!("\"ttl\":{ttl},"));
+                    }
+                    if let Some(encrypted) = create.encrypted {
+                        body.push_str(&format!("\"encrypted\":{encrypted},"));
+                    }
+                    let body = format!("{}}}", body.trim_end_matches(','));
+                    let save = create.save.as_ref().map(|name| {
+                        let next = slots.len();
+                        *slots.entry(name.clone()).or_insert(next)
+                    });
+                    Compiled::Create {
+                        body: Bytes::from(body),
+                        sender,
+                        save,
+                        decrypt: create.key == KeyChoice::Rsa && credentials.private_key.is_some(),
+                        expect,
+                        ttl: create.ttl,
+                    }
+                }
+                Action::Validate(validate) => Compiled::Validate {
+                    sender: sender(credentials, &validate.key, validate.auth)
+                        .map_err(|m| fail(m.to_owned()))?,
+                    challenge: match &validate.challenge {
+                        ChallengeRef::Saved(name) => ChallengeSource::Saved(slot_of(name, &slots)?),
+                        ChallengeRef::SavedDecrypted(name) => {
+                            ChallengeSource::SavedDecrypted(slot_of(name, &slots)?)
+                        }
+                        ChallengeRef::Random => ChallengeSource::Random,
+                        ChallengeRef::Literal(text) => ChallengeSource::Literal(text.clone()),
+                    },
+                    response: validate.response.clone(),
+                    decrypted: validate.decrypted_challenge,
+                    expect,
+                },
+                Action::Wait(WaitStep::For(duration)) => Compiled::Wait(WaitFor::Fixed(*duration)),
+                Action::Wait(WaitStep::Expiry { saved, margin }) => Compiled::Wait(WaitFor::Expiry {
+                    slot: slot_of(saved, &slots)?,
+                    margin: *margin,
+                }),
+                Action::Raw(raw) => Compiled::Raw {
+                    method: Method::from_bytes(raw.method.as_bytes())
+                        .map_err(|_| fail(format!("bad method {}", raw.method)))?,
+                    path: raw.path.clone(),
+                    body: Bytes::from(raw.body.clone()),
+                    bearer: if raw.bearer {
+                        bearer_value(&credentials.primary)
+                    } else {
+                        None
+                    },
+                    expect,
+                },
+                Action::Concurrent(_) | Action::Burst(_) => {
+                    return Err(fail(
+                        "concurrent and burst steps cannot run in a load flow".to_owned(),
+                    ));
+                }
+            });
+        }
+        Ok(Flow {
+            steps: compiled,
+            slots: slots.len(),
+            private_key: credentials.private_key.clone(),
+        })
+    }
+
+    pub fn steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Names for the per-step figures: "1 create", "2 validate" ...
+    pub fn step_names(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| {
+                let kind = match step {
+                    Compiled::Create { .. } => "create",
+                    Compiled::Validate { .. } => "validate",
+                    Compiled::Wait(_) => "wait",
+                    Compiled::Raw { .. } => "raw",
+                };
+                format!("{} {kind}", index + 1)
+            })
+            .collect()
+    }
+
+    pub fn new_state(&self) -> IterationState {
+        IterationState {
+            saved: vec![Saved::default(); self.slots],
+        }
+    }
+
+    /// Runs one iteration. The first request's latency counts from `intended` (the
+    /// open model's scheduled start), so a stalled target shows in the percentiles
+    /// instead of silently delaying the schedule.
+    pub async fn run(
+        &self,
+        connection: &mut UserConnection,
+        state: &mut IterationState,
+        samples: &mpsc::Sender<Sample>,
+        intended: Option<Instant>,
+    ) {
+        let mut clock_from = intended;
+        for (index, step) in self.steps.iter().enumerate() {
+            let step_index = index as u16;
+            let (method, path, body, bearer, expect, ttl) = match step {
+                Compiled::Wait(wait) => {
+                    let pause = match wait {
+                        WaitFor::Fixed(duration) => *duration,
+                        WaitFor::Expiry { slot, margin } => {
+                            let saved = &state.saved[*slot];
+                            let ttl = saved.expires_in.unwrap_or(DEFAULT_TTL_S);
+                            saved.created_at.map_or(Duration::ZERO, |at| {
+                                (at + Duration::from_secs(ttl) + *margin)
+                                    .saturating_duration_since(Instant::now())
+                            })
+                        }
+                    };
+                    tokio::time::sleep(pause).await;
+                    clock_from = None;
+                    continue;
+                }
+                Compiled::Create {
+                    body,
+                    sender,
+                    expect,
+                    ttl,
+                    ..
+                } => (
+                    Method::POST,
+                    CREATE_PATH,
+                    body.clone(),
+                    sender.bearer.as_ref(),
+                    expect,
+                    *ttl,
+                ),
+                Compiled::Validate {
+                    sender,
+                    challenge,
+                    response,
+                    decrypted,
+                    expect,
+                } => {
+                    let body = validate_body(state, sender, challenge, response, *decrypted);
+                    (
+                        Method::POST,
+                        VALIDATE_PATH,
+                        body,
+                        sender.bearer.as_ref(),
+                        expect,
+                        None,
+                    )
+                }
+                Compiled::Raw {
+                    method,
+                    path,
+                    body,
+                    bearer,
+                    expect,
+                } => (
+                    method.clone(),
+                    path.as_str(),
+                    body.clone(),
+                    bearer.as_ref(),
+                    expect,
+                    None,
+                ),
+            };
+            let sent = Instant::now();
+            let result = connection.send(&method, path, body, bearer).await;
+            let done = Instant::now();
+            let latency = done - clock_from.take().unwrap_or(sent).min(sent);
+            let (outcome, reply) = judge(result, expect.as_ref(), ttl);
+            samples
+                .send(Sample {
+                    step: step_index,
+                    latency,
+                    done,
+                    outcome,
+                })
+                .await
+                .ok();
+            if let (Compiled::Create { save: Some(slot), decrypt, .. }, Some(reply)) = (step, reply) {
+                self.save(state, *slot, &reply, *decrypt).await;
+            }
+        }
+    }
+
+    async fn save(&self, state: &mut IterationState, slot: usize, reply: &Reply, decrypt: bool) {
+        let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
+        let challenge = parsed
+            .as_ref()
+            .and_then(|v| v.get("challenge"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let expires_in = parsed
+            .as_ref()
+            .and_then(|v| v.get("expires_in"))
+            .and_then(Value::as_u64);
+        let decrypted = match (&self.private_key, decrypt) {
+            (Some(key), true) => {
+                let key = Arc::clone(key);
+                let ciphertext = challenge.clone();
+                // RSA decryption is CPU-heavy: keep it off the reactor.
+                tokio::task::spawn_blocking(move || {
+                    use base64::Engine;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(ciphertext.trim())
+                        .ok()?;
+                    let plain = key.decrypt_oaep_sha256(&bytes).ok()?;
+                    String::from_utf8(plain.to_vec()).ok()
+                })
+                .await
+                .ok()
+                .flatten()
+            }
+            _ => None,
+        };
+        state.saved[slot] = Saved {
+            challenge,
+            decrypted,
+            expires_in,
+            created_at: Some(Instant::now()),
+        };
+    }
+}
+
+/// Builds the validate body for this iteration's saved values.
+fn validate_body(
+    state: &IterationState,
+    sender: &Sender,
+    challenge: &ChallengeSource,
+    response: &ResponseForm,
+    decrypted_field: DecryptedField,
+) -> Bytes {
+    let random = || hex::encode(rand::random::<[u8; 32]>());
+    let saved_slot = match challenge {
+        ChallengeSource::Saved(slot) | ChallengeSource::SavedDecrypted(slot) => {
+            Some(&state.saved[*slot])
+        }
+        _ => None,
+    };
+    let decrypted = saved_slot.and_then(|s| s.decrypted.clone()).unwrap_or_default();
+    let named = match challenge {
+        ChallengeSource::Saved(slot) => state.saved[*slot].challenge.clone(),
+        ChallengeSource::SavedDecrypted(_) => decrypted.clone(),
+        ChallengeSource::Random => random(),
+        ChallengeSource::Literal(text) => text.clone(),
+    };
+    let response_text = match response {
+        ResponseForm::Hmac => sender.secret.response_hex(&named),
+        ResponseForm::HmacOtherSecret => ResponseKey::new(b"kc_not_the_secret").response_hex(&named),
+        ResponseForm::Tampered => {
+            let mut mac = sender.secret.response_hex(&named).into_bytes();
+            mac[0] = if mac[0] == b'0' { b'1' } else { b'0' };
+            String::from_utf8(mac).expect("hex is ASCII")
+        }
+        ResponseForm::Echo => named.clone(),
+        ResponseForm::Hash => {
+            // The SDKs' "hash" form needs the secret text, which the pre-keyed state
+            // hides; load flows use the key itself, as the SDKs do by default.
+            hex::encode(Sha256::digest(format!("{named}{}", sender_key(sender))))
+        }
+        ResponseForm::Decrypted => decrypted.clone(),
+        ResponseForm::HmacDecrypted => sender.secret.response_hex(&decrypted),
+        ResponseForm::WrongDecryption => random(),
+        ResponseForm::Literal(text) => text.clone(),
+    };
+    let mut body = String::with_capacity(256);
+    body.push('{');
+    body.push_str(&sender.body_key);
+    body.push_str("\"challenge\":");
+    body.push_str(&json_string(&named));
+    body.push_str(",\"response\":");
+    body.push_str(&json_string(&response_text));
+    match decrypted_field {
+        DecryptedField::Absent => {}
+        DecryptedField::Decrypted => {
+            body.push_str(",\"decryptedChallenge\":");
+            body.push_str(&json_string(&decrypted));
+        }
+        DecryptedField::Wrong => {
+            body.push_str(",\"decryptedChallenge\":");
+            body.push_str(&json_string(&random()));
+        }
+    }
+    body.push('}');
+    Bytes::from(body)
+}
+
+fn sender_key(sender: &Sender) -> &str {
+    sender
+        .body_key
+        .strip_prefix("\"key\":\"")
+        .and_then(|rest| rest.strip_suffix("\","))
+        .unwrap_or_default()
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).expect("strings serialize")
+}
+
+fn bearer_value(key: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("Bearer {key}")).ok().map(|mut value| {
+        value.set_sensitive(true);
+        value
+    })
+}
+
+fn sender(credentials: &Credentials, choice: &KeyChoice, auth: AuthForm) -> Result<Sender, &'static str> {
+    let key = match choice {
+        KeyChoice::Primary => Some(credentials.primary.as_str()),
+        KeyChoice::Secondary => Some(
+            credentials
+                .secondary
+                .as_deref()
+                .ok_or("needs a second API key (--second-api-key)")?,
+        ),
+        KeyChoice::Rsa => Some(
+            credentials
+                .rsa
+                .as_deref()
+                .ok_or("needs an RSA key (--rsa-api-key and --private-key)")?,
+        ),
+        KeyChoice::Unknown => Some(credentials.unknown.as_str()),
+        KeyChoice::Absent => None,
+    };
+    let secret = match choice {
+        KeyChoice::Primary | KeyChoice::Absent => credentials
+            .hmac_secret
+            .clone()
+            .unwrap_or_else(|| credentials.primary.clone()),
+        _ => key.unwrap_or_default().to_owned(),
+    };
+    let in_body = matches!(auth, AuthForm::Body | AuthForm::Both);
+    let in_header = matches!(auth, AuthForm::Bearer | AuthForm::Both);
+    Ok(Sender {
+        body_key: match key.filter(|_| in_body) {
+            Some(key) => format!("\"key\":{},", json_string(key)),
+            None => String::new(),
+        },
+        bearer: key.filter(|_| in_header).and_then(bearer_value),
+        secret: ResponseKey::new(secret.as_bytes()),
+    })
+}
+
+/// Whether the request failed (no answer, 4xx/5xx, an unmet expectation), and the
+/// reply when there is one. Bodies are parsed only when something needs them.
+fn judge(
+    result: Result<Reply, TransportError>,
+    expect: Option<&Expect>,
+    ttl: Option<u64>,
+) -> (SampleOutcome, Option<Reply>) {
+    let reply = match result {
+        Ok(reply) => reply,
+        Err(TransportError::Timeout) => return (SampleOutcome::Timeout, None),
+        Err(TransportError::Connect(_)) => return (SampleOutcome::ConnectionError, None),
+        Err(TransportError::Protocol(_)) => return (SampleOutcome::ProtocolError, None),
+    };
+    let status_only = expect.is_none_or(|e| {
+        *e == Expect {
+            status: e.status.clone(),
+            ..Expect::default()
+        }
+    });
+    let mut error_code = None;
+    let failed = if status_only && reply.status < 400 {
+        expect
+            .and_then(|e| e.status.as_ref())
+            .is_some_and(|status| !status_matches(status, reply.status))
+    } else {
+        let json: Option<Value> = serde_json::from_slice(&reply.body).ok();
+        error_code = json
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let answer = Answer {
+            status: reply.status,
+            retry_after: reply.retry_after.clone(),
+            text: String::new(),
+            truncated: false,
+            json,
+        };
+        let unmet_any = expect.is_some_and(|e| !unmet(e, &answer, ttl).is_empty());
+        // A 4xx/5xx fails unless the step expects that status.
+        let status_expected = expect.is_some_and(|e| e.status.is_some());
+        (reply.status >= 400 && !status_expected) || unmet_any
+    };
+    (
+        SampleOutcome::Answered {
+            status: reply.status,
+            failed,
+            error_code,
+        },
+        Some(reply),
+    )
+}

@@ -1,0 +1,386 @@
+//! Load scenarios: a flow repeated by closed-model users or open-model arrivals, every
+//! request timed into HdrHistograms (from the intended start in the open model, as
+//! wrk2 does, so stalls are not hidden), then judged by the plan's thresholds.
+
+mod aggregate;
+mod flow;
+mod schedule;
+mod thresholds;
+mod transport;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use aggregate::LoadTick;
+use aggregate::{Sample, aggregate};
+use flow::Flow;
+use schedule::ArrivalSchedule;
+use transport::{Target, UserConnection};
+
+use super::RunSettings;
+use crate::metrics::codec;
+use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario};
+use crate::report::model::{CheckResult, LoadFigures, Outcome, ScenarioReport};
+
+/// Samples buffered between users and the aggregator; a full channel makes users
+/// wait rather than grow memory.
+const SAMPLE_QUEUE: usize = 64 * 1024;
+/// An open-model iteration that starts this much after its intended time is late.
+const LATE_AFTER: Duration = Duration::from_millis(10);
+
+/// Counters shared by the executors; touched once per iteration, not per sample.
+#[derive(Default)]
+struct Progress {
+    iterations: AtomicU64,
+    dropped: AtomicU64,
+    late: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+pub async fn run(
+    scenario: &Scenario,
+    spec: &LoadSpec,
+    settings: &RunSettings,
+    cancel: &CancellationToken,
+) -> ScenarioReport {
+    let started = Instant::now();
+    let failure = |message: String| {
+        report(
+            scenario,
+            vec![CheckResult {
+                name: "load".into(),
+                outcome: Outcome::Fail,
+                message,
+                evidence: None,
+            }],
+            None,
+            started.elapsed(),
+        )
+    };
+    let flow = match Flow::compile(&scenario.steps, &settings.credentials) {
+        Ok(flow) => Arc::new(flow),
+        Err(err) => return failure(format!("{}: {err}", scenario.name)),
+    };
+    let target = match Target::resolve(&settings.client).await {
+        Ok(target) => target,
+        Err(err) => return failure(format!("{}: {err}", scenario.name)),
+    };
+    let timeout = settings.request_timeout;
+    let (samples, receiver) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
+    let load_start = Instant::now();
+    let on_tick = Arc::clone(&settings.load_progress);
+    let name = scenario.name.clone();
+    let aggregator = tokio::spawn(aggregate(receiver, flow.steps(), load_start, move |tick| {
+        on_tick(&name, tick)
+    }));
+    let progress = Arc::new(Progress::default());
+    let stop = cancel.child_token();
+    let schedule = match &spec.executor {
+        Executor::Open { rate, .. } => Some(ArrivalSchedule::new(rate)),
+        Executor::Closed { .. } => None,
+    };
+    let duration = spec
+        .duration
+        .or_else(|| schedule.as_ref().and_then(ArrivalSchedule::length));
+    let deadline = duration.map(|d| load_start + d);
+
+    let mut users = tokio::task::JoinSet::new();
+    match &spec.executor {
+        Executor::Closed { users: count } => {
+            for _ in 0..*count {
+                let (flow, samples, progress, stop, target) = (
+                    Arc::clone(&flow),
+                    samples.clone(),
+                    Arc::clone(&progress),
+                    stop.clone(),
+                    target.clone(),
+                );
+                let (iterations, think) = (spec.iterations, spec.think_time);
+                users.spawn(async move {
+                    let mut connection = UserConnection::new(target, timeout);
+                    let mut state = flow.new_state();
+                    while !stop.is_cancelled() && deadline.is_none_or(|d| Instant::now() < d) {
+                        let n = progress.iterations.fetch_add(1, Ordering::Relaxed);
+                        if iterations.is_some_and(|max| n >= max) {
+                            progress.iterations.fetch_sub(1, Ordering::Relaxed);
+                            break;
+                        }
+                        progress.in_flight.fetch_add(1, Ordering::Relaxed);
+                        flow.run(&mut connection, &mut state, &samples, None).await;
+                        progress.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        if !think.is_zero() {
+                            tokio::time::sleep(think).await;
+                        }
+                    }
+                });
+            }
+        }
+        Executor::Open { max_in_flight, .. } => {
+            let schedule = schedule.clone().expect("open model has a schedule");
+            let (flow, samples, progress, stop, target) = (
+                Arc::clone(&flow),
+                samples.clone(),
+                Arc::clone(&progress),
+                stop.clone(),
+                target.clone(),
+            );
+            let (iterations, max_in_flight) = (spec.iterations, u64::from(*max_in_flight));
+            users.spawn(async move {
+                open_scheduler(
+                    OpenRun {
+                        flow,
+                        samples,
+                        progress,
+                        stop,
+                        target,
+                        timeout,
+                        schedule,
+                        start: load_start,
+                        duration,
+                        iterations,
+                        max_in_flight,
+                    },
+                )
+                .await;
+            });
+        }
+    }
+    drop(samples);
+
+    // Stop starting iterations at the deadline (or Ctrl-C); give what is in flight one
+    // request timeout to finish, then abandon it and count it.
+    let grace = timeout + Duration::from_secs(1);
+    let stopper = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            match deadline {
+                Some(deadline) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline.into()) => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
+                None => stop.cancelled().await,
+            }
+            stop.cancel();
+        })
+    };
+    let drained = tokio::time::timeout_at(
+        (deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400)) + grace).into(),
+        async { while users.join_next().await.is_some() {} },
+    );
+    let drained = tokio::select! {
+        result = drained => result.is_ok(),
+        () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => false,
+    };
+    let load_end = Instant::now();
+    stopper.abort();
+    let in_flight_at_end = if drained { 0 } else { progress.in_flight.load(Ordering::Relaxed) };
+    users.abort_all();
+    while users.join_next().await.is_some() {}
+    let totals = aggregator.await.expect("the aggregator does not panic");
+
+    let run_length = duration
+        .map(|d| d.min(load_end - load_start))
+        .unwrap_or(load_end - load_start)
+        .as_secs_f64()
+        .max(1e-3);
+    let iterations = progress.iterations.load(Ordering::Relaxed);
+    let dropped = progress.dropped.load(Ordering::Relaxed);
+    let mut steps = totals.steps;
+    for (step, name) in steps.iter_mut().zip(flow.step_names()) {
+        step.name = name;
+    }
+    let (model, executor, target_rate) = describe(spec, duration, schedule.as_ref());
+    let figures = LoadFigures {
+        model,
+        executor,
+        target_rate,
+        achieved_rate: iterations as f64 / run_length,
+        duration_s: run_length,
+        iterations,
+        dropped,
+        late: progress.late.load(Ordering::Relaxed),
+        in_flight_at_end,
+        timeouts: totals.timeouts,
+        connection_errors: totals.connection_errors,
+        status_counts: totals.status_counts,
+        error_codes: totals.error_codes,
+        failed_requests: totals.failed,
+        steps,
+        histogram: codec::encode(totals.latency.histogram()).unwrap_or_default(),
+        intervals: totals.intervals,
+    };
+    let measured = thresholds::Measured {
+        latency: &totals.latency,
+        requests: totals.requests,
+        failed: totals.failed,
+        seconds: run_length,
+        dropped,
+        scheduled: iterations + dropped,
+    };
+    let mut checks = thresholds::evaluate(&spec.thresholds, &measured);
+    if cancel.is_cancelled() {
+        checks.push(CheckResult {
+            name: "interrupted".into(),
+            outcome: Outcome::Skipped,
+            message: format!("{}: interrupted; figures cover what ran", scenario.name),
+            evidence: None,
+        });
+    }
+    let mut scenario_report = report(scenario, checks, Some(figures), load_end - started);
+    scenario_report.requests = totals.requests;
+    scenario_report.errors = totals.transport_errors;
+    scenario_report.rps = totals.requests as f64 / run_length;
+    scenario_report.latency_us = totals.latency.summary();
+    scenario_report
+}
+
+/// The open model's inputs, moved into its scheduler task.
+struct OpenRun {
+    flow: Arc<Flow>,
+    samples: mpsc::Sender<Sample>,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+    target: Target,
+    timeout: Duration,
+    schedule: ArrivalSchedule,
+    start: Instant,
+    duration: Option<Duration>,
+    iterations: Option<u64>,
+    max_in_flight: u64,
+}
+
+/// Starts each iteration at its scheduled time, whatever the target is doing. Every
+/// arrival due by now is started at once (timers are coarser than high rates), and
+/// keeps its own intended start for latency. Connections are reused through a pool.
+async fn open_scheduler(run: OpenRun) {
+    let pool: Arc<std::sync::Mutex<Vec<(UserConnection, flow::IterationState)>>> =
+        Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut n: u64 = 0;
+    loop {
+        if run.iterations.is_some_and(|max| n >= max) {
+            break;
+        }
+        let Some(due) = run.schedule.due(n) else { break };
+        if run.duration.is_some_and(|d| due > d) {
+            break;
+        }
+        let intended = run.start + due;
+        if intended > Instant::now() {
+            tokio::select! {
+                () = tokio::time::sleep_until(intended.into()) => {}
+                () = run.stop.cancelled() => break,
+            }
+        }
+        if run.stop.is_cancelled() {
+            break;
+        }
+        n += 1;
+        // Reap finished iterations so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+        if run.progress.in_flight.load(Ordering::Relaxed) >= run.max_in_flight {
+            run.progress.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if Instant::now().saturating_duration_since(intended) > LATE_AFTER {
+            run.progress.late.fetch_add(1, Ordering::Relaxed);
+        }
+        run.progress.iterations.fetch_add(1, Ordering::Relaxed);
+        run.progress.in_flight.fetch_add(1, Ordering::Relaxed);
+        let idle = pool.lock().expect("not poisoned").pop();
+        let (mut connection, mut state) = idle.unwrap_or_else(|| {
+            (
+                UserConnection::new(run.target.clone(), run.timeout),
+                run.flow.new_state(),
+            )
+        });
+        let (flow, samples, progress, pool) = (
+            Arc::clone(&run.flow),
+            run.samples.clone(),
+            Arc::clone(&run.progress),
+            Arc::clone(&pool),
+        );
+        tasks.spawn(async move {
+            flow.run(&mut connection, &mut state, &samples, Some(intended))
+                .await;
+            progress.in_flight.fetch_sub(1, Ordering::Relaxed);
+            pool.lock().expect("not poisoned").push((connection, state));
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+fn describe(
+    spec: &LoadSpec,
+    duration: Option<Duration>,
+    schedule: Option<&ArrivalSchedule>,
+) -> (String, String, Option<f64>) {
+    let length = duration
+        .map(|d| format!(" for {}", humantime::format_duration(d)))
+        .unwrap_or_default();
+    let bound = spec
+        .iterations
+        .map(|n| format!(", at most {n} iterations"))
+        .unwrap_or_default();
+    match &spec.executor {
+        Executor::Closed { users } => (
+            "closed".into(),
+            format!("closed {users} users{length}{bound}"),
+            None,
+        ),
+        Executor::Open { rate, max_in_flight } => {
+            let mean = match (duration, schedule) {
+                (Some(d), Some(schedule)) if !d.is_zero() => {
+                    Some(schedule.arrivals_within(d) / d.as_secs_f64())
+                }
+                _ => match rate {
+                    RateSchedule::Constant(r) => Some(*r),
+                    RateSchedule::Ramping { .. } => None,
+                },
+            };
+            let shape = match rate {
+                RateSchedule::Constant(r) => format!("{r}/s"),
+                RateSchedule::Ramping { start, stages } => format!(
+                    "ramping {start}/s through {} stage(s)",
+                    stages.len()
+                ),
+            };
+            (
+                "open".into(),
+                format!("open {shape}{length}{bound}, at most {max_in_flight} in flight"),
+                mean,
+            )
+        }
+    }
+}
+
+fn report(
+    scenario: &Scenario,
+    checks: Vec<CheckResult>,
+    load: Option<LoadFigures>,
+    elapsed: Duration,
+) -> ScenarioReport {
+    ScenarioReport {
+        name: scenario.name.clone(),
+        id: scenario.id.clone(),
+        tags: scenario.tags.clone(),
+        description: scenario.description.clone(),
+        passed: checks.iter().all(|c| c.outcome != Outcome::Fail),
+        skipped: false,
+        checks,
+        requests: 0,
+        errors: 0,
+        rate_limit_retries: 0,
+        rps: 0.0,
+        elapsed_s: elapsed.as_secs_f64(),
+        latency_us: Default::default(),
+        warnings: Vec::new(),
+        load,
+    }
+}
