@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::crypto::RsaBackend;
+
 use crate::server::faults::{Fault, FaultSet};
 use crate::server::keys::{KeyRegistry, KeySpec, Tier, generate_key_id, load_keys_file};
 use crate::server::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_OUTSTANDING, PauseSchedule, ServerConfig};
@@ -89,6 +91,10 @@ pub struct ServeArgs {
     /// Worker threads (default: one per available core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// RSA implementation for encrypting challenges (rustcrypto carries
+    /// RUSTSEC-2023-0071, a timing side channel on private-key operations).
+    #[arg(long, value_enum, default_value_t = RsaBackend::default())]
+    pub rsa_backend: RsaBackend,
 }
 
 /// The settings `serve` runs with, and a key it generated if none were given.
@@ -122,7 +128,7 @@ impl ServeArgs {
             keys.push(KeySpec::new(id.clone(), self.tier));
         }
         // Refuse bad prefixes and duplicates here, as argument errors.
-        KeyRegistry::new(&keys, self.rate_limit)?;
+        KeyRegistry::new(&keys, self.rate_limit, self.rsa_backend)?;
         let pause = match (self.pause_every, self.pause_for) {
             (Some(every), Some(pause_for)) => {
                 anyhow::ensure!(
@@ -146,6 +152,7 @@ impl ServeArgs {
                 max_outstanding: self.max_outstanding,
                 retain_expired: self.retain_expired,
                 body_limit: self.body_limit,
+                rsa_backend: self.rsa_backend,
             },
             generated_key,
         })
@@ -263,6 +270,10 @@ pub struct RunArgs {
     /// Run the selected scenarios in the closed model with N users.
     #[arg(long, value_name = "N")]
     pub users: Option<u32>,
+    /// RSA implementation for decrypting challenges (and the embedded server's
+    /// encryption); rustcrypto carries RUSTSEC-2023-0071.
+    #[arg(long, value_enum, default_value_t = RsaBackend::default())]
+    pub rsa_backend: RsaBackend,
     /// Bound the selected load scenarios to this long, e.g. 30s.
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -303,6 +314,7 @@ impl RunArgs {
             burst: self.burst,
             rate: self.rate,
             users: self.users,
+            rsa_backend: self.rsa_backend,
             duration: self.duration,
         })
     }

@@ -13,7 +13,7 @@ use crate::engine::{self, Credentials, RetryPolicy, RunSettings};
 use crate::plan::model::Scenario;
 use crate::plan::{PlanError, load_all};
 use crate::redact::Redactor;
-use crate::report::model::{RunReport, ScenarioReport};
+use crate::report::model::RunReport;
 use crate::server::faults::FaultSet;
 use crate::server::keys::generate_key_id;
 
@@ -48,13 +48,14 @@ pub struct RunOptions {
     pub users: Option<u32>,
     /// `--duration`: bound them.
     pub duration: Option<Duration>,
+    pub rsa_backend: crate::crypto::RsaBackend,
 }
 
 /// What the caller wants to hear while a run goes on (progress displays).
 pub struct Observers {
     pub on_start: Box<dyn FnOnce(usize) + Send>,
-    pub on_done: Arc<dyn Fn(&ScenarioReport) + Send + Sync>,
-    pub on_load_tick: Arc<dyn Fn(&str, &engine::load::LoadTick) + Send + Sync>,
+    pub on_done: engine::ScenarioDone,
+    pub on_load_tick: engine::LoadProgress,
 }
 
 /// Open-model arrivals in flight at most when `--rate` makes a scenario a load one.
@@ -73,10 +74,14 @@ pub fn apply_load_overrides(
     use crate::plan::model::{Action, Executor, LoadSpec, RateSchedule};
     let executor = match (rate, users) {
         (Some(_), Some(_)) => {
-            return Err(RunError::Usage("--rate and --users exclude each other".into()));
+            return Err(RunError::Usage(
+                "--rate and --users exclude each other".into(),
+            ));
         }
         (Some(rate), None) if !(rate > 0.0 && rate.is_finite()) => {
-            return Err(RunError::Usage(format!("--rate {rate}: must be above zero")));
+            return Err(RunError::Usage(format!(
+                "--rate {rate}: must be above zero"
+            )));
         }
         (Some(rate), None) => Some(Executor::Open {
             rate: RateSchedule::Constant(rate),
@@ -226,18 +231,22 @@ pub async fn execute(
         PathBuf::from("reports").join(stem)
     });
     let mut scenarios = select(plans, &options.scenario_names, &options.tags)?;
-    apply_load_overrides(&mut scenarios, options.rate, options.users, options.duration)?;
+    apply_load_overrides(
+        &mut scenarios,
+        options.rate,
+        options.users,
+        options.duration,
+    )?;
     if let Some(timeout) = options.scenario_timeout {
         for scenario in &mut scenarios {
             scenario.timeout = timeout;
         }
     }
     let private_key = match &options.private_key_pem {
-        Some(pem) => {
-            Some(Arc::new(RsaPrivateKey::from_pem(pem).map_err(|err| {
-                RunError::Usage(format!("--private-key: {err}"))
-            })?))
-        }
+        Some(pem) => Some(Arc::new(
+            RsaPrivateKey::from_pem_with(pem, options.rsa_backend)
+                .map_err(|err| RunError::Usage(format!("--private-key: {err}")))?,
+        )),
         None => None,
     };
 
@@ -277,9 +286,10 @@ pub async fn execute(
                     .iter()
                     .any(|step| matches!(step.action, crate::plan::model::Action::Burst(_)))
             });
-            let target = engine::start_embedded(options.faults.clone(), probes_limits)
-                .await
-                .map_err(|err| RunError::Failed(err.to_string()))?;
+            let target =
+                engine::start_embedded(options.faults.clone(), probes_limits, options.rsa_backend)
+                    .await
+                    .map_err(|err| RunError::Failed(err.to_string()))?;
             let url = target.server.url();
             private_pems.push(target.private_key_pem.clone());
             let label = format!("embedded reference server ({url})");

@@ -1140,12 +1140,7 @@ fn load_plan_of_each_executor_loads_into_the_model() {
                     Comparison::Lt,
                     0.01
                 ),
-                threshold(
-                    "requests >= 5000",
-                    Metric::Requests,
-                    Comparison::Ge,
-                    5000.0
-                ),
+                threshold("requests >= 5000", Metric::Requests, Comparison::Ge, 5000.0),
             ],
         })
     );
@@ -1185,10 +1180,7 @@ fn load_plan_of_each_executor_loads_into_the_model() {
         ramping.steps[1].action,
         Action::Wait(WaitStep::For(Duration::from_millis(10)))
     );
-    assert_eq!(
-        ramping.steps[2].expect.status,
-        Some(StatusExpect::Class(4))
-    );
+    assert_eq!(ramping.steps[2].expect.status, Some(StatusExpect::Class(4)));
 }
 
 #[test]
@@ -1268,7 +1260,10 @@ error: invalid threshold `latency < 5ms`: unknown metric `latency`
 
 #[test]
 fn load_latency_without_a_unit() {
-    let text = with_load("rate = 100\nduration = \"10s\"\nthresholds = [ \"p95 <= 50\" ]", "");
+    let text = with_load(
+        "rate = 100\nduration = \"10s\"\nthresholds = [ \"p95 <= 50\" ]",
+        "",
+    );
     assert_eq!(
         rendered(&text),
         "\
@@ -1354,7 +1349,12 @@ fn load_mistakes_are_placed() {
             5,
             1,
         ),
-        ("duration = \"1s\"", "a load needs `users`, `rate` or `stages`", 4, 1),
+        (
+            "duration = \"1s\"",
+            "a load needs `users`, `rate` or `stages`",
+            4,
+            1,
+        ),
         (
             "stages = [{ duration = \"1s\", target = 5 }]\nrate = 10",
             "a load cannot have both `rate` and `stages`",
@@ -1449,6 +1449,12 @@ fn load_mistakes_are_placed() {
         (
             "users = 1\niterations = 5\nthresholds = [\"rps > 1\", \"dropped_rate < 1%\"]",
             "`dropped_rate` does not fit a closed model",
+            7,
+            26,
+        ),
+        (
+            "users = 1\niterations = 5\nthresholds = [\"rps > 1\", \" \"]",
+            "a threshold cannot be empty",
             7,
             26,
         ),

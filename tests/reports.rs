@@ -5,10 +5,15 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use keyclaim_harness::metrics::codec;
 use keyclaim_harness::redact::Redactor;
 use keyclaim_harness::report::console::render_summary_redacted;
 use keyclaim_harness::report::model::{
-    CheckResult, Evidence, LatencySummary, Outcome, RunReport, ScenarioReport,
+    CheckResult, Evidence, IntervalFigures, LatencySummary, LoadFigures, Outcome, RunReport,
+    ScenarioReport, StepFigures,
 };
 use keyclaim_harness::report::{ReportPaths, write_all};
 
@@ -324,4 +329,262 @@ fn console_summary_counts() {
         "{text}"
     );
     assert!(!text.contains('\x1b'));
+}
+
+fn histogram_of(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
+    let mut h = Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+    for v in values {
+        h.record(v).unwrap();
+    }
+    h
+}
+
+/// A load scenario whose server-supplied strings (error codes, step names) are hostile and
+/// whose executor carries the secret; three one-second intervals, the second without answers.
+fn load_scenario(name: &str) -> ScenarioReport {
+    let intervals: Vec<Histogram<u64>> = vec![
+        histogram_of((1..=400).map(|i| 500 + i * 7)),
+        histogram_of([]),
+        histogram_of((1..=300).map(|i| 800 + i * 11)),
+    ];
+    let mut whole = histogram_of([]);
+    for h in &intervals {
+        whole.add(h).unwrap();
+    }
+    let summary = |h: &Histogram<u64>| LatencySummary {
+        p50: h.value_at_quantile(0.5),
+        p90: h.value_at_quantile(0.9),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+    };
+    let mut scenario = scenario(
+        name,
+        None,
+        vec![CheckResult {
+            name: "p99 < 50ms".to_owned(),
+            outcome: Outcome::Pass,
+            message: format!(
+                "p99 < 50ms: {:.1}ms",
+                whole.value_at_quantile(0.99) as f64 / 1e3
+            ),
+            evidence: None,
+        }],
+    );
+    scenario.requests = whole.len();
+    scenario.latency_us = summary(&whole);
+    scenario.load = Some(LoadFigures {
+        model: "open".to_owned(),
+        executor: format!("open 350/s for 3s with key {SECRET}"),
+        target_rate: Some(350.0),
+        achieved_rate: 233.3,
+        duration_s: 3.0,
+        iterations: 700,
+        dropped: 5,
+        late: 2,
+        in_flight_at_end: 1,
+        timeouts: 1,
+        connection_errors: 0,
+        status_counts: [("200".to_owned(), 690), ("500".to_owned(), 10)].into(),
+        error_codes: [(format!("{SCRIPT} {SECRET}"), 10)].into(),
+        failed_requests: 10,
+        steps: vec![StepFigures {
+            name: format!("1 create {BREAKOUT}"),
+            requests: whole.len(),
+            failed: 10,
+            latency_us: summary(&whole),
+            histogram: codec::encode(&whole).unwrap(),
+        }],
+        histogram: codec::encode(&whole).unwrap(),
+        intervals: intervals
+            .iter()
+            .enumerate()
+            .map(|(i, h)| IntervalFigures {
+                start_s: i as f64,
+                duration_s: 1.0,
+                requests: h.len(),
+                failed: 0,
+                latency_us: summary(h),
+                histogram: codec::encode(h).unwrap(),
+            })
+            .collect(),
+    });
+    scenario
+}
+
+fn load_report() -> RunReport {
+    let mut report = sample_report();
+    report.scenarios.truncate(1);
+    // The same name twice: the second's files must not overwrite the first's.
+    report.scenarios.push(load_scenario("open-load"));
+    report.scenarios.push(load_scenario("open-load"));
+    report
+}
+
+#[test]
+fn load_scenarios_write_hgrm_and_hlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = load_report();
+    let paths = write_all(&report, dir.path(), &redactor()).unwrap();
+    let names: Vec<String> = paths
+        .hdr
+        .iter()
+        .map(|p| {
+            assert_eq!(p.parent(), Some(dir.path()));
+            p.file_name().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "open-load.hgrm",
+            "open-load.hlog",
+            "open-load-2.hgrm",
+            "open-load-2.hlog"
+        ]
+    );
+
+    let load = report.scenarios[1].load.as_ref().unwrap();
+    let whole = codec::decode(&load.histogram).unwrap();
+    let hgrm = std::fs::read_to_string(&paths.hdr[0]).unwrap();
+    let lines: Vec<&str> = hgrm.lines().collect();
+    assert_eq!(
+        lines[0],
+        "       Value     Percentile TotalCount 1/(1-Percentile)"
+    );
+    assert_eq!(lines[1], "");
+    assert!(
+        lines[2].ends_with("0.000000000000          1           1.00"),
+        "{hgrm}"
+    );
+    let last_row = lines[lines.len() - 4];
+    assert_eq!(
+        last_row,
+        format!(
+            "{:12.3} 1.000000000000 {:10}",
+            whole.max() as f64 / 1e3,
+            whole.len()
+        )
+    );
+    assert!(
+        lines[lines.len() - 2].contains(&format!("Total count    = {:12}", whole.len())),
+        "{hgrm}"
+    );
+
+    let hlog = std::fs::read(&paths.hdr[1]).unwrap();
+    let text = String::from_utf8_lossy(&hlog);
+    assert!(
+        text.contains("#[Histogram log format version 1.3]"),
+        "{text}"
+    );
+    assert!(text.contains("[REDACTED]"), "the executor's secret: {text}");
+    let mut deserializer = Deserializer::new();
+    let mut start = None;
+    let mut read_back = Vec::new();
+    for entry in IntervalLogIterator::new(&hlog) {
+        match entry.unwrap() {
+            LogEntry::StartTime(t) => start = Some(t),
+            LogEntry::BaseTime(_) => {}
+            LogEntry::Interval(interval) => {
+                let bytes = STANDARD.decode(interval.encoded_histogram()).unwrap();
+                let h: Histogram<u64> = deserializer.deserialize(&mut bytes.as_slice()).unwrap();
+                read_back.push((interval.start_timestamp().as_secs_f64(), h));
+            }
+        }
+    }
+    let started = humantime::parse_rfc3339(&report.started_at).unwrap();
+    assert_eq!(
+        start,
+        Some(started.duration_since(std::time::UNIX_EPOCH).unwrap())
+    );
+    assert_eq!(read_back.len(), load.intervals.len());
+    for ((start_s, h), figures) in read_back.iter().zip(&load.intervals) {
+        assert_eq!(*start_s, figures.start_s);
+        assert_eq!(*h, codec::decode(&figures.histogram).unwrap());
+    }
+}
+
+#[test]
+fn html_load_section_has_figures_steps_and_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = write_all(&load_report(), dir.path(), &redactor()).unwrap();
+    let html = std::fs::read_to_string(&paths.html).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        4,
+        "two charts per load scenario"
+    );
+    for needle in [
+        "<h4>Load</h4>",
+        "<h4>Thresholds</h4>",
+        "target 350.0/s · achieved 233.3/s",
+        "700 sent, 10 failed (1.43%)",
+        "5 · 2 · 1",
+        "200 × 690 · 500 × 10",
+        "<a href=\"open-load.hgrm\">",
+        "<a href=\"open-load-2.hlog\">",
+        "Latency by percentile",
+        "<table class=\"steps\">",
+        "1 create &lt;/pre&gt;&lt;img src=x onerror=alert(1)&gt;",
+        "&lt;script&gt;alert(1)&lt;/script&gt; [REDACTED] × 10",
+    ] {
+        assert!(html.contains(needle), "{needle} missing");
+    }
+    assert!(!html.contains("NaN"));
+    assert!(!html.contains(SCRIPT) && !html.contains(BREAKOUT));
+    assert!(!html.to_ascii_lowercase().contains("<script"));
+}
+
+#[test]
+fn no_secret_in_load_figures_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = load_report();
+    let paths = write_all(&report, dir.path(), &redactor()).unwrap();
+    let mut outputs: Vec<(String, String)> = [&paths.json, &paths.junit, &paths.html]
+        .into_iter()
+        .chain(&paths.hdr)
+        .map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap()))
+        .collect();
+    outputs.push((
+        "console".to_owned(),
+        render_summary_redacted(&report, false, &redactor()),
+    ));
+    for (what, text) in &outputs {
+        for form in forbidden_forms(SECRET) {
+            assert!(!text.contains(&form), "{what} contains {form:?}");
+        }
+    }
+    let json: serde_json::Value = serde_json::from_str(&outputs[0].1).unwrap();
+    let load = &json["scenarios"][1]["load"];
+    assert_eq!(load["executor"], "open 350/s for 3s with key [REDACTED]");
+    assert_eq!(load["error_codes"][format!("{SCRIPT} [REDACTED]")], 10);
+    // Histograms are not rewritten: they still decode to what was measured.
+    let original = report.scenarios[1].load.as_ref().unwrap();
+    assert_eq!(load["histogram"], original.histogram.as_str());
+}
+
+#[test]
+fn console_shows_the_load_block() {
+    let text = render_summary_redacted(&load_report(), false, &redactor());
+    assert!(
+        text.contains("load open-load (open 350/s for 3s with key [REDACTED])"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  rate       target 350.0/s, achieved 233.3/s over 3.0s, 700 iterations"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  requests   700 sent, 10 failed; timeouts 1, connection errors 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  schedule   dropped 5, late 2, in flight at end 1"),
+        "{text}"
+    );
+    // Step names are cut like scenario names.
+    assert!(
+        text.contains("  step 1 create </pre><img src=x onerror=alert…  700 req     10 failed"),
+        "{text}"
+    );
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::Credentials;
-use crate::crypto::{RsaPrivateKey, generate_key_pair};
+use crate::crypto::{RsaBackend, RsaPrivateKey, generate_key_pair};
 use crate::server::faults::FaultSet;
 use crate::server::keys::{KeySpec, Tier, generate_key_id};
 use crate::server::{RunningServer, ServerConfig, ServerError, spawn};
@@ -36,11 +36,12 @@ pub enum EmbeddedError {
 pub async fn start_embedded(
     faults: FaultSet,
     rate_limited: bool,
+    backend: RsaBackend,
 ) -> Result<EmbeddedTarget, EmbeddedError> {
     let pair = tokio::task::spawn_blocking(|| generate_key_pair(2048))
         .await
         .expect("key generation does not panic")?;
-    let private = RsaPrivateKey::from_pem(&pair.private_pkcs8_pem)?;
+    let private = RsaPrivateKey::from_pem_with(&pair.private_pkcs8_pem, backend)?;
     let (primary, secondary, rsa) = (generate_key_id(), generate_key_id(), generate_key_id());
     let mut rsa_spec = KeySpec::new(rsa.clone(), Tier::Business);
     rsa_spec.public_key_pem = Some(pair.public_spki_pem.clone());
@@ -54,6 +55,7 @@ pub async fn start_embedded(
     // deployments, not for a generator measuring the server.
     config.max_outstanding = EMBEDDED_MAX_OUTSTANDING;
     config.faults = faults;
+    config.rsa_backend = backend;
     let server = spawn("127.0.0.1:0", config).await?;
     Ok(EmbeddedTarget {
         server,

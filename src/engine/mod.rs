@@ -40,6 +40,11 @@ impl Credentials {
     }
 }
 
+/// Hears a load scenario's live figures (its name, the tick).
+pub type LoadProgress = Arc<dyn Fn(&str, &load::LoadTick) + Send + Sync>;
+/// Hears each scenario's report as it finishes.
+pub type ScenarioDone = Arc<dyn Fn(&ScenarioReport) + Send + Sync>;
+
 /// How a scenario that is not about rate limiting rides out `rate_limited` answers.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -77,14 +82,23 @@ pub struct RunSettings {
     /// Per-request timeout (also bounds the wait for in-flight load at the end).
     pub request_timeout: Duration,
     /// Called about once a second during a load scenario, with its name.
-    pub load_progress: Arc<dyn Fn(&str, &load::LoadTick) + Send + Sync>,
+    pub load_progress: LoadProgress,
 }
 
 /// Runs one scenario: a load flow, or conformance steps (which also reports a
 /// scenario skipped for want of keys).
-async fn run_one(scenario: &Scenario, settings: &RunSettings, cancel: &CancellationToken) -> ScenarioReport {
+async fn run_one(
+    scenario: &Scenario,
+    settings: &RunSettings,
+    cancel: &CancellationToken,
+) -> ScenarioReport {
     match &scenario.load {
-        Some(spec) if scenario.needs.iter().all(|need| settings.credentials.has(*need)) => {
+        Some(spec)
+            if scenario
+                .needs
+                .iter()
+                .all(|need| settings.credentials.has(*need)) =>
+        {
             load::run(scenario, spec, settings, cancel).await
         }
         _ => scenario::run(scenario, settings, cancel).await,
@@ -97,7 +111,7 @@ pub async fn run(
     scenarios: Vec<Scenario>,
     settings: Arc<RunSettings>,
     cancel: CancellationToken,
-    on_done: Arc<dyn Fn(&ScenarioReport) + Send + Sync>,
+    on_done: ScenarioDone,
 ) -> RunReport {
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();

@@ -43,7 +43,8 @@ const OPS: &[&str] = &["<", "<=", ">", ">="];
 const OP_CHARS: &[char] = &['<', '>', '=', '!'];
 const EXECUTOR_HELP: &str = "`users = N` runs a closed model (N users loop the flow); \
      `rate = N` (arrivals per second) or `stages` run an open model";
-const THRESHOLD_HELP: &str = "write METRIC OP VALUE, like `p99 < 50ms`, `error_rate < 0.1%` or `rps > 1000`";
+const THRESHOLD_HELP: &str =
+    "write METRIC OP VALUE, like `p99 < 50ms`, `error_rate < 0.1%` or `rps > 1000`";
 const PERCENTILE_HELP: &str = "write `p(N)` with N above 0 and at most 100, like `p(99.99)`";
 
 /// The validated `[scenario.load]` at `at`.
@@ -55,7 +56,10 @@ pub(super) fn spec(source: &Source<'_>, at: &Spanned<RawLoad>) -> Result<LoadSpe
     let think_time = match &l.think_time {
         Some(t) if !closed => {
             return Err(source
-                .error(t.span(), "`think_time` only applies to a closed model (`users`)")
+                .error(
+                    t.span(),
+                    "`think_time` only applies to a closed model (`users`)",
+                )
                 .with_help(
                     "an open model starts iterations on a schedule, so there is no pause \
                      between them; lower `rate` to send less",
@@ -77,14 +81,17 @@ pub(super) fn spec(source: &Source<'_>, at: &Spanned<RawLoad>) -> Result<LoadSpe
         None => None,
     };
     let iterations = match &l.iterations {
-        Some(n) => Some(u64::try_from(*n.get_ref()).ok().filter(|&n| n >= 1).ok_or_else(
-            || {
-                source.error(
-                    n.span(),
-                    format!("`iterations` must be 1 or more, found {}", n.get_ref()),
-                )
-            },
-        )?),
+        Some(n) => Some(
+            u64::try_from(*n.get_ref())
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| {
+                    source.error(
+                        n.span(),
+                        format!("`iterations` must be 1 or more, found {}", n.get_ref()),
+                    )
+                })?,
+        ),
         None => None,
     };
     if run_for.is_none()
@@ -108,9 +115,17 @@ pub(super) fn spec(source: &Source<'_>, at: &Spanned<RawLoad>) -> Result<LoadSpe
     let mut thresholds = Vec::new();
     for t in l.thresholds.iter().flatten() {
         let written = t.get_ref().trim();
+        if written.is_empty() {
+            return Err(source
+                .error(t.span(), "a threshold cannot be empty")
+                .with_help(THRESHOLD_HELP));
+        }
         let threshold = threshold(written).map_err(|bad| {
             source
-                .error(t.span(), format!("invalid threshold `{written}`: {}", bad.why))
+                .error(
+                    t.span(),
+                    format!("invalid threshold `{written}`: {}", bad.why),
+                )
                 .with_help(bad.help)
         })?;
         if closed && threshold.metric == Metric::DroppedRate {
@@ -225,9 +240,9 @@ fn ramp(
     at: &Spanned<Vec<Spanned<RawStage>>>,
 ) -> Result<Vec<Stage>, PlanError> {
     if at.get_ref().is_empty() {
-        return Err(source
-            .error(at.span(), "`stages` is empty")
-            .with_help("list at least one stage, like `stages = [{ duration = \"10s\", target = 500 }]`"));
+        return Err(source.error(at.span(), "`stages` is empty").with_help(
+            "list at least one stage, like `stages = [{ duration = \"10s\", target = 500 }]`",
+        ));
     }
     let mut total = Duration::ZERO;
     let mut stages = Vec::with_capacity(at.get_ref().len());
@@ -317,7 +332,12 @@ pub(super) fn threshold(text: &str) -> Result<Threshold, BadThreshold> {
             None if value.starts_with('-') && number(&value[1..]).is_some() => {
                 return Err(bad(format!("`{value}` is negative"), value_help(metric)));
             }
-            None => return Err(bad(format!("`{value}` is not a number"), value_help(metric))),
+            None => {
+                return Err(bad(
+                    format!("`{value}` is not a number"),
+                    value_help(metric),
+                ));
+            }
         },
     };
     Ok(Threshold {
@@ -344,9 +364,10 @@ fn metric(written: &str) -> Result<Metric, BadThreshold> {
         "requests" => Metric::Requests,
         "dropped_rate" => Metric::DroppedRate,
         w if w.starts_with("p(") => {
-            let n = w[2..].strip_suffix(')').and_then(number).ok_or_else(|| {
-                bad(format!("invalid percentile `{written}`"), PERCENTILE_HELP)
-            })?;
+            let n = w[2..]
+                .strip_suffix(')')
+                .and_then(number)
+                .ok_or_else(|| bad(format!("invalid percentile `{written}`"), PERCENTILE_HELP))?;
             if !(n > 0.0 && n <= 100.0) {
                 return Err(bad(
                     format!("percentile `{written}` is out of range"),
@@ -358,7 +379,7 @@ fn metric(written: &str) -> Result<Metric, BadThreshold> {
         w => {
             // `p99.9`, `p75`: a percentile without the parentheses.
             let help = match w.strip_prefix('p').and_then(number) {
-                Some(n) if n == 99.9 => "did you mean `p999` or `p(99.9)`?".to_string(),
+                Some(99.9) => "did you mean `p999` or `p(99.9)`?".to_string(),
                 Some(n) if n > 0.0 && n <= 100.0 => format!("did you mean `p({})`?", &w[1..]),
                 _ => did_you_mean(w, METRICS),
             };
@@ -535,8 +556,16 @@ mod tests {
                 "expected one of `p50`, `p90`, `p95`, `p99`, `p999`, `p(N)`, `mean`, `avg`, \
                  `max`, `error_rate`, `rps`, `requests`, `dropped_rate`",
             ),
-            ("p(0) < 1s", "percentile `p(0)` is out of range", PERCENTILE_HELP),
-            ("p(101) < 1s", "percentile `p(101)` is out of range", PERCENTILE_HELP),
+            (
+                "p(0) < 1s",
+                "percentile `p(0)` is out of range",
+                PERCENTILE_HELP,
+            ),
+            (
+                "p(101) < 1s",
+                "percentile `p(101)` is out of range",
+                PERCENTILE_HELP,
+            ),
             ("p(x) < 1s", "invalid percentile `p(x)`", PERCENTILE_HELP),
             ("p(99 < 1s", "invalid percentile `p(99`", PERCENTILE_HELP),
             ("p99 =< 1s", "unknown comparison `=<`", "did you mean `<=`?"),
@@ -569,7 +598,11 @@ mod tests {
                 value_help(Metric::Max),
             ),
             ("max < -5ms", "`-5ms` is negative", value_help(Metric::Max)),
-            ("mean < 5%", "`5%` is not a duration", value_help(Metric::Max)),
+            (
+                "mean < 5%",
+                "`5%` is not a duration",
+                value_help(Metric::Max),
+            ),
             (
                 "error_rate < 5",
                 "`5` is more than 1",
@@ -599,11 +632,7 @@ mod tests {
             ),
         ];
         for &(text, why, help) in cases {
-            assert_eq!(
-                threshold(text),
-                Err(bad(why, help)),
-                "threshold `{text}`"
-            );
+            assert_eq!(threshold(text), Err(bad(why, help)), "threshold `{text}`");
         }
     }
 
@@ -611,7 +640,9 @@ mod tests {
     fn numbers_are_plain_decimals() {
         assert_eq!(number("10_000"), Some(10_000.0));
         assert_eq!(number(".5"), Some(0.5));
-        for text in ["", "_", ".", "1.2.3", "+1", "-1", "1e3", "inf", "NaN", "1 000"] {
+        for text in [
+            "", "_", ".", "1.2.3", "+1", "-1", "1e3", "inf", "NaN", "1 000",
+        ] {
             assert_eq!(number(text), None, "{text}");
         }
     }

@@ -1,5 +1,6 @@
-//! The end-of-run summary printed to the terminal: one table row per scenario, the
-//! failed and non-strict checks with their evidence, and a one-line verdict.
+//! The end-of-run summary printed to the terminal: one table row per scenario, a compact
+//! block of figures per load scenario, the failed and non-strict checks with their
+//! evidence, and a one-line verdict.
 //!
 //! Evidence here is what a possibly hostile server sent, and a terminal interprets escape
 //! sequences, so control characters are shown escaped, never written. Long evidence is cut
@@ -11,7 +12,7 @@ use std::fmt::Write as _;
 
 use crate::redact::Redactor;
 use crate::report::counts_as_failure;
-use crate::report::model::{CheckResult, Outcome, RunReport, ScenarioReport};
+use crate::report::model::{CheckResult, LatencySummary, Outcome, RunReport, ScenarioReport};
 
 /// Widest a name or id column gets; longer ones are cut with "…".
 const MAX_NAME_WIDTH: usize = 40;
@@ -37,6 +38,7 @@ pub fn render_summary(report: &RunReport, color: bool) -> String {
     let paint = Paint(color);
     let mut out = String::new();
     scenario_table(&mut out, report, paint);
+    load_blocks(&mut out, report, paint);
     warnings(&mut out, report, paint);
     failed_checks(&mut out, report, paint);
     verdict_line(&mut out, report, paint);
@@ -145,6 +147,86 @@ fn scenario_table(out: &mut String, report: &RunReport, paint: Paint) {
         let (word, color) = scenario_outcome(scenario);
         let _ = writeln!(out, "{}{}", paint.style(color, word), &text[word.len()..]);
     }
+}
+
+/// Per load scenario: executor, rates, request counts, latency percentiles, one line per
+/// step. Latencies in ms with two decimals: a local target answers well under 1 ms.
+fn load_blocks(out: &mut String, report: &RunReport, paint: Paint) {
+    for scenario in &report.scenarios {
+        let Some(load) = &scenario.load else {
+            continue;
+        };
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "{} ({})",
+            paint.style(BOLD, &format!("load {}", one_line(&scenario.name))),
+            one_line(&load.executor)
+        );
+        let target = load
+            .target_rate
+            .map(|rate| format!("target {rate:.1}/s, "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  rate       {target}achieved {:.1}/s over {:.1}s, {} iterations",
+            load.achieved_rate, load.duration_s, load.iterations
+        );
+        let failed = format!("{} failed", load.failed_requests);
+        let failed = if load.failed_requests > 0 {
+            paint.style(RED, &failed)
+        } else {
+            Cow::Borrowed(failed.as_str())
+        };
+        let _ = writeln!(
+            out,
+            "  requests   {} sent, {failed}; timeouts {}, connection errors {}",
+            scenario.requests, load.timeouts, load.connection_errors
+        );
+        let _ = writeln!(
+            out,
+            "  schedule   dropped {}, late {}, in flight at end {}",
+            load.dropped, load.late, load.in_flight_at_end
+        );
+        // The engine fills the scenario's summary from the load's whole-run histogram.
+        let _ = writeln!(out, "  latency    {}", percentiles(&scenario.latency_us));
+        let names: Vec<String> = load
+            .steps
+            .iter()
+            .map(|step| cut(&one_line(&step.name), MAX_NAME_WIDTH).into_owned())
+            .collect();
+        let name_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        let requests_width = load
+            .steps
+            .iter()
+            .map(|step| step.requests.to_string().len())
+            .max()
+            .unwrap_or(0);
+        for (step, name) in load.steps.iter().zip(&names) {
+            let pad = name_width - name.chars().count();
+            let _ = writeln!(
+                out,
+                "  step {name}{}  {:>requests_width$} req {:>6} failed  {}",
+                " ".repeat(pad),
+                step.requests,
+                step.failed,
+                percentiles(&step.latency_us)
+            );
+        }
+    }
+}
+
+/// "p50 1.20  p90 3.40  p99 12.30  p99.9 30.00  max 41.00 ms".
+fn percentiles(l: &LatencySummary) -> String {
+    let ms = |us: u64| us as f64 / 1e3;
+    format!(
+        "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms",
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max)
+    )
 }
 
 fn warnings(out: &mut String, report: &RunReport, paint: Paint) {
@@ -391,6 +473,71 @@ mod tests {
     fn color_only_when_asked() {
         let text = render_summary(&report(), true);
         assert!(text.contains(GREEN) && text.contains(RED));
+    }
+
+    #[test]
+    fn load_block_after_the_table() {
+        use crate::report::model::{LoadFigures, StepFigures};
+        let mut report = report();
+        let latency = |p50, max| LatencySummary {
+            p50,
+            p90: p50 * 2,
+            p99: p50 * 4,
+            p999: p50 * 8,
+            max,
+        };
+        let step = |name: &str, requests, failed, p50| StepFigures {
+            name: name.into(),
+            requests,
+            failed,
+            latency_us: latency(p50, 41_000),
+            histogram: String::new(),
+        };
+        report.scenarios[1].requests = 39_948;
+        report.scenarios[1].latency_us = latency(1_200, 41_000);
+        report.scenarios[1].load = Some(LoadFigures {
+            model: "open".into(),
+            executor: "open 1000/s for 20s".into(),
+            target_rate: Some(1000.0),
+            achieved_rate: 998.66,
+            duration_s: 20.0,
+            iterations: 19_974,
+            dropped: 1,
+            late: 3,
+            in_flight_at_end: 2,
+            timeouts: 4,
+            connection_errors: 5,
+            status_counts: Default::default(),
+            error_codes: Default::default(),
+            failed_requests: 12,
+            steps: vec![
+                step("1 create", 19_974, 0, 1_100),
+                step("2 validate\x1b[2J", 19_974, 12, 1_300),
+            ],
+            histogram: String::new(),
+            intervals: vec![],
+        });
+        let text = render_summary(&report, false);
+        let block = "\
+load bad (open 1000/s for 20s)
+  rate       target 1000.0/s, achieved 998.7/s over 20.0s, 19974 iterations
+  requests   39948 sent, 12 failed; timeouts 4, connection errors 5
+  schedule   dropped 1, late 3, in flight at end 2
+  latency    p50 1.20  p90 2.40  p99 4.80  p99.9 9.60  max 41.00 ms
+  step 1 create             19974 req      0 failed  p50 1.10  p90 2.20  p99 4.40  p99.9 8.80  max 41.00 ms
+  step 2 validate\\u{1b}[2J  19974 req     12 failed  p50 1.30  p90 2.60  p99 5.20  p99.9 10.40  max 41.00 ms
+";
+        assert!(text.contains(block), "{text}");
+        let table_end = text.find("SKIP  skip").unwrap();
+        assert!(
+            text.find("load bad").unwrap() > table_end,
+            "block after the table"
+        );
+        let colored = render_summary(&report, true);
+        assert!(
+            colored.contains(&format!("{RED}12 failed{RESET}")),
+            "{colored}"
+        );
     }
 
     #[test]

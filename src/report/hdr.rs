@@ -147,7 +147,10 @@ pub struct PercentileStep {
 /// such as 0.6 becomes 0.6000000000000001 and is reached one bucket late where Java (in
 /// percent: exactly 60.0) reaches it on time; its `.hgrm` would then differ from wrk2's and
 /// Java's by a row. The unit tests pin this against Java's output.
-pub fn percentile_steps(histogram: &Histogram<u64>, ticks_per_half_distance: u32) -> Vec<PercentileStep> {
+pub fn percentile_steps(
+    histogram: &Histogram<u64>,
+    ticks_per_half_distance: u32,
+) -> Vec<PercentileStep> {
     let total = histogram.len();
     let mut steps = Vec::new();
     if total == 0 {
@@ -254,7 +257,9 @@ fn java_fixed(v: f64, decimals: usize) -> String {
     let (mantissa, exponent) = scientific
         .split_once('e')
         .expect("LowerExp always writes an exponent");
-    let exponent: i64 = exponent.parse().expect("LowerExp writes an integer exponent");
+    let exponent: i64 = exponent
+        .parse()
+        .expect("LowerExp writes an integer exponent");
     let digits: Vec<u8> = mantissa
         .bytes()
         .filter(u8::is_ascii_digit)
@@ -315,7 +320,9 @@ fn mean_and_stdev(histogram: &Histogram<u64>) -> (f64, f64) {
     let count = histogram.len() as f64;
     let total: f64 = histogram
         .iter_recorded()
-        .map(|v| histogram.median_equivalent(v.value_iterated_to()) as f64 * v.count_at_value() as f64)
+        .map(|v| {
+            histogram.median_equivalent(v.value_iterated_to()) as f64 * v.count_at_value() as f64
+        })
         .sum();
     let mean = total / count;
     let deviations: f64 = histogram
@@ -358,7 +365,9 @@ pub fn interval_log(
         if let Some(start) = start {
             header.with_start_time(start).with_base_time(start);
         }
-        header.begin_log_with(&mut log, &mut serializer).map_err(io)?;
+        header
+            .begin_log_with(&mut log, &mut serializer)
+            .map_err(io)?;
     }
     // The crate's builder has no legend line; Java's writer puts it after the headers, and
     // readers (Java's and the crate's) skip it.
@@ -596,9 +605,21 @@ mod tests {
         );
         assert_eq!(lines[6], "#[MaxValueDivisor: 1000.000]");
         // Java writes Interval_Max as max / divisor: the highest equivalent value, in ms.
-        assert!(lines[7].starts_with("0.000,1.000,12.351,HISTF"), "{}", lines[7]);
-        assert!(lines[8].starts_with("1.000,1.000,0.000,HISTF"), "{}", lines[8]);
-        assert!(lines[9].starts_with("2.000,1.000,3000.319,HISTF"), "{}", lines[9]);
+        assert!(
+            lines[7].starts_with("0.000,1.000,12.351,HISTF"),
+            "{}",
+            lines[7]
+        );
+        assert!(
+            lines[8].starts_with("1.000,1.000,0.000,HISTF"),
+            "{}",
+            lines[8]
+        );
+        assert!(
+            lines[9].starts_with("2.000,1.000,3000.319,HISTF"),
+            "{}",
+            lines[9]
+        );
 
         let mut deserializer = Deserializer::new();
         let mut times = Vec::new();
@@ -613,7 +634,8 @@ mod tests {
                         i.encoded_histogram(),
                     )
                     .unwrap();
-                    let h: Histogram<u64> = deserializer.deserialize(&mut bytes.as_slice()).unwrap();
+                    let h: Histogram<u64> =
+                        deserializer.deserialize(&mut bytes.as_slice()).unwrap();
                     intervals.push((i.start_timestamp(), i.duration(), h));
                 }
             }
@@ -637,7 +659,10 @@ mod tests {
     fn hlog_without_start_time_and_without_intervals() {
         let log = interval_log(&load(vec![]), None, "[x]").unwrap();
         let text = String::from_utf8(log).unwrap();
-        assert!(!text.contains("StartTime:") && !text.contains("BaseTime:"), "{text}");
+        assert!(
+            !text.contains("StartTime:") && !text.contains("BaseTime:"),
+            "{text}"
+        );
         assert_eq!(IntervalLogIterator::new(text.as_bytes()).count(), 0);
     }
 

@@ -85,8 +85,7 @@ pre { white-space: pre-wrap; word-break: break-all; background: #f6f8fa; border:
 .label { color: #57606a; font-size: .85em; }
 h4 { font-size: 1em; margin: 1em 0 .4em; }
 table.steps { width: auto; min-width: 50%; margin: .3em 0 1em; }
-.charts { display: flex; flex-wrap: wrap; gap: 1em; margin: .5em 0; }
-figure { margin: 0; flex: 1 1 480px; max-width: 760px; }
+figure { margin: .5em 0 1em; max-width: 820px; }
 figcaption { color: #57606a; font-size: .85em; text-align: center; }
 svg.chart { display: block; width: 100%; height: auto; background: #fff; }
 "#;
@@ -310,7 +309,7 @@ fn load_section(
     }
     page.push_str("</dl>\n");
     step_table(page, load);
-    page.push_str("<div class=\"charts\">\n<figure>\n");
+    page.push_str("<figure>\n");
     match codec::decode(&load.histogram) {
         Ok(histogram) => page.push_str(&svg::latency_by_percentile(&histogram)),
         Err(err) => {
@@ -325,11 +324,11 @@ fn load_section(
         "<figcaption>Latency by percentile (whole run; log scale of 1/(1−p))</figcaption>\n\
          </figure>\n<figure>\n",
     );
-    page.push_str(&svg::throughput_and_p99(&load.intervals, load.target_rate));
+    page.push_str(&svg::throughput_and_p99(&load.intervals));
     let _ = writeln!(
         page,
         "<figcaption>Throughput and p99 latency per interval ({} intervals)</figcaption>\n\
-         </figure>\n</div>",
+         </figure>",
         load.intervals.len()
     );
 }

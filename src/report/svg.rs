@@ -2,9 +2,10 @@
 //! they pass the page's Content-Security-Policy and render in any browser or CI viewer.
 //!
 //! - [`latency_by_percentile`]: HdrHistogram's percentile plot: latency (ms) against the
-//!   percentile on a log scale of 1/(1−p), so 90%, 99%, 99.9%, ... are evenly spaced.
-//! - [`throughput_and_p99`]: requests/s (and failed/s, and the target rate) over time, with
-//!   each interval's p99 latency in a second panel below on the same time axis.
+//!   percentile on a log scale of 1/(1−p), so 90%, 99%, 99.9%, ... are evenly spaced; the
+//!   same points as the `.hgrm` file (see [`hdr::percentile_steps`]).
+//! - [`throughput_and_p99`]: requests/s and failed/s over time, with each interval's p99
+//!   latency in a second panel below on the same time axis.
 //!
 //! Every coordinate goes through [`num`], so odd input (empty histograms, zero-length
 //! intervals, one interval) draws an empty or degenerate chart, never `NaN` in the markup.
@@ -13,13 +14,15 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
+use crate::report::hdr;
 use crate::report::html::Esc;
 use crate::report::model::IntervalFigures;
 
 /// The drawing's size in SVG units; CSS scales it down to the page's width.
 const WIDTH: f64 = 720.0;
 const LEFT: f64 = 64.0;
-const RIGHT: f64 = 20.0;
+/// Room for the last x label ("99.9999%") to sit centred on the right edge.
+const RIGHT: f64 = 36.0;
 const PLOT_WIDTH: f64 = WIDTH - LEFT - RIGHT;
 
 const BLUE: &str = "#0969da";
@@ -37,13 +40,21 @@ fn num(v: f64) -> String {
     let v = if v.is_finite() { v } else { 0.0 };
     // Avoid "-0.0".
     let text = format!("{v:.1}");
-    if text == "-0.0" { "0.0".to_owned() } else { text }
+    if text == "-0.0" {
+        "0.0".to_owned()
+    } else {
+        text
+    }
 }
 
 /// Gridline values from 0 to a "nice" top (1, 2 or 5 × 10^k steps) at or above `max`, about
 /// `target` of them; the top is 1 when there is nothing to show.
 fn nice_ticks(max: f64, target: usize) -> Vec<f64> {
-    let max = if max.is_finite() && max > 0.0 { max } else { 1.0 };
+    let max = if max.is_finite() && max > 0.0 {
+        max
+    } else {
+        1.0
+    };
     let raw = max / target.max(1) as f64;
     let magnitude = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0]
@@ -173,7 +184,7 @@ fn svg_start(svg: &mut String, height: f64, title: &str) {
     let _ = writeln!(
         svg,
         "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} {}\" \
-         width=\"{}\" height=\"{}\" role=\"img\" font-size=\"11\" \
+         width=\"{}\" height=\"{}\" role=\"img\" font-size=\"12\" \
          font-family=\"system-ui, sans-serif\" fill=\"{TEXT}\">\n<title>{}</title>",
         num(WIDTH),
         num(height),
@@ -195,15 +206,10 @@ fn empty_note(svg: &mut String, panel: &Panel, note: &str) {
 }
 
 /// A legend entry: a short line in `color` and `label`, starting at `x`.
-fn legend(svg: &mut String, x: f64, y: f64, color: &str, dashed: bool, label: &str) {
-    let dash = if dashed {
-        " stroke-dasharray=\"5 3\""
-    } else {
-        ""
-    };
+fn legend(svg: &mut String, x: f64, y: f64, color: &str, label: &str) {
     let _ = writeln!(
         svg,
-        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"2\"{dash}/>\
+        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"2\"/>\
          <text x=\"{}\" y=\"{}\" dy=\"0.32em\">{}</text>",
         num(x),
         num(y),
@@ -267,15 +273,16 @@ pub fn latency_by_percentile(histogram: &Histogram<u64>) -> String {
         empty_note(&mut svg, &panel, "no requests measured");
     } else {
         let x_max = f64::from(decades);
-        let points: Vec<(f64, f64)> = histogram
-            .iter_quantiles(5)
-            .map(|step| {
-                (
-                    log_x(step.quantile_iterated_to(), x_max),
-                    step.value_iterated_to() as f64 / 1e3,
-                )
-            })
-            .collect();
+        let points: Vec<(f64, f64)> =
+            hdr::percentile_steps(histogram, hdr::TICKS_PER_HALF_DISTANCE)
+                .iter()
+                .map(|step| {
+                    (
+                        log_x(step.percentile / 100.0, x_max),
+                        step.value as f64 / hdr::MICROS_PER_MS,
+                    )
+                })
+                .collect();
         panel.series(&mut svg, &points, BLUE, false);
         let marks = MARKED
             .iter()
@@ -297,10 +304,14 @@ pub fn latency_by_percentile(histogram: &Histogram<u64>) -> String {
     svg
 }
 
-/// Requests/s per interval (with failed/s and, for the open model, the target rate) above
-/// each interval's p99 latency, on one time axis (seconds from the load's start). Intervals
-/// without answers have no latency, so the p99 line has a gap there rather than a zero.
-pub fn throughput_and_p99(intervals: &[IntervalFigures], target_rate: Option<f64>) -> String {
+/// Requests/s and failed/s per interval above each interval's p99 latency, on one time axis
+/// (seconds from the load's start). Intervals without answers have no latency, so the p99
+/// line has a gap there rather than a zero.
+///
+/// The open model's target rate is not drawn: it counts iterations, and an iteration makes
+/// as many requests as its flow has steps (fewer when one fails), so it shares no axis with
+/// requests/s. The page shows it next to the achieved rate instead.
+pub fn throughput_and_p99(intervals: &[IntervalFigures]) -> String {
     const HEIGHT: f64 = 400.0;
     let mut svg = String::with_capacity(8 * 1024);
     svg_start(&mut svg, HEIGHT, "Throughput and p99 latency over time");
@@ -322,7 +333,6 @@ pub fn throughput_and_p99(intervals: &[IntervalFigures], target_rate: Option<f64
     let rate_max = intervals
         .iter()
         .map(|i| per_second(i.requests, i))
-        .chain(target_rate)
         .fold(0.0, f64::max);
     let rate_ticks = nice_ticks(rate_max * 1.05, 4);
     let top = Panel {
@@ -358,27 +368,14 @@ pub fn throughput_and_p99(intervals: &[IntervalFigures], target_rate: Option<f64
         num(LEFT + PLOT_WIDTH / 2.0),
         num(HEIGHT - 6.0)
     );
-    legend(&mut svg, LEFT, 12.0, BLUE, false, "requests/s");
-    legend(&mut svg, LEFT + 110.0, 12.0, RED, false, "failed/s");
-    if target_rate.is_some() {
-        legend(&mut svg, LEFT + 200.0, 12.0, AXIS, true, "target rate");
-    }
-    legend(&mut svg, LEFT, 202.0, PURPLE, false, "p99 latency");
+    legend(&mut svg, LEFT, 12.0, BLUE, "requests/s");
+    legend(&mut svg, LEFT + 110.0, 12.0, RED, "failed/s");
+    legend(&mut svg, LEFT, 202.0, PURPLE, "p99 latency");
 
     if intervals.is_empty() {
         empty_note(&mut svg, &top, "no per-interval figures");
         empty_note(&mut svg, &bottom, "no per-interval figures");
     } else {
-        if let Some(rate) = target_rate.filter(|r| r.is_finite()) {
-            let y = num(top.y(rate));
-            let _ = writeln!(
-                svg,
-                "<line x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{AXIS}\" \
-                 stroke-width=\"1.5\" stroke-dasharray=\"5 3\"/>",
-                num(LEFT),
-                num(LEFT + PLOT_WIDTH)
-            );
-        }
         let dots = intervals.len() <= 60;
         let rates: Vec<(f64, f64)> = intervals
             .iter()
@@ -428,7 +425,10 @@ mod tests {
         for bad in ["NaN", "inf", "-0.0"] {
             assert!(!svg.contains(bad), "{bad} in {svg}");
         }
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"), "{svg}");
+        assert!(
+            svg.starts_with("<svg") && svg.ends_with("</svg>\n"),
+            "{svg}"
+        );
         assert_eq!(svg.matches("<svg").count(), 1);
     }
 
@@ -467,7 +467,14 @@ mod tests {
         let svg = latency_by_percentile(&h);
         assert_clean(&svg);
         assert!(svg.contains("<polyline"));
-        for label in [">0%<", ">90%<", ">99%<", ">99.9%<", ">99.99%<", "latency (ms)"] {
+        for label in [
+            ">0%<",
+            ">90%<",
+            ">99%<",
+            ">99.9%<",
+            ">99.99%<",
+            "latency (ms)",
+        ] {
             assert!(svg.contains(label), "{label}");
         }
         assert!(svg.contains("<title>p99 9.903 ms</title>"), "{svg}");
@@ -476,24 +483,26 @@ mod tests {
 
     #[test]
     fn timeline_with_zero_one_and_many_intervals() {
-        let none = throughput_and_p99(&[], Some(100.0));
+        let none = throughput_and_p99(&[]);
         assert_clean(&none);
         assert!(none.contains("no per-interval figures"));
 
-        let one = throughput_and_p99(&[interval(0.0, 50, 1_500)], None);
+        let one = throughput_and_p99(&[interval(0.0, 50, 1_500)]);
         assert_clean(&one);
         assert!(!one.contains("<polyline"));
         assert_eq!(one.matches("<circle").count(), 3, "{one}");
-        assert!(!one.contains("target rate"));
 
-        let zero_length = throughput_and_p99(&[interval(0.0, 5, 0)], Some(0.0));
+        let mut zero_length = interval(0.0, 5, 0);
+        zero_length.duration_s = 0.0;
+        let zero_length = throughput_and_p99(&[zero_length]);
         assert_clean(&zero_length);
 
-        let mut many: Vec<_> = (0..120).map(|s| interval(s as f64, 1000, 2_000 + s)).collect();
+        let mut many: Vec<_> = (0..120)
+            .map(|s| interval(s as f64, 1000, 2_000 + s))
+            .collect();
         many[60].requests = 0;
-        let svg = throughput_and_p99(&many, Some(1000.0));
+        let svg = throughput_and_p99(&many);
         assert_clean(&svg);
-        assert!(svg.contains("stroke-dasharray"));
         // requests/s, failed/s, and the p99 line broken in two at the empty interval.
         assert_eq!(svg.matches("<polyline").count(), 4, "{svg}");
         assert!(!svg.contains("<circle"), "no dots on long runs");

@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 
-use crate::crypto::{ResponseKey, RsaPublicKey};
+use crate::crypto::{ResponseKey, RsaBackend, RsaPublicKey};
 use crate::protocol::{KEY_PREFIX, QuotaInfo, QuotaLimit, Unlimited};
 
 /// Plan tiers: paid tiers get a verdict `signature` (SPEC.md §5).
@@ -218,12 +218,13 @@ impl KeyState {
     pub fn new(
         spec: &KeySpec,
         default_rate_limit: u32,
+        backend: RsaBackend,
     ) -> Result<Self, crate::crypto::CryptoError> {
         let secret = spec.secret.as_deref().unwrap_or(&spec.id);
         let public_key = spec
             .public_key_pem
             .as_deref()
-            .map(RsaPublicKey::from_pem)
+            .map(|pem| RsaPublicKey::from_pem_with(pem, backend))
             .transpose()?;
         let per_second = spec.rate_limit.unwrap_or(default_rate_limit);
         let limiter =
@@ -285,10 +286,15 @@ impl KeyState {
 pub struct KeyRegistry {
     keys: DashMap<String, Arc<KeyState>>,
     default_rate_limit: u32,
+    backend: RsaBackend,
 }
 
 impl KeyRegistry {
-    pub fn new(specs: &[KeySpec], default_rate_limit: u32) -> Result<Self, KeysError> {
+    pub fn new(
+        specs: &[KeySpec],
+        default_rate_limit: u32,
+        backend: RsaBackend,
+    ) -> Result<Self, KeysError> {
         let keys = DashMap::with_capacity(specs.len());
         let mut seen = HashMap::new();
         for spec in specs {
@@ -302,7 +308,7 @@ impl KeyRegistry {
                     key: redact_key(&spec.id),
                 });
             }
-            let state = KeyState::new(spec, default_rate_limit).map_err(|source| {
+            let state = KeyState::new(spec, default_rate_limit, backend).map_err(|source| {
                 KeysError::KeyPublicKey {
                     key: redact_key(&spec.id),
                     source,
@@ -313,6 +319,7 @@ impl KeyRegistry {
         Ok(Self {
             keys,
             default_rate_limit,
+            backend,
         })
     }
 
@@ -328,7 +335,7 @@ impl KeyRegistry {
         let spec = KeySpec::new(id, Tier::Business);
         let entry = self.keys.entry(id.to_owned()).or_insert_with(|| {
             Arc::new(
-                KeyState::new(&spec, self.default_rate_limit)
+                KeyState::new(&spec, self.default_rate_limit, self.backend)
                     .expect("a key without a public key always builds"),
             )
         });
@@ -385,14 +392,21 @@ secret = "other"
 
     #[test]
     fn registry_refuses_bad_prefixes_and_duplicates_without_showing_the_key() {
-        let bad = KeyRegistry::new(&[KeySpec::new("secret_value_123", Tier::Pro)], 0);
+        let bad = KeyRegistry::new(
+            &[KeySpec::new("secret_value_123", Tier::Pro)],
+            0,
+            RsaBackend::default(),
+        );
         let err = bad.err().unwrap().to_string();
         assert!(!err.contains("secret_value_123"), "{err}");
         let twice = [
             KeySpec::new("kc_dup_secret", Tier::Pro),
             KeySpec::new("kc_dup_secret", Tier::Pro),
         ];
-        let err = KeyRegistry::new(&twice, 0).err().unwrap().to_string();
+        let err = KeyRegistry::new(&twice, 0, RsaBackend::default())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             err.contains("twice") && !err.contains("kc_dup_secret"),
             "{err}"
@@ -403,7 +417,7 @@ secret = "other"
     fn quota_counts_and_stops_at_the_limit() {
         let mut spec = KeySpec::new("kc_q", Tier::Free);
         spec.quota = Some(2);
-        let key = KeyState::new(&spec, 0).unwrap();
+        let key = KeyState::new(&spec, 0, RsaBackend::default()).unwrap();
         assert!(key.charge_validation().is_ok());
         assert!(key.charge_validation().is_ok());
         assert!(key.charge_validation().is_err());

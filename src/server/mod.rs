@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub max_outstanding: u64,
     pub retain_expired: Duration,
     pub body_limit: usize,
+    /// Which RSA implementation encrypts challenges.
+    pub rsa_backend: crate::crypto::RsaBackend,
 }
 
 impl ServerConfig {
@@ -58,6 +60,7 @@ impl ServerConfig {
             max_outstanding: DEFAULT_MAX_OUTSTANDING,
             retain_expired: DEFAULT_RETAIN_EXPIRED,
             body_limit: DEFAULT_BODY_LIMIT,
+            rsa_backend: crate::crypto::RsaBackend::default(),
         }
     }
 }
@@ -105,7 +108,7 @@ pub enum ServerError {
 /// The axum app for `config`, and its state (for the sweeper).
 fn build(config: &ServerConfig) -> Result<(Router, Arc<AppState>), ServerError> {
     let state = Arc::new(AppState {
-        keys: KeyRegistry::new(&config.keys, config.rate_limit)?,
+        keys: KeyRegistry::new(&config.keys, config.rate_limit, config.rsa_backend)?,
         store: ChallengeStore::new(config.max_outstanding, config.retain_expired),
         faults: config.faults.clone(),
         body_limit: config.body_limit,

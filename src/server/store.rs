@@ -26,7 +26,7 @@ const REMOVED: u8 = 3;
 
 /// How long the `replay-race` fault leaves between its check and its use: long enough
 /// that concurrent validations reliably interleave, as with a database round trip.
-const REPLAY_RACE_WINDOW: Duration = Duration::from_millis(25);
+const REPLAY_RACE_WINDOW: Duration = Duration::from_millis(150);
 
 /// The 32 random bytes of a challenge; its wire form is their lowercase hex.
 pub type ChallengeId = [u8; 32];
@@ -258,7 +258,14 @@ mod tests {
     use crate::server::keys::{KeySpec, Tier};
 
     fn key() -> Arc<KeyState> {
-        Arc::new(KeyState::new(&KeySpec::new("kc_store_test", Tier::Pro), 0).unwrap())
+        Arc::new(
+            KeyState::new(
+                &KeySpec::new("kc_store_test", Tier::Pro),
+                0,
+                crate::crypto::RsaBackend::default(),
+            )
+            .unwrap(),
+        )
     }
 
     #[tokio::test(start_paused = true)]

@@ -157,7 +157,8 @@ impl Aggregator {
 
     fn finish(mut self, end: Instant) -> Totals {
         // Close the last, partial interval, and any empty ones up to the end.
-        let last = (end.saturating_duration_since(self.start).as_nanos() / INTERVAL.as_nanos()) as u64;
+        let last =
+            (end.saturating_duration_since(self.start).as_nanos() / INTERVAL.as_nanos()) as u64;
         while self.interval_index <= last {
             self.close_interval();
         }

@@ -19,8 +19,7 @@ use crate::client::{Answer, TransportError};
 use crate::crypto::{ResponseKey, RsaPrivateKey};
 use crate::engine::Credentials;
 use crate::plan::model::{
-    Action, AuthForm, ChallengeRef, DecryptedField, Expect, KeyChoice, ResponseForm, Step,
-    WaitStep,
+    Action, AuthForm, ChallengeRef, DecryptedField, Expect, KeyChoice, ResponseForm, Step, WaitStep,
 };
 use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, VALIDATE_PATH};
 
@@ -106,7 +105,10 @@ impl Flow {
         let mut compiled = Vec::with_capacity(steps.len());
         for (index, step) in steps.iter().enumerate() {
             let number = index + 1;
-            let fail = |message: String| FlowError { step: number, message };
+            let fail = |message: String| FlowError {
+                step: number,
+                message,
+            };
             let expect = (step.expect != Expect::default()).then(|| step.expect.clone());
             let slot_of = |name: &str, slots: &HashMap<String, usize>| {
                 slots
@@ -156,10 +158,12 @@ impl Flow {
                     expect,
                 },
                 Action::Wait(WaitStep::For(duration)) => Compiled::Wait(WaitFor::Fixed(*duration)),
-                Action::Wait(WaitStep::Expiry { saved, margin }) => Compiled::Wait(WaitFor::Expiry {
-                    slot: slot_of(saved, &slots)?,
-                    margin: *margin,
-                }),
+                Action::Wait(WaitStep::Expiry { saved, margin }) => {
+                    Compiled::Wait(WaitFor::Expiry {
+                        slot: slot_of(saved, &slots)?,
+                        margin: *margin,
+                    })
+                }
                 Action::Raw(raw) => Compiled::Raw {
                     method: Method::from_bytes(raw.method.as_bytes())
                         .map_err(|_| fail(format!("bad method {}", raw.method)))?,
@@ -303,7 +307,15 @@ impl Flow {
                 })
                 .await
                 .ok();
-            if let (Compiled::Create { save: Some(slot), decrypt, .. }, Some(reply)) = (step, reply) {
+            if let (
+                Compiled::Create {
+                    save: Some(slot),
+                    decrypt,
+                    ..
+                },
+                Some(reply),
+            ) = (step, reply)
+            {
                 self.save(state, *slot, &reply, *decrypt).await;
             }
         }
@@ -364,7 +376,9 @@ fn validate_body(
         }
         _ => None,
     };
-    let decrypted = saved_slot.and_then(|s| s.decrypted.clone()).unwrap_or_default();
+    let decrypted = saved_slot
+        .and_then(|s| s.decrypted.clone())
+        .unwrap_or_default();
     let named = match challenge {
         ChallengeSource::Saved(slot) => state.saved[*slot].challenge.clone(),
         ChallengeSource::SavedDecrypted(_) => decrypted.clone(),
@@ -373,7 +387,9 @@ fn validate_body(
     };
     let response_text = match response {
         ResponseForm::Hmac => sender.secret.response_hex(&named),
-        ResponseForm::HmacOtherSecret => ResponseKey::new(b"kc_not_the_secret").response_hex(&named),
+        ResponseForm::HmacOtherSecret => {
+            ResponseKey::new(b"kc_not_the_secret").response_hex(&named)
+        }
         ResponseForm::Tampered => {
             let mut mac = sender.secret.response_hex(&named).into_bytes();
             mac[0] = if mac[0] == b'0' { b'1' } else { b'0' };
@@ -425,13 +441,19 @@ fn json_string(text: &str) -> String {
 }
 
 fn bearer_value(key: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!("Bearer {key}")).ok().map(|mut value| {
-        value.set_sensitive(true);
-        value
-    })
+    HeaderValue::from_str(&format!("Bearer {key}"))
+        .ok()
+        .map(|mut value| {
+            value.set_sensitive(true);
+            value
+        })
 }
 
-fn sender(credentials: &Credentials, choice: &KeyChoice, auth: AuthForm) -> Result<Sender, &'static str> {
+fn sender(
+    credentials: &Credentials,
+    choice: &KeyChoice,
+    auth: AuthForm,
+) -> Result<Sender, &'static str> {
     let key = match choice {
         KeyChoice::Primary => Some(credentials.primary.as_str()),
         KeyChoice::Secondary => Some(

@@ -130,21 +130,19 @@ pub async fn run(
             );
             let (iterations, max_in_flight) = (spec.iterations, u64::from(*max_in_flight));
             users.spawn(async move {
-                open_scheduler(
-                    OpenRun {
-                        flow,
-                        samples,
-                        progress,
-                        stop,
-                        target,
-                        timeout,
-                        schedule,
-                        start: load_start,
-                        duration,
-                        iterations,
-                        max_in_flight,
-                    },
-                )
+                open_scheduler(OpenRun {
+                    flow,
+                    samples,
+                    progress,
+                    stop,
+                    target,
+                    timeout,
+                    schedule,
+                    start: load_start,
+                    duration,
+                    iterations,
+                    max_in_flight,
+                })
                 .await;
             });
         }
@@ -170,7 +168,8 @@ pub async fn run(
         })
     };
     let drained = tokio::time::timeout_at(
-        (deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400)) + grace).into(),
+        (deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400)) + grace)
+            .into(),
         async { while users.join_next().await.is_some() {} },
     );
     let drained = tokio::select! {
@@ -179,7 +178,11 @@ pub async fn run(
     };
     let load_end = Instant::now();
     stopper.abort();
-    let in_flight_at_end = if drained { 0 } else { progress.in_flight.load(Ordering::Relaxed) };
+    let in_flight_at_end = if drained {
+        0
+    } else {
+        progress.in_flight.load(Ordering::Relaxed)
+    };
     users.abort_all();
     while users.join_next().await.is_some() {}
     let totals = aggregator.await.expect("the aggregator does not panic");
@@ -255,33 +258,53 @@ struct OpenRun {
     max_in_flight: u64,
 }
 
-/// Starts each iteration at its scheduled time, whatever the target is doing. Every
-/// arrival due by now is started at once (timers are coarser than high rates), and
-/// keeps its own intended start for latency. Connections are reused through a pool.
+/// Arrivals queued between the clock thread and the dispatcher.
+const ARRIVAL_QUEUE: usize = 64 * 1024;
+/// The clock thread checks for a stop at least this often while it sleeps.
+const CLOCK_POLL: Duration = Duration::from_millis(20);
+
+/// Starts each iteration at its scheduled time, whatever the target is doing. A
+/// dedicated clock thread sleeps to each arrival with the OS's fine timer (tokio's
+/// timer wheel has 1 ms ticks, which would add up to 1 ms of false latency to every
+/// sub-millisecond request) and hands it over; each iteration keeps its own intended
+/// start for latency. Connections are reused through a pool.
 async fn open_scheduler(run: OpenRun) {
-    let pool: Arc<std::sync::Mutex<Vec<(UserConnection, flow::IterationState)>>> =
-        Arc::default();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut n: u64 = 0;
-    loop {
-        if run.iterations.is_some_and(|max| n >= max) {
-            break;
-        }
-        let Some(due) = run.schedule.due(n) else { break };
-        if run.duration.is_some_and(|d| due > d) {
-            break;
-        }
-        let intended = run.start + due;
-        if intended > Instant::now() {
-            tokio::select! {
-                () = tokio::time::sleep_until(intended.into()) => {}
-                () = run.stop.cancelled() => break,
+    let (arrivals, mut due) = mpsc::channel::<Instant>(ARRIVAL_QUEUE);
+    let clock = {
+        let (schedule, stop, start) = (run.schedule.clone(), run.stop.clone(), run.start);
+        let (duration, iterations) = (run.duration, run.iterations);
+        std::thread::spawn(move || {
+            let mut n: u64 = 0;
+            while !stop.is_cancelled() && iterations.is_none_or(|max| n < max) {
+                let Some(offset) = schedule.due(n) else { break };
+                if duration.is_some_and(|d| offset > d) {
+                    break;
+                }
+                let intended = start + offset;
+                loop {
+                    let now = Instant::now();
+                    if now >= intended || stop.is_cancelled() {
+                        break;
+                    }
+                    std::thread::sleep((intended - now).min(CLOCK_POLL));
+                }
+                if stop.is_cancelled() || arrivals.blocking_send(intended).is_err() {
+                    break;
+                }
+                n += 1;
             }
-        }
-        if run.stop.is_cancelled() {
-            break;
-        }
-        n += 1;
+        })
+    };
+    let pool: Arc<std::sync::Mutex<Vec<(UserConnection, flow::IterationState)>>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let intended = tokio::select! {
+            next = due.recv() => match next {
+                Some(intended) => intended,
+                None => break,
+            },
+            () = run.stop.cancelled() => break,
+        };
         // Reap finished iterations so the set does not grow.
         while tasks.try_join_next().is_some() {}
         if run.progress.in_flight.load(Ordering::Relaxed) >= run.max_in_flight {
@@ -313,6 +336,8 @@ async fn open_scheduler(run: OpenRun) {
             pool.lock().expect("not poisoned").push((connection, state));
         });
     }
+    drop(due);
+    clock.join().ok();
     while tasks.join_next().await.is_some() {}
 }
 
@@ -334,7 +359,10 @@ fn describe(
             format!("closed {users} users{length}{bound}"),
             None,
         ),
-        Executor::Open { rate, max_in_flight } => {
+        Executor::Open {
+            rate,
+            max_in_flight,
+        } => {
             let mean = match (duration, schedule) {
                 (Some(d), Some(schedule)) if !d.is_zero() => {
                     Some(schedule.arrivals_within(d) / d.as_secs_f64())
@@ -346,10 +374,9 @@ fn describe(
             };
             let shape = match rate {
                 RateSchedule::Constant(r) => format!("{r}/s"),
-                RateSchedule::Ramping { start, stages } => format!(
-                    "ramping {start}/s through {} stage(s)",
-                    stages.len()
-                ),
+                RateSchedule::Ramping { start, stages } => {
+                    format!("ramping {start}/s through {} stage(s)", stages.len())
+                }
             };
             (
                 "open".into(),

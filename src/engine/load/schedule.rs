@@ -135,8 +135,14 @@ mod tests {
         let schedule = ArrivalSchedule::new(&RateSchedule::Ramping {
             start: 0.0,
             stages: vec![
-                Stage { duration: Duration::from_secs(10), target: 100.0 },
-                Stage { duration: Duration::from_secs(5), target: 100.0 },
+                Stage {
+                    duration: Duration::from_secs(10),
+                    target: 100.0,
+                },
+                Stage {
+                    duration: Duration::from_secs(5),
+                    target: 100.0,
+                },
             ],
         });
         let end_of_ramp = schedule.due(499).unwrap().as_secs_f64();
@@ -154,7 +160,10 @@ mod tests {
     fn a_zero_rate_stage_schedules_nothing() {
         let schedule = ArrivalSchedule::new(&RateSchedule::Ramping {
             start: 0.0,
-            stages: vec![Stage { duration: Duration::from_secs(5), target: 0.0 }],
+            stages: vec![Stage {
+                duration: Duration::from_secs(5),
+                target: 0.0,
+            }],
         });
         assert_eq!(schedule.due(0), None);
     }

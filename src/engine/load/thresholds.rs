@@ -27,8 +27,9 @@ fn value(metric: Metric, measured: &Measured<'_>) -> Option<f64> {
         }
         Metric::Rps => Some(measured.requests as f64 / measured.seconds.max(1e-9)),
         Metric::Requests => Some(measured.requests as f64),
-        Metric::DroppedRate => (measured.scheduled > 0)
-            .then(|| measured.dropped as f64 / measured.scheduled as f64),
+        Metric::DroppedRate => {
+            (measured.scheduled > 0).then(|| measured.dropped as f64 / measured.scheduled as f64)
+        }
     }
 }
 
@@ -58,7 +59,10 @@ pub fn evaluate(thresholds: &[Threshold], measured: &Measured<'_>) -> Vec<CheckR
                 Comparison::Gt => v > threshold.value,
                 Comparison::Ge => v >= threshold.value,
             });
-            let shown = seen.map_or_else(|| "nothing measured".to_owned(), |v| show(threshold.metric, v));
+            let shown = seen.map_or_else(
+                || "nothing measured".to_owned(),
+                |v| show(threshold.metric, v),
+            );
             CheckResult {
                 name: threshold.source.clone(),
                 outcome: if holds { Outcome::Pass } else { Outcome::Fail },
@@ -79,7 +83,12 @@ mod tests {
     use std::time::Duration;
 
     fn threshold(metric: Metric, op: Comparison, value: f64, source: &str) -> Threshold {
-        Threshold { metric, op, value, source: source.into() }
+        Threshold {
+            metric,
+            op,
+            value,
+            source: source.into(),
+        }
     }
 
     #[test]
@@ -88,28 +97,73 @@ mod tests {
         for ms in 1..=100 {
             latency.record(Duration::from_millis(ms));
         }
-        let measured = Measured { latency: &latency, requests: 100, failed: 1, seconds: 10.0, dropped: 0, scheduled: 100 };
+        let measured = Measured {
+            latency: &latency,
+            requests: 100,
+            failed: 1,
+            seconds: 10.0,
+            dropped: 0,
+            scheduled: 100,
+        };
         let checks = evaluate(
             &[
-                threshold(Metric::Percentile(99.0), Comparison::Lt, 50_000.0, "p99 < 50ms"),
-                threshold(Metric::Percentile(50.0), Comparison::Lt, 60_000.0, "p50 < 60ms"),
-                threshold(Metric::ErrorRate, Comparison::Lt, 0.001, "error_rate < 0.1%"),
+                threshold(
+                    Metric::Percentile(99.0),
+                    Comparison::Lt,
+                    50_000.0,
+                    "p99 < 50ms",
+                ),
+                threshold(
+                    Metric::Percentile(50.0),
+                    Comparison::Lt,
+                    60_000.0,
+                    "p50 < 60ms",
+                ),
+                threshold(
+                    Metric::ErrorRate,
+                    Comparison::Lt,
+                    0.001,
+                    "error_rate < 0.1%",
+                ),
                 threshold(Metric::Rps, Comparison::Ge, 10.0, "rps >= 10"),
             ],
             &measured,
         );
         let outcomes: Vec<Outcome> = checks.iter().map(|c| c.outcome).collect();
-        assert_eq!(outcomes, [Outcome::Fail, Outcome::Pass, Outcome::Fail, Outcome::Pass]);
-        assert!(checks[0].message.contains("p99 < 50ms") && checks[0].message.contains("99."), "{}", checks[0].message);
-        assert!(checks[2].message.contains("1.000%"), "{}", checks[2].message);
+        assert_eq!(
+            outcomes,
+            [Outcome::Fail, Outcome::Pass, Outcome::Fail, Outcome::Pass]
+        );
+        assert!(
+            checks[0].message.contains("p99 < 50ms") && checks[0].message.contains("99."),
+            "{}",
+            checks[0].message
+        );
+        assert!(
+            checks[2].message.contains("1.000%"),
+            "{}",
+            checks[2].message
+        );
     }
 
     #[test]
     fn nothing_measured_fails_rather_than_passes() {
         let latency = Latency::default();
-        let measured = Measured { latency: &latency, requests: 0, failed: 0, seconds: 1.0, dropped: 0, scheduled: 0 };
-        let checks = evaluate(&[threshold(Metric::Percentile(99.0), Comparison::Lt, 1.0, "p99 < 1us"),
-            threshold(Metric::ErrorRate, Comparison::Lt, 0.5, "error_rate < 50%")], &measured);
+        let measured = Measured {
+            latency: &latency,
+            requests: 0,
+            failed: 0,
+            seconds: 1.0,
+            dropped: 0,
+            scheduled: 0,
+        };
+        let checks = evaluate(
+            &[
+                threshold(Metric::Percentile(99.0), Comparison::Lt, 1.0, "p99 < 1us"),
+                threshold(Metric::ErrorRate, Comparison::Lt, 0.5, "error_rate < 50%"),
+            ],
+            &measured,
+        );
         assert!(checks.iter().all(|c| c.outcome == Outcome::Fail));
     }
 }

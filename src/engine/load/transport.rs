@@ -88,7 +88,8 @@ impl UserConnection {
         body: Bytes,
         bearer: Option<&HeaderValue>,
     ) -> Result<Reply, TransportError> {
-        match tokio::time::timeout(self.timeout, self.send_inner(method, path, body, bearer)).await {
+        match tokio::time::timeout(self.timeout, self.send_inner(method, path, body, bearer)).await
+        {
             Ok(result) => {
                 if result.is_err() {
                     // Whatever broke, the next request starts on a fresh connection.

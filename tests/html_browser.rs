@@ -1,0 +1,322 @@
+//! report.html in a real browser: headless Chromium opens the page a load run writes and
+//! `benches/check_report_html.sh` fails on any console error, uncaught exception, CSP
+//! violation or failed resource load. A deliberately broken page must fail the same check,
+//! so a check that sees nothing cannot pass for a clean page.
+//!
+//! Needs Debian's `chromium` (`apt-get install chromium`); without it these tests fail
+//! rather than pass unseen. `CHROMIUM=/path` picks another binary, and
+//! `KEYCLAIM_TEST_REPORT_DIR=dir` keeps the report and screenshot there to look at.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hdrhistogram::Histogram;
+use keyclaim_harness::metrics::codec::encode;
+use keyclaim_harness::redact::Redactor;
+use keyclaim_harness::report::model::{
+    CheckResult, IntervalFigures, LatencySummary, LoadFigures, Outcome, RunReport, ScenarioReport,
+    StepFigures,
+};
+use keyclaim_harness::report::write_all;
+
+/// Deterministic noise (xorshift64*), so the charts look the same on every run.
+struct Noise(u64);
+
+impl Noise {
+    fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A standard normal sample (Box-Muller).
+    fn gaussian(&mut self) -> f64 {
+        let u = self.next_f64().max(1e-12);
+        let v = self.next_f64();
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap()
+}
+
+fn summary(h: &Histogram<u64>) -> LatencySummary {
+    if h.is_empty() {
+        return LatencySummary::default();
+    }
+    LatencySummary {
+        p50: h.value_at_quantile(0.5),
+        p90: h.value_at_quantile(0.9),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+    }
+}
+
+/// An open-model run of 500 iterations/s (two requests each) for 30 s: log-normal latency
+/// around 1 ms, a hiccup at 12-14 s (slow answers, fewer requests), a stalled second at
+/// 20 s with no answers, and a half-second last interval.
+fn load_scenario() -> ScenarioReport {
+    let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
+    let step_names = ["1 create", "2 validate"];
+    let mut steps = [histogram(), histogram()];
+    let mut step_failed = [0u64; 2];
+    let mut whole = histogram();
+    let mut intervals = Vec::new();
+    let mut requests = 0;
+    let mut failed = 0;
+    for second in 0..31u32 {
+        let duration_s = if second == 30 { 0.5 } else { 1.0 };
+        let hiccup = (12..15).contains(&second);
+        let n = match second {
+            20 => 0,
+            _ if hiccup => 600,
+            _ => (1000.0 * duration_s) as u64,
+        };
+        let mut interval = histogram();
+        let mut interval_failed = 0;
+        for i in 0..n {
+            let base = if hiccup { 25_000.0 } else { 900.0 };
+            let mut us = base * (0.45 * noise.gaussian()).exp();
+            if noise.next_f64() < 0.002 {
+                us *= 20.0;
+            }
+            let us = (us as u64).max(1);
+            let step = (i % 2) as usize;
+            interval.record(us).unwrap();
+            steps[step].record(us).unwrap();
+            if noise.next_f64() < if hiccup { 0.02 } else { 0.001 } {
+                interval_failed += 1;
+                step_failed[step] += 1;
+            }
+        }
+        whole.add(&interval).unwrap();
+        requests += n;
+        failed += interval_failed;
+        intervals.push(IntervalFigures {
+            start_s: f64::from(second),
+            duration_s,
+            requests: n,
+            failed: interval_failed,
+            latency_us: summary(&interval),
+            histogram: encode(&interval).unwrap(),
+        });
+    }
+    let steps = step_names
+        .iter()
+        .zip(&steps)
+        .zip(step_failed)
+        .map(|((name, h), failed)| StepFigures {
+            name: (*name).to_owned(),
+            requests: h.len(),
+            failed,
+            latency_us: summary(h),
+            histogram: encode(h).unwrap(),
+        })
+        .collect();
+    let latency = summary(&whole);
+    let threshold = |name: &str, outcome, message: String| CheckResult {
+        name: name.to_owned(),
+        outcome,
+        message,
+        evidence: None,
+    };
+    ScenarioReport {
+        name: "open-issue-validate".to_owned(),
+        id: Some("LOAD-1".to_owned()),
+        tags: vec!["load".to_owned()],
+        description: Some("issue then validate at 500 iterations/s".to_owned()),
+        passed: false,
+        skipped: false,
+        checks: vec![
+            threshold(
+                "p99 < 50ms",
+                Outcome::Fail,
+                format!("p99 < 50ms: {:.1}ms", latency.p99 as f64 / 1e3),
+            ),
+            threshold(
+                "failed < 1%",
+                Outcome::Pass,
+                format!(
+                    "failed < 1%: {:.2}%",
+                    100.0 * failed as f64 / requests as f64
+                ),
+            ),
+        ],
+        requests,
+        errors: 3,
+        rate_limit_retries: 0,
+        rps: requests as f64 / 30.5,
+        elapsed_s: 30.6,
+        latency_us: latency,
+        warnings: vec![],
+        load: Some(LoadFigures {
+            model: "open".to_owned(),
+            executor: "open 500/s for 30s".to_owned(),
+            target_rate: Some(500.0),
+            achieved_rate: requests as f64 / 2.0 / 30.5,
+            duration_s: 30.5,
+            iterations: requests / 2,
+            dropped: 412,
+            late: 57,
+            in_flight_at_end: 2,
+            timeouts: 1,
+            connection_errors: 2,
+            status_counts: [("200", requests - failed), ("429", failed - 3)]
+                .map(|(k, v)| (k.to_owned(), v))
+                .into(),
+            error_codes: [("rate_limited".to_owned(), failed - 3)].into(),
+            failed_requests: failed,
+            steps,
+            histogram: encode(&whole).unwrap(),
+            intervals,
+        }),
+    }
+}
+
+fn run_report() -> RunReport {
+    let mut closed = load_scenario();
+    closed.name = "closed-<users>".to_owned();
+    closed.id = None;
+    if let Some(load) = &mut closed.load {
+        load.model = "closed".to_owned();
+        load.executor = "closed 50 users for 1s".to_owned();
+        load.target_rate = None;
+        // One interval, as a one-second run reports.
+        load.intervals.truncate(1);
+    }
+    RunReport {
+        passed: false,
+        interrupted: false,
+        strict: false,
+        plans: vec!["load".to_owned()],
+        target: "http://127.0.0.1:8080".to_owned(),
+        started_at: "2026-01-02T03:04:05Z".to_owned(),
+        elapsed_s: 32.0,
+        scenarios: vec![load_scenario(), closed],
+    }
+}
+
+/// The browser to use, or a failure that says how to get one.
+fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return PathBuf::from(path);
+    }
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .flat_map(|dir| [dir.join("chromium"), dir.join("chromium-browser")])
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "chromium is not installed: run `apt-get install chromium` (Debian) so this test \
+             can open report.html in a browser, or set CHROMIUM=/path/to/chromium"
+        )
+    })
+}
+
+fn check_page(html: &Path, screenshot: &Path) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/check_report_html.sh");
+    Command::new("bash")
+        .arg(script)
+        .arg(html)
+        .arg(screenshot)
+        .env("CHROMIUM", chromium())
+        .output()
+        .expect("bash runs")
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Where to write: `KEYCLAIM_TEST_REPORT_DIR/name` (kept) or a temporary directory.
+fn out_dir(name: &str) -> (Option<tempfile::TempDir>, PathBuf) {
+    match std::env::var_os("KEYCLAIM_TEST_REPORT_DIR") {
+        Some(dir) => (None, PathBuf::from(dir).join(name)),
+        None => {
+            let temp = tempfile::tempdir().unwrap();
+            let path = temp.path().to_owned();
+            (Some(temp), path)
+        }
+    }
+}
+
+#[test]
+fn load_report_html_is_clean_in_chromium() {
+    let (_temp, dir) = out_dir("load");
+    let paths = write_all(&run_report(), &dir, &Redactor::default()).unwrap();
+    let html = std::fs::read_to_string(&paths.html).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        4,
+        "two charts per load scenario"
+    );
+    let screenshot = dir.join("report.png");
+    let output = check_page(&paths.html, &screenshot);
+    assert!(output.status.success(), "{}", describe(&output));
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());
+}
+
+#[test]
+fn broken_pages_fail_the_check() {
+    let (_temp, dir) = out_dir("broken");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csp = r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">"#;
+    let pages = [
+        // The report's own policy, which blocks the inline script: a CSP violation.
+        (
+            "script-blocked-by-csp",
+            csp,
+            "<p>x</p><script>document.title = 'ran'</script>",
+            "Content Security Policy",
+        ),
+        (
+            "uncaught-exception",
+            "",
+            "<p>x</p><script>throw new Error('boom')</script>",
+            "uncaught exception: Error: boom",
+        ),
+        (
+            "failed-image",
+            "",
+            r#"<img src="http://127.0.0.1:9/x.png" alt="x">"#,
+            "resource failed to load: http://127.0.0.1:9/x.png",
+        ),
+        (
+            "console-error",
+            "",
+            "<script>console.error('bad thing')</script>",
+            "console.error: bad thing",
+        ),
+    ];
+    for (name, head, body, expected) in pages {
+        let html = dir.join(format!("{name}.html"));
+        std::fs::write(
+            &html,
+            format!(
+                "<!DOCTYPE html><html><head><meta charset=\"utf-8\">{head}<title>{name}</title>\
+                 </head><body>{body}</body></html>"
+            ),
+        )
+        .unwrap();
+        let output = check_page(&html, &dir.join(format!("{name}.png")));
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{name}: {}",
+            describe(&output)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains(expected), "{name}: {}", describe(&output));
+    }
+}
