@@ -23,7 +23,8 @@ pub const EXIT_USAGE: i32 = 2;
     version,
     about = "Load-testing and conformance harness for KeyClaim-compatible challenge-response APIs",
     after_help = "Exit codes: 0 success; 1 failure (a failed check, or a server that could not run); \
-2 invalid arguments, plan or key files; 3 the target could not be reached at all."
+2 invalid arguments, plan or key files; 3 the target could not be reached at all; \
+130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -184,7 +185,8 @@ fn parse_rsa_bits(value: &str) -> Result<usize, String> {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 every check passed (non-strict and skipped allowed unless --strict); \
-1 a check failed; 2 the plan or arguments are invalid; 3 the target could not be reached at all."
+1 a check failed; 2 the plan or arguments are invalid; 3 the target could not be reached at all; \
+130 interrupted by Ctrl-C or SIGTERM (the reports hold what ran)."
 )]
 pub struct RunArgs {
     /// Plan files (TOML; see scenarios/README.md).

@@ -159,7 +159,10 @@ fn run(args: RunArgs) -> i32 {
         let on_interrupt = cancel.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
+            eprintln!("interrupted: stopping, writing reports (again to quit at once)");
             on_interrupt.cancel();
+            shutdown_signal().await;
+            std::process::exit(runner::EXIT_INTERRUPTED);
         });
         let (on_start, on_done, on_tick) = (
             Arc::clone(&progress),

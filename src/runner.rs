@@ -22,6 +22,8 @@ pub const EXIT_PASSED: i32 = 0;
 pub const EXIT_CHECK_FAILED: i32 = 1;
 pub const EXIT_INVALID: i32 = 2;
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Stopped by Ctrl-C or SIGTERM; the reports hold what ran (128 + SIGINT, as shells do).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// `run`'s settings, resolved from the command line and environment.
 pub struct RunOptions {
@@ -163,7 +165,9 @@ pub struct RunOutcome {
 
 impl RunOutcome {
     pub fn exit_code(&self) -> i32 {
-        if self.report.passed {
+        if self.report.interrupted {
+            EXIT_INTERRUPTED
+        } else if self.report.passed {
             EXIT_PASSED
         } else {
             EXIT_CHECK_FAILED

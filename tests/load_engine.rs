@@ -180,3 +180,72 @@ expect = { status = 200, valid = true }
     assert_eq!(load["failed_requests"], 0);
     assert_eq!(load["steps"][1]["requests"], 300);
 }
+
+/// Sends SIGINT after `after`, and returns the exit code and report.json.
+fn interrupted_run(
+    args: &[&str],
+    after: std::time::Duration,
+) -> (Option<i32>, Value, std::time::Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .args(args)
+        .arg("--report-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let signalled = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    let stopped_in = signalled.elapsed();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    (status.code(), report, stopped_in)
+}
+
+#[test]
+fn ctrl_c_stops_a_load_run_and_still_writes_the_reports() {
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/load.toml");
+    let plan = plan.to_str().unwrap();
+    let (code, report, stopped_in) = interrupted_run(
+        &[plan, "--scenario", "create-validate", "--duration", "60s"],
+        std::time::Duration::from_millis(2_500),
+    );
+    assert_eq!(code, Some(130));
+    assert!(
+        stopped_in < std::time::Duration::from_secs(15),
+        "{stopped_in:?}"
+    );
+    assert_eq!(report["interrupted"], true);
+    let load = &report["scenarios"][0]["load"];
+    assert!(
+        load["iterations"].as_u64().unwrap() > 0,
+        "what ran is in the report: {load}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_conformance_run_and_still_writes_the_reports() {
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/conformance.toml");
+    let (code, report, stopped_in) = interrupted_run(
+        &[plan.to_str().unwrap()],
+        std::time::Duration::from_millis(1_500),
+    );
+    assert_eq!(code, Some(130));
+    assert!(
+        stopped_in < std::time::Duration::from_secs(15),
+        "{stopped_in:?}"
+    );
+    assert_eq!(report["interrupted"], true);
+    assert!(!report["scenarios"].as_array().unwrap().is_empty());
+}
