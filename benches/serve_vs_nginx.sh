@@ -151,23 +151,26 @@ snap() {
     done
     echo "$ticks"
 }
-# cpu_report NAME "SNAP_BEFORE" "SNAP_AFTER": how the server core was spent (the
-# server, idle, everything else = other processes + interrupts outside the server),
-# and how busy the client core was.
+# cpu_report NAME "SNAP_BEFORE" "SNAP_AFTER" REQUESTS: how the server core was spent
+# (the server, idle, everything else = other processes + interrupts outside the
+# server) and how busy the client core was, on stderr; on stdout "US OTHER": the
+# server's CPU microseconds per request, and the "other" percentage.
 cpu_report() {
-    local name=$1 i0 t0 ci0 ct0 p0 i1 t1 ci1 ct1 p1
+    local name=$1 reqs=$4 i0 t0 ci0 ct0 p0 i1 t1 ci1 ct1 p1
     read -r i0 t0 ci0 ct0 p0 <<<"$2"
     read -r i1 t1 ci1 ct1 p1 <<<"$3"
     awk -v n="$name" -v i=$((i1 - i0)) -v t=$((t1 - t0)) -v ci=$((ci1 - ci0)) -v ct=$((ct1 - ct0)) \
-        -v p=$((p1 - p0)) -v sc="$SERVER_CPU" -v cc="$CLIENT_CPU" -v lim="$OTHER_LIMIT" 'BEGIN {
-        if (t <= 0 || ct <= 0) exit
+        -v p=$((p1 - p0)) -v r="$reqs" -v hz="$(getconf CLK_TCK)" -v sc="$SERVER_CPU" -v cc="$CLIENT_CPU" \
+        -v lim="$OTHER_LIMIT" 'BEGIN {
+        if (t <= 0 || ct <= 0 || r <= 0) { print "0 0"; exit }
         srv = 100 * p / t; idle = 100 * i / t; other = 100 - srv - idle; if (other < 0) other = 0
-        cbusy = 100 - 100 * ci / ct
-        printf "[bench] cpu during %s run: CPU %s: %s %.0f%%, idle %.0f%%, other %.0f%%; CPU %s (wrk) busy %.0f%%\n", \
-            n, sc, n, srv, idle, other, cc, cbusy
-        if (other > lim) printf "[bench] WARNING: %.0f%% of CPU %s went to other processes/interrupts during the %s run (limit %s%%); the machine is not quiet, figures are unreliable\n", other, sc, n, lim
-        else if (cbusy > 97) printf "[bench] note: CPU %s (wrk) was saturated during the %s run; that figure is client-bound\n", cc, n
-    }' >&2
+        cbusy = 100 - 100 * ci / ct; us = 1e6 * p / hz / r
+        printf "[bench] cpu during %s run: CPU %s: %s %.0f%%, idle %.0f%%, other %.0f%%; CPU %s (wrk) busy %.0f%%; %s used %.2f CPU-us/request\n", \
+            n, sc, n, srv, idle, other, cc, cbusy, n, us > "/dev/stderr"
+        if (other > lim) printf "[bench] WARNING: %.0f%% of CPU %s went to other processes/interrupts during the %s run (limit %s%%); the machine is not quiet, the requests/s figure is unreliable\n", other, sc, n, lim > "/dev/stderr"
+        else if (cbusy > 97) printf "[bench] note: CPU %s (wrk) was saturated during the %s run; that figure is client-bound\n", cc, n > "/dev/stderr"
+        printf "%.3f %.0f\n", us, other
+    }'
 }
 
 # preflight URL NAME — one request, must answer 200 with a challenge
@@ -191,13 +194,16 @@ bench() {
     before=$(snap "$pid")
     run_wrk "$url" "$dur_s" "$work/$name.wrk"
     after=$(snap "$pid")
-    cpu_report "$name" "$before" "$after"
     echo "----- wrk vs $name -----"
     cat "$work/$name.wrk"
-    local rps errs
+    local rps errs reqs cpu
     rps=$(rps_of "$work/$name.wrk")
     [[ -n $rps ]] || die "no Requests/sec in wrk output for $name"
     printf -v "RPS_${name}" '%s' "$rps"
+    reqs=$(awk '/ requests in / {print $1}' "$work/$name.wrk")
+    cpu=$(cpu_report "$name" "$before" "$after" "${reqs:-0}")
+    printf -v "US_${name}" '%s' "${cpu% *}"
+    printf -v "OTHER_${name}" '%s' "${cpu#* }"
     errs=$(errors_of "$work/$name.wrk")$(errors_of "$work/$name.warm")
     if [[ -n $errs ]]; then
         if [[ $name == serve ]]; then
@@ -300,15 +306,24 @@ stop_pid "$SERVE_PID"
 ratio=$(awk -v s="$RPS_serve" -v n="$RPS_nginx" 'BEGIN { printf "%.2f", s / n }')
 pass=$(awk -v r="$ratio" -v t="$TARGET_RATIO" 'BEGIN { print (r + 0 >= t + 0) ? 1 : 0 }')
 
+cpu_ratio=$(awk -v s="$US_serve" -v n="$US_nginx" 'BEGIN { if (s > 0) printf "%.2f", n / s; else print "n/a" }')
+
 echo
 echo "===== serve vs nginx (wrk -t1 -c50 -d${dur_s}s, servers on CPU $SERVER_CPU) ====="
 printf 'nginx  requests/s: %s\n' "$RPS_nginx"
 printf 'serve  requests/s: %s\n' "$RPS_serve"
 printf 'ratio serve/nginx: %s (target >= %s)\n' "$ratio" "$TARGET_RATIO"
+printf 'CPU-us/request: nginx %s, serve %s; CPU-efficiency ratio nginx/serve: %s (informational:\n' "$US_nginx" "$US_serve" "$cpu_ratio"
+printf '    the ratio a dedicated, saturated core would give; less sensitive to a busy machine)\n'
+unreliable=""
+if awk -v a="$OTHER_nginx" -v b="$OTHER_serve" -v l="$OTHER_LIMIT" 'BEGIN { exit !(a > l || b > l) }'; then
+    echo "WARNING: other load on CPU $SERVER_CPU during the runs (nginx ${OTHER_nginx}%, serve ${OTHER_serve}%); rerun on a quiet machine"
+    unreliable=" [UNRELIABLE: machine busy]"
+fi
 if ((pass)); then
-    echo "PASS: serve reaches ${ratio}x nginx's requests/s (>= $TARGET_RATIO)"
+    echo "PASS: serve reaches ${ratio}x nginx's requests/s (>= $TARGET_RATIO)$unreliable"
     exit 0
 else
-    echo "FAIL: serve reaches only ${ratio}x nginx's requests/s (< $TARGET_RATIO)"
+    echo "FAIL: serve reaches only ${ratio}x nginx's requests/s (< $TARGET_RATIO)$unreliable"
     exit 1
 fi

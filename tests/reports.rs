@@ -505,6 +505,21 @@ fn load_scenarios_write_hgrm_and_hlog() {
 }
 
 #[test]
+fn bad_histogram_fails_only_the_hdr_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = load_report();
+    report.scenarios[2].load.as_mut().unwrap().intervals[1].histogram = "AAAA".to_owned();
+    let err = write_all(&report, dir.path(), &redactor()).unwrap_err();
+    assert_eq!(
+        format!("{err}"),
+        "scenario open-load: bad latency histogram"
+    );
+    for file in ["report.json", "junit.xml", "report.html", "open-load.hgrm"] {
+        assert!(dir.path().join(file).is_file(), "{file} was not written");
+    }
+}
+
+#[test]
 fn html_load_section_has_figures_steps_and_charts() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_all(&load_report(), dir.path(), &redactor()).unwrap();

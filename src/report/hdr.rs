@@ -115,7 +115,7 @@ pub(crate) fn write_files(
                 scenario.name,
                 load.executor
             ))
-            .replace('\n', " ");
+            .replace(['\n', '\r'], " ");
         let log = interval_log(load, start, &comment).map_err(histogram_error)?;
         let hlog = dir.join(format!("{stem}.{HLOG_EXTENSION}"));
         std::fs::write(&hlog, log).map_err(|source| ReportError::Write {

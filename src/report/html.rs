@@ -327,9 +327,10 @@ fn load_section(
     page.push_str(&svg::throughput_and_p99(&load.intervals));
     let _ = writeln!(
         page,
-        "<figcaption>Throughput and p99 latency per interval ({} intervals)</figcaption>\n\
+        "<figcaption>Throughput and p99 latency per interval ({} interval{})</figcaption>\n\
          </figure>",
-        load.intervals.len()
+        load.intervals.len(),
+        if load.intervals.len() == 1 { "" } else { "s" }
     );
 }
 
@@ -464,6 +465,81 @@ mod tests {
             "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
         );
         assert_eq!(Esc("plain é").to_string(), "plain é");
+    }
+
+    fn load_report(histogram: String) -> RunReport {
+        use crate::report::model::{LatencySummary, LoadFigures};
+        let scenario = ScenarioReport {
+            name: "closed-load".into(),
+            id: None,
+            tags: vec![],
+            description: None,
+            passed: true,
+            skipped: false,
+            checks: vec![],
+            requests: 0,
+            errors: 0,
+            rate_limit_retries: 0,
+            rps: 0.0,
+            elapsed_s: 0.0,
+            latency_us: LatencySummary::default(),
+            warnings: vec![],
+            load: Some(LoadFigures {
+                model: "closed".into(),
+                executor: "closed 1 user for 0s".into(),
+                target_rate: None,
+                achieved_rate: 0.0,
+                duration_s: 0.0,
+                iterations: 0,
+                dropped: 0,
+                late: 0,
+                in_flight_at_end: 0,
+                timeouts: 0,
+                connection_errors: 0,
+                status_counts: Default::default(),
+                error_codes: Default::default(),
+                failed_requests: 0,
+                steps: vec![],
+                histogram,
+                intervals: vec![],
+            }),
+        };
+        RunReport {
+            passed: true,
+            interrupted: false,
+            strict: false,
+            plans: vec!["p".into()],
+            target: "embedded".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            elapsed_s: 0.0,
+            scenarios: vec![scenario],
+        }
+    }
+
+    #[test]
+    fn load_without_any_request_draws_empty_charts() {
+        let empty = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        let page = render(
+            &load_report(codec::encode(&empty).unwrap()),
+            &Redactor::default(),
+        );
+        assert_eq!(page.matches("<svg").count(), 2);
+        assert!(page.contains("no requests measured"));
+        assert!(page.contains("no per-interval figures"));
+        assert!(page.contains("0 sent, 0 failed (–)"));
+        assert!(page.contains("<dt>Status codes</dt><dd>none</dd>"));
+        assert!(
+            !page.contains("<table class=\"steps\">"),
+            "no steps, no table"
+        );
+        assert!(!page.contains("NaN") && !page.contains("inf"));
+    }
+
+    #[test]
+    fn undecodable_histogram_is_a_note_not_a_chart() {
+        let page = render(&load_report(String::new()), &Redactor::default());
+        assert_eq!(page.matches("<svg").count(), 1, "only the timeline");
+        assert!(page.contains("<p class=\"warning\">No latency chart: histogram does not decode"));
     }
 
     #[test]

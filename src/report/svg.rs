@@ -7,8 +7,9 @@
 //! - [`throughput_and_p99`]: requests/s and failed/s over time, with each interval's p99
 //!   latency in a second panel below on the same time axis.
 //!
-//! Every coordinate goes through [`num`], so odd input (empty histograms, zero-length
-//! intervals, one interval) draws an empty or degenerate chart, never `NaN` in the markup.
+//! Every coordinate goes through one formatter (`num`), so odd input (empty histograms,
+//! zero-length intervals, one interval) draws an empty or degenerate chart, never `NaN` in
+//! the markup.
 
 use std::fmt::Write as _;
 
@@ -329,8 +330,19 @@ pub fn throughput_and_p99(intervals: &[IntervalFigures]) -> String {
         .fold(0.0, f64::max);
     let x_max = if end > 0.0 { end } else { 1.0 };
     let middle = |i: &IntervalFigures| finite(i.start_s) + finite(i.duration_s).max(0.0) / 2.0;
+    // A sliver of an interval (the few ms after the last full second) would chart as a
+    // plunge or a spike in requests/s whatever the load did: draw only intervals at least
+    // 5% as long as the longest. The time axis still spans them all.
+    let longest = intervals
+        .iter()
+        .map(|i| finite(i.duration_s))
+        .fold(0.0, f64::max);
+    let shown: Vec<&IntervalFigures> = intervals
+        .iter()
+        .filter(|i| finite(i.duration_s) >= longest * 0.05)
+        .collect();
 
-    let rate_max = intervals
+    let rate_max = shown
         .iter()
         .map(|i| per_second(i.requests, i))
         .fold(0.0, f64::max);
@@ -341,7 +353,7 @@ pub fn throughput_and_p99(intervals: &[IntervalFigures]) -> String {
         x_max,
         y_max: rate_ticks.last().copied().unwrap_or(1.0),
     };
-    let p99_max = intervals
+    let p99_max = shown
         .iter()
         .filter(|i| i.requests > 0)
         .map(|i| i.latency_us.p99 as f64 / 1e3)
@@ -376,19 +388,19 @@ pub fn throughput_and_p99(intervals: &[IntervalFigures]) -> String {
         empty_note(&mut svg, &top, "no per-interval figures");
         empty_note(&mut svg, &bottom, "no per-interval figures");
     } else {
-        let dots = intervals.len() <= 60;
-        let rates: Vec<(f64, f64)> = intervals
+        let dots = shown.len() <= 60;
+        let rates: Vec<(f64, f64)> = shown
             .iter()
             .map(|i| (middle(i), per_second(i.requests, i)))
             .collect();
-        let failures: Vec<(f64, f64)> = intervals
+        let failures: Vec<(f64, f64)> = shown
             .iter()
             .map(|i| (middle(i), per_second(i.failed, i)))
             .collect();
         top.series(&mut svg, &failures, RED, dots);
         top.series(&mut svg, &rates, BLUE, dots);
         // One line per run of intervals that had answers.
-        for run in intervals.split(|i| i.requests == 0) {
+        for run in shown.split(|i| i.requests == 0) {
             let p99: Vec<(f64, f64)> = run
                 .iter()
                 .map(|i| (middle(i), i.latency_us.p99 as f64 / 1e3))
@@ -507,5 +519,22 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 4, "{svg}");
         assert!(!svg.contains("<circle"), "no dots on long runs");
         assert!(svg.contains(">120<"), "time axis reaches the end");
+
+        // A 1 ms tail with one request would be 1000 requests/s; it is not drawn.
+        let mut tail = interval(3.0, 1, 900);
+        tail.duration_s = 0.001;
+        let svg = throughput_and_p99(&[
+            interval(0.0, 100, 900),
+            interval(1.0, 100, 900),
+            interval(2.0, 100, 900),
+            tail,
+        ]);
+        assert_clean(&svg);
+        assert!(!svg.contains(">1000<") && svg.contains(">100<"), "{svg}");
+        assert_eq!(
+            svg.matches("<circle").count(),
+            9,
+            "three intervals × three series"
+        );
     }
 }

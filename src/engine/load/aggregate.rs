@@ -156,15 +156,25 @@ impl Aggregator {
     }
 
     fn finish(mut self, end: Instant) -> Totals {
-        // Close the last, partial interval, and any empty ones up to the end.
+        // Close the current interval (it may hold samples that completed after `end`
+        // by the clock), then any empty ones up to the end.
         let last =
             (end.saturating_duration_since(self.start).as_nanos() / INTERVAL.as_nanos()) as u64;
-        while self.interval_index <= last {
+        loop {
             self.close_interval();
+            if self.interval_index > last {
+                break;
+            }
         }
         if let Some(partial) = self.intervals.last_mut() {
             let into = end.saturating_duration_since(self.start).as_secs_f64() - partial.start_s;
             partial.duration_s = into.clamp(0.001, INTERVAL.as_secs_f64());
+        }
+        // A sliver of an interval with nothing in it is the end of the run, not a stall.
+        if self.intervals.last().is_some_and(|last| {
+            last.requests == 0 && last.duration_s < INTERVAL.as_secs_f64() / 2.0
+        }) {
+            self.intervals.pop();
         }
         Totals {
             requests: self.requests,

@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# load_vs_oha.sh — speed and memory of the load generator (`keyclaim-harness run`)
+# against oha, with wrk as the ceiling.
+#
+# What it measures: one nginx (1 worker, access_log off) pinned to CPU $SERVER_CPU
+# (default 1) answers POST /api/challenge/create with a fixed 200 create body
+# ({"challenge":"<64 hex>","expires_in":30}, application/json). Then, one after the
+# other, each pinned to CPU $CLIENT_CPU (default 0), with 50 connections:
+#   1. keyclaim-harness run scenarios/load.toml --scenario create --users 50
+#   2. oha -c 50 (POST, same body)
+#   3. wrk -t1 -c50 (POST, same body) — the ceiling
+# each first for $WARMUP (not counted), then for $DURATION. requests/s of each and the
+# peak RSS (GNU time -v "Maximum resident set size") of each are printed.
+# Targets (issue): harness requests/s >= oha's (ratio >= $TARGET_RATIO), harness peak
+# RSS < $RSS_LIMIT_MB MB during the measured run.
+#
+# Run:   benches/load_vs_oha.sh
+# Env:   DURATION=10s         measured run length per tool (whole seconds: 10s, 1m)
+#        WARMUP=2s            warm-up run per tool, not counted (0s: none)
+#        USERS=50             connections / closed-model users
+#        KEYCLAIM_BIN=path    use this binary instead of `cargo build --release`
+#        CLIENT_CPU=0 SERVER_CPU=1
+#        TARGET_RATIO=1.00 RSS_LIMIT_MB=64
+#        KEEP=1               keep the work directory (reports, raw outputs)
+# Needs: wrk, nginx, GNU time, jq, curl (apt-get installs them as root / with sudo);
+#        oha (`cargo install oha --locked` when it is not on PATH; takes minutes once).
+# Exit:  0 both targets met; 1 a target missed; 2 the run is invalid (a tool failed,
+#        the harness saw failed requests, nginx did not start, ...).
+# All traffic stays on 127.0.0.1; every run is bounded by `timeout`; everything
+# started here is stopped on exit.
+
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+USERS=${USERS:-50}
+CLIENT_CPU=${CLIENT_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+TARGET_RATIO=${TARGET_RATIO:-1.00}
+RSS_LIMIT_MB=${RSS_LIMIT_MB:-64}
+API_KEY=kc_bench
+PATH_CREATE=/api/challenge/create
+REQUEST_BODY="{\"key\":\"$API_KEY\",\"ttl\":30}"
+NGINX_BODY='{"challenge":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","expires_in":30}'
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 2; }
+
+# ---- cleanup: stop everything we started, on any exit ------------------------
+work=$(mktemp -d -t load_vs_oha.XXXXXX)
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    pids=()
+    if [[ -n ${KEEP:-} ]]; then log "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+# ---- tools -------------------------------------------------------------------
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+[[ -x /usr/bin/time ]] || missing+=(time)
+command -v jq >/dev/null || missing+=(jq)
+command -v curl >/dev/null || missing+=(curl)
+command -v taskset >/dev/null || missing+=(util-linux)
+if ((${#missing[@]})); then
+    log "installing: ${missing[*]}"
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+TIME=/usr/bin/time
+
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+if ! command -v oha >/dev/null; then
+    log "cargo install oha --locked (once; takes a few minutes)"
+    cargo install oha --locked --quiet || die "cargo install oha failed"
+fi
+OHA=$(command -v oha)
+
+ncpu=$(nproc --all)
+if ((ncpu < 2)) || ((SERVER_CPU >= ncpu)) || ((CLIENT_CPU >= ncpu)) || ((SERVER_CPU == CLIENT_CPU)); then
+    die "need two distinct CPUs $CLIENT_CPU and $SERVER_CPU; this machine has $ncpu"
+fi
+
+if [[ -n ${KEYCLAIM_BIN:-} ]]; then
+    BIN=$KEYCLAIM_BIN
+else
+    log "cargo build --release"
+    (cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
+    BIN=${CARGO_TARGET_DIR:-$root/target}/release/keyclaim-harness
+fi
+[[ -x $BIN ]] || die "no executable at $BIN"
+
+# Durations in whole seconds (10s, 2m, 1h, or a bare number), for every tool.
+to_secs() {
+    local d=$1
+    case $d in
+        *h) echo $(( ${d%h} * 3600 ));;
+        *m) echo $(( ${d%m} * 60 ));;
+        *s) echo "${d%s}";;
+        *)  echo "$d";;
+    esac
+}
+dur_s=$(to_secs "$DURATION")
+warm_s=$(to_secs "$WARMUP")
+[[ $dur_s =~ ^[0-9]+$ ]] && ((dur_s > 0)) || die "DURATION must be whole seconds (got $DURATION)"
+[[ $warm_s =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds (got $WARMUP)"
+
+# oha's flags changed over versions: --output-format json (1.5+) vs -j/--json.
+oha_help=$("$OHA" --help 2>&1 || true)
+if grep -q -- '--output-format' <<<"$oha_help"; then
+    OHA_JSON=(--output-format json)
+elif grep -q -- '--json' <<<"$oha_help"; then
+    OHA_JSON=(--json)
+else
+    die "$OHA has neither --output-format nor --json"
+fi
+OHA_WAIT=()
+grep -q -- '--wait-ongoing-requests-after-deadline' <<<"$oha_help" \
+    && OHA_WAIT=(--wait-ongoing-requests-after-deadline)
+
+LUA=$work/post.lua
+cat >"$LUA" <<EOF
+wrk.method = "POST"
+wrk.path = "$PATH_CREATE"
+wrk.body = '$REQUEST_BODY'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+
+# ---- nginx -------------------------------------------------------------------
+start_nginx() {
+    local prefix=$work/nginx port pid
+    mkdir -p "$prefix/logs" "$prefix/tmp"
+    chmod 755 "$work" "$prefix" "$prefix/tmp"
+    for _ in $(seq 1 20); do
+        port=$(( 20000 + RANDOM % 40000 ))
+        cat >"$prefix/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $prefix/nginx.pid;
+error_log $prefix/logs/error.log warn;
+$( [[ $(id -u) -eq 0 ]] && echo "user root;" )
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $prefix/tmp/body;
+    proxy_temp_path $prefix/tmp/proxy;
+    fastcgi_temp_path $prefix/tmp/fastcgi;
+    uwsgi_temp_path $prefix/tmp/uwsgi;
+    scgi_temp_path $prefix/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        location = $PATH_CREATE {
+            default_type application/json;
+            return 200 '$NGINX_BODY';
+        }
+        location / { return 404; }
+    }
+}
+EOF
+        taskset -c "$SERVER_CPU" "$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" \
+            >"$prefix/stdout" 2>&1 &
+        pid=$!
+        pids+=("$pid")
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+                NGINX_PORT=$port NGINX_PID=$pid
+                return 0
+            fi
+            sleep 0.1
+        done
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        local p keep=()
+        for p in "${pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+        pids=("${keep[@]+"${keep[@]}"}")
+        if ! grep -q 'Address already in use' "$prefix/logs/error.log" "$prefix/stdout" 2>/dev/null; then
+            cat "$prefix/logs/error.log" "$prefix/stdout" >&2 2>/dev/null || true
+            die "nginx failed to start"
+        fi
+        : >"$prefix/logs/error.log"
+    done
+    die "nginx: no free port found"
+}
+
+# ---- measuring helpers -------------------------------------------------------
+# Busy and total ticks of both cores: "c_busy c_total s_busy s_total".
+cpu_snap() {
+    awk -v c="cpu$CLIENT_CPU" -v s="cpu$SERVER_CPU" '
+        $1 == c { cb = $2+$3+$4+$7+$8; ct = cb+$5+$6 }
+        $1 == s { sb = $2+$3+$4+$7+$8; st = sb+$5+$6 }
+        END { print cb, ct, sb, st }' /proc/stat
+}
+# cpu_busy "BEFORE" "AFTER" -> "client% server%"
+cpu_busy() {
+    local cb0 ct0 sb0 st0 cb1 ct1 sb1 st1
+    read -r cb0 ct0 sb0 st0 <<<"$1"
+    read -r cb1 ct1 sb1 st1 <<<"$2"
+    awk -v cb=$((cb1 - cb0)) -v ct=$((ct1 - ct0)) -v sb=$((sb1 - sb0)) -v st=$((st1 - st0)) \
+        'BEGIN { printf "%.0f %.0f", ct ? 100*cb/ct : 0, st ? 100*sb/st : 0 }'
+}
+# Peak RSS in MB from a `time -v` output file.
+rss_mb() {
+    awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"
+}
+# CPU% of the timed command (user+sys over wall).
+cpu_pct() {
+    awk -F': ' '/Percent of CPU this job got/ { sub("%", "", $2); print $2 }' "$1"
+}
+
+URL="http://127.0.0.1:PORT$PATH_CREATE"   # set after nginx starts
+
+# timed NAME TIMEOUT_S CMD... — /usr/bin/time -v around a bounded, pinned command.
+# Leaves $work/NAME.{out,err,time}; returns the command's exit code.
+timed() {
+    local name=$1 limit=$2 rc=0
+    shift 2
+    "$TIME" -v -o "$work/$name.time" \
+        timeout --kill-after=5 "$limit" taskset -c "$CLIENT_CPU" "$@" \
+        >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+    return "$rc"
+}
+
+run_harness() { # run_harness NAME SECONDS
+    local name=$1 secs=$2 rc=0
+    rm -rf "$work/$name"
+    timed "$name" $((secs + 60)) env RUST_LOG="${RUST_LOG:-warn}" \
+        "$BIN" run "$root/scenarios/load.toml" --scenario create \
+        --users "$USERS" --duration "${secs}s" --quiet \
+        --target "http://127.0.0.1:$NGINX_PORT" --api-key "$API_KEY" \
+        --report-dir "$work/$name" || rc=$?
+    # Exit 1 = a threshold (p99 < 50ms, error rate) was crossed; judged below instead.
+    if ((rc != 0 && rc != 1)) || [[ ! -s $work/$name/report.json ]]; then
+        cat "$work/$name.out" "$work/$name.err" >&2
+        die "harness ($name) exited $rc without a report"
+    fi
+    local failed requests
+    failed=$(jq -r '.scenarios[0].load.failed_requests // "missing"' "$work/$name/report.json")
+    requests=$(jq -r '.scenarios[0].requests // 0' "$work/$name/report.json")
+    [[ $failed == 0 ]] || die "harness ($name): failed_requests=$failed (nginx answers 200 to all); see $work/$name/report.json"
+    ((requests > 0)) || die "harness ($name): no requests"
+}
+
+run_oha() { # run_oha NAME SECONDS
+    local name=$1 secs=$2 rc=0
+    timed "$name" $((secs + 60)) "$OHA" -c "$USERS" -z "${secs}s" --no-tui "${OHA_WAIT[@]}" \
+        -m POST -H 'content-type: application/json' -d "$REQUEST_BODY" \
+        "${OHA_JSON[@]}" "$URL" || rc=$?
+    if ((rc != 0)) || ! jq -e '.summary.requestsPerSec' "$work/$name.out" >/dev/null 2>&1; then
+        cat "$work/$name.out" "$work/$name.err" >&2
+        die "oha ($name) exited $rc without a JSON summary"
+    fi
+    local non200
+    non200=$(jq '[.statusCodeDistribution // {} | to_entries[] | select(.key != "200") | .value] | add // 0' "$work/$name.out")
+    ((non200 == 0)) || log "WARNING: oha ($name) saw $non200 non-200 answers"
+}
+
+run_wrk() { # run_wrk NAME SECONDS
+    local name=$1 secs=$2 rc=0
+    timed "$name" $((secs + 30)) wrk -t1 -c"$USERS" -d"${secs}s" -s "$LUA" "$URL" || rc=$?
+    if ((rc != 0)) || ! grep -q '^Requests/sec:' "$work/$name.out"; then
+        cat "$work/$name.out" "$work/$name.err" >&2
+        die "wrk ($name) exited $rc"
+    fi
+    if grep -qE '^[[:space:]]*(Non-2xx or 3xx responses|Socket errors):' "$work/$name.out"; then
+        log "WARNING: wrk ($name): $(grep -E 'Non-2xx|Socket errors' "$work/$name.out" | tr -s ' ')"
+    fi
+}
+
+declare -A RPS RSS CPU_C CPU_S CPU_P
+measure() { # measure TOOL — warm-up, then the measured run with CPU accounting
+    local tool=$1 before after busy
+    if ((warm_s > 0)); then
+        log "$tool: warm-up ${warm_s}s"
+        "run_$tool" "$tool.warm" "$warm_s"
+    fi
+    log "$tool: measuring ${dur_s}s"
+    before=$(cpu_snap)
+    "run_$tool" "$tool" "$dur_s"
+    after=$(cpu_snap)
+    busy=$(cpu_busy "$before" "$after")
+    CPU_C[$tool]=${busy% *} CPU_S[$tool]=${busy#* }
+    RSS[$tool]=$(rss_mb "$work/$tool.time")
+    CPU_P[$tool]=$(cpu_pct "$work/$tool.time")
+    case $tool in
+        harness) RPS[$tool]=$(jq -r '.scenarios[0].rps' "$work/harness/report.json");;
+        oha)     RPS[$tool]=$(jq -r '.summary.requestsPerSec' "$work/oha.out");;
+        wrk)     RPS[$tool]=$(awk '/^Requests\/sec:/ { print $2 }' "$work/wrk.out");;
+    esac
+    log "$tool: $(printf '%.0f' "${RPS[$tool]}") req/s, peak RSS ${RSS[$tool]} MB, tool CPU ${CPU_P[$tool]}%, CPU $CLIENT_CPU busy ${CPU_C[$tool]}%, CPU $SERVER_CPU (nginx) busy ${CPU_S[$tool]}%"
+}
+
+# ---- run -----------------------------------------------------------------------
+start_nginx
+URL="http://127.0.0.1:$NGINX_PORT$PATH_CREATE"
+log "nginx (pid $NGINX_PID) on 127.0.0.1:$NGINX_PORT, CPU $SERVER_CPU; load tools on CPU $CLIENT_CPU"
+code=$(curl -sS -o "$work/preflight" -w '%{http_code}' --max-time 5 \
+    -H 'Content-Type: application/json' --data "$REQUEST_BODY" "$URL") || die "nginx preflight failed"
+[[ $code == 200 ]] && grep -q '"challenge"' "$work/preflight" || die "nginx answered $code: $(head -c 200 "$work/preflight")"
+log "oha: $("$OHA" --version 2>&1 | head -1); wrk: $(wrk -v 2>&1 | head -1 | cut -c1-40)"
+
+measure harness
+measure oha
+measure wrk
+
+h=${RPS[harness]} o=${RPS[oha]}
+ratio=$(awk -v h="$h" -v o="$o" 'BEGIN { printf "%.2f", h / o }')
+ratio_ok=$(awk -v r="$ratio" -v t="$TARGET_RATIO" 'BEGIN { print (r + 0 >= t + 0) ? 1 : 0 }')
+rss_ok=$(awk -v m="${RSS[harness]}" -v l="$RSS_LIMIT_MB" 'BEGIN { print (m + 0 < l + 0) ? 1 : 0 }')
+jq -r '.scenarios[0] | "harness detail: requests \(.requests), achieved_rate \(.load.achieved_rate | floor)/s, p50 \(.latency_us.p50)us p99 \(.latency_us.p99)us, failed \(.load.failed_requests), thresholds: \([.checks[] | "\(.name)=\(.outcome)"] | join(" "))"' \
+    "$work/harness/report.json" 2>/dev/null || true
+
+echo
+echo "===== load generators, ${USERS} connections, ${dur_s}s each, on CPU $CLIENT_CPU; nginx on CPU $SERVER_CPU ====="
+printf '%-8s %12s %14s %9s %11s\n' tool requests/s "peak RSS MB" "tool CPU" "nginx CPU"
+for t in harness oha wrk; do
+    printf '%-8s %12.0f %14s %8s%% %10s%%\n' "$t" "${RPS[$t]}" "${RSS[$t]}" "${CPU_P[$t]}" "${CPU_S[$t]}"
+done
+echo
+printf 'harness/oha ratio: %s (target >= %s)\n' "$ratio" "$TARGET_RATIO"
+printf 'harness/wrk ratio: %.2f (wrk = ceiling)\n' "$(awk -v h="$h" -v w="${RPS[wrk]}" 'BEGIN { print h / w }')"
+printf 'harness peak RSS: %.0f MB (target < %s MB)\n' "${RSS[harness]}" "$RSS_LIMIT_MB"
+for t in harness oha wrk; do
+    if ((${CPU_S[$t]} >= 95)); then
+        log "note: nginx's CPU was saturated during the $t run; that figure is server-bound"
+    fi
+done
+((ratio_ok)) && echo "PASS: harness reaches ${ratio}x oha's requests/s" \
+    || echo "FAIL: harness reaches only ${ratio}x oha's requests/s (< $TARGET_RATIO)"
+((rss_ok)) && echo "PASS: harness peak RSS ${RSS[harness]} MB < $RSS_LIMIT_MB MB" \
+    || echo "FAIL: harness peak RSS ${RSS[harness]} MB >= $RSS_LIMIT_MB MB"
+((ratio_ok && rss_ok)) && exit 0
+exit 1
