@@ -20,7 +20,8 @@
 #                                this % of the server core during a measured run
 #        Run it on a quiet machine: it reports how CPU 0 was shared and warns
 #        when other load distorted a figure.
-# Needs: root or sudo-less apt-get if wrk/nginx/curl are missing (it installs them).
+# Needs: taskset, cargo; installs wrk, nginx, curl with apt-get (as root or via sudo)
+#        when they are missing.
 # Exit:  0 if serve/nginx >= TARGET_RATIO, 1 if below, 2 if the run is invalid
 #        (serve answered non-2xx, socket errors, a server failed to start, ...).
 # All traffic stays on 127.0.0.1; everything started here is killed on exit.
@@ -47,16 +48,19 @@ die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 2; }
 # ---- cleanup: kill everything we started, on any exit --------------------
 work=$(mktemp -d -t serve_vs_nginx.XXXXXX)
 pids=()
+# stop_tree PID: TERM the process (nginx master / serve), wait up to 3 s, then KILL
+# it and any children it left (nginx's worker).
+stop_tree() {
+    local pid=$1 kids
+    kids=$(pgrep -P "$pid" 2>/dev/null || true)
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" $kids 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
 cleanup() {
     local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    for pid in "${pids[@]}"; do stop_tree "$pid"; done
     pids=()
     rm -rf "$work"
 }
@@ -66,10 +70,7 @@ trap 'log "terminated"; exit 143' TERM
 
 stop_pid() { # stop one started process and drop it from pids
     local pid=$1 p keep=()
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_tree "$pid"
     for p in "${pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
     pids=("${keep[@]+"${keep[@]}"}")
 }

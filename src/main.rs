@@ -51,10 +51,17 @@ fn serve(args: ServeArgs) -> i32 {
     for fault in resolved.config.faults.iter() {
         eprintln!("warning: fault {fault} is on: {}", fault.breaks());
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
-    }
+    // One thread: a current-thread runtime, like one nginx worker, with no cross-thread
+    // wake-ups; more: tokio's work-stealing scheduler.
+    let mut runtime = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads.max(1));
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -120,7 +121,6 @@ fn build(config: &ServerConfig) -> Result<(Router, Arc<AppState>), ServerError> 
         .route("/healthz", get(routes::health))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(Arc::clone(&state));
     if let Some(schedule) = config.pause {
         let started = Instant::now();
@@ -162,8 +162,17 @@ async fn serve_built(
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         loop {
             tick.tick().await;
-            state.store.sweep(&state.faults);
+            // A sweep walks the whole map: on the blocking pool it never holds up the
+            // reactor threads that answer requests.
+            let state = Arc::clone(&state);
+            tokio::task::spawn_blocking(move || state.store.sweep(&state.faults))
+                .await
+                .ok();
         }
+    });
+    // No Nagle delay: every answer is one small write the client is waiting for.
+    let listener = listener.tap_io(|tcp| {
+        tcp.set_nodelay(true).ok();
     });
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
@@ -81,21 +80,23 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn parse_body<T: DeserializeOwned>(
-    app: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::PayloadTooLarge,
-                format!("request body is larger than {} bytes", app.body_limit),
-            )
-        } else {
-            ApiError::bad_request(app, format!("cannot read the request body: {rejection}"))
-        }
-    })?;
+/// Reads the body up to the server's limit and parses it as a JSON object.
+async fn parse_body<T: DeserializeOwned>(app: &AppState, body: Body) -> Result<T, ApiError> {
+    let body = axum::body::to_bytes(body, app.body_limit)
+        .await
+        .map_err(|err| {
+            let too_large = std::error::Error::source(&err)
+                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::PayloadTooLarge,
+                    format!("request body is larger than {} bytes", app.body_limit),
+                )
+            } else {
+                ApiError::bad_request(app, format!("cannot read the request body: {err}"))
+            }
+        })?;
     // An empty body is an empty object: SDK create calls may carry only a Bearer key.
     let json: &[u8] = match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => b"{}",
@@ -143,13 +144,14 @@ fn authenticate(
     Ok(state)
 }
 
+// Handlers take the whole request: extracting `HeaderMap` would clone every header.
 pub async fn create(
     State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Json<CreateResponse>, ApiError> {
-    let request: CreateRequest = parse_body(&app, body)?;
-    let key = authenticate(&app, &headers, request.key.as_deref())?;
+    let (parts, body) = request.into_parts();
+    let request: CreateRequest = parse_body(&app, body).await?;
+    let key = authenticate(&app, &parts.headers, request.key.as_deref())?;
     let ttl = request.ttl.unwrap_or(DEFAULT_TTL_S);
     if !TTL_RANGE_S.contains(&ttl) {
         return Err(ApiError::bad_request(
@@ -220,11 +222,11 @@ pub async fn create(
 
 pub async fn validate(
     State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Json<ValidateResponse>, ApiError> {
-    let request: ValidateRequest = parse_body(&app, body)?;
-    let key = authenticate(&app, &headers, request.key.as_deref())?;
+    let (parts, body) = request.into_parts();
+    let request: ValidateRequest = parse_body(&app, body).await?;
+    let key = authenticate(&app, &parts.headers, request.key.as_deref())?;
     key.charge_validation().map_err(|_| {
         ApiError::new(
             StatusCode::FORBIDDEN,

@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
+// The keys are server-drawn random bytes (or hashes of server-made ciphertexts), so a
+// fast non-keyed hash is safe here: clients cannot choose what gets inserted.
+use rustc_hash::FxBuildHasher;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
@@ -27,6 +30,10 @@ const REMOVED: u8 = 3;
 /// How long the `replay-race` fault leaves between its check and its use: long enough
 /// that concurrent validations reliably interleave, as with a database round trip.
 const REPLAY_RACE_WINDOW: Duration = Duration::from_millis(150);
+
+/// Lock shards of the challenge map. Many small shards keep each of the sweeper's
+/// per-shard write locks short, so a request never waits behind a sweep of the whole map.
+const SHARDS: usize = 256;
 
 /// The 32 random bytes of a challenge; its wire form is their lowercase hex.
 pub type ChallengeId = [u8; 32];
@@ -76,7 +83,7 @@ pub struct Presented<'a> {
 pub struct ChallengeStore {
     /// By challenge id, and for encrypted challenges also by SHA-256 of the ciphertext
     /// as sent, so both documented RSA readings find the same entry.
-    entries: DashMap<ChallengeId, Arc<Entry>>,
+    entries: DashMap<ChallengeId, Arc<Entry>, FxBuildHasher>,
     max_outstanding_per_key: u64,
     retain: Duration,
 }
@@ -84,7 +91,7 @@ pub struct ChallengeStore {
 impl ChallengeStore {
     pub fn new(max_outstanding_per_key: u64, retain: Duration) -> Self {
         Self {
-            entries: DashMap::new(),
+            entries: DashMap::with_capacity_and_hasher_and_shard_amount(0, FxBuildHasher, SHARDS),
             max_outstanding_per_key,
             retain,
         }
