@@ -380,8 +380,8 @@ declare -A M
 for t in harness oha wrk; do M[$t]=$(median <<<"${RPS[$t]}"); done
 h=${M[harness]} o=${M[oha]}
 h_rss=$(maxof <<<"${RSS[harness]}")
-ratio=$(awk -v h="$h" -v o="$o" 'BEGIN { printf "%.2f", h / o }')
-ratio_ok=$(awk -v r="$ratio" -v t="$TARGET_RATIO" 'BEGIN { print (r + 0 >= t + 0) ? 1 : 0 }')
+ratio=$(awk -v h="$h" -v o="$o" 'BEGIN { printf "%.3f", h / o }')
+ratio_ok=$(awk -v h="$h" -v o="$o" -v t="$TARGET_RATIO" 'BEGIN { print (h / o >= t + 0) ? 1 : 0 }')   # unrounded
 rss_ok=$(awk -v m="$h_rss" -v l="$RSS_LIMIT_MB" 'BEGIN { print (m + 0 < l + 0) ? 1 : 0 }')
 
 echo
@@ -397,7 +397,7 @@ for t in harness oha wrk; do
     echo
 done
 echo
-printf 'harness/oha ratio: %s (target >= %s)\n' "$ratio" "$TARGET_RATIO"
+printf 'harness/oha ratio: %.2f (target >= %s)\n' "$ratio" "$TARGET_RATIO"
 printf 'harness/wrk ratio: %.2f (wrk is the ceiling)\n' "$(awk -v h="$h" -v w="${M[wrk]}" 'BEGIN { print h / w }')"
 printf 'harness peak RSS: %.0f MB (target < %s MB)\n' "$h_rss" "$RSS_LIMIT_MB"
 if ((NOISY)); then

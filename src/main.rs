@@ -153,7 +153,17 @@ fn run(args: RunArgs) -> i32 {
             return runner::EXIT_INVALID;
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // On one core (e.g. pinned with taskset) a current-thread runtime saves the
+    // work-stealing scheduler's cross-thread wake-ups on every request.
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let runtime = if one_core {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");

@@ -313,6 +313,42 @@ pub struct Expect {
     pub recommended: Option<Box<Expect>>,
 }
 
+impl Expect {
+    /// A MUST beyond the status (`recommended` aside).
+    fn requires_more_than_status(&self) -> bool {
+        let Expect {
+            status: _,
+            error,
+            valid,
+            fields,
+            retry_after,
+            json_body,
+            valid_count,
+            rate_limited,
+            distinct,
+            recommended: _,
+        } = self;
+        error.is_some()
+            || valid.is_some()
+            || !fields.is_empty()
+            || *retry_after
+            || *json_body
+            || valid_count.is_some()
+            || *rate_limited
+            || *distinct
+    }
+
+    /// Nothing but (at most) the status: the answer's body need not be read.
+    pub fn checks_only_status(&self) -> bool {
+        !self.requires_more_than_status() && self.recommended.is_none()
+    }
+
+    /// No MUST at all (there may be SHOULDs in `recommended`).
+    pub fn requires_nothing(&self) -> bool {
+        self.status.is_none() && !self.requires_more_than_status()
+    }
+}
+
 /// Status expectation: exact codes, or classes like 4xx.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusExpect {

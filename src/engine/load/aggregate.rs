@@ -80,7 +80,8 @@ struct Aggregator {
     timeouts: u64,
     connection_errors: u64,
     transport_errors: u64,
-    status_counts: BTreeMap<String, u64>,
+    /// By status code; turned into strings once, at the end.
+    status_counts: BTreeMap<u16, u64>,
     error_codes: BTreeMap<String, u64>,
     last_tick: LoadTick,
 }
@@ -98,7 +99,7 @@ impl Aggregator {
                 failed,
                 error_code,
             } => {
-                *self.status_counts.entry(status.to_string()).or_default() += 1;
+                *self.status_counts.entry(status).or_default() += 1;
                 if let Some(code) = error_code {
                     *self.error_codes.entry(code).or_default() += 1;
                 }
@@ -182,7 +183,11 @@ impl Aggregator {
             timeouts: self.timeouts,
             connection_errors: self.connection_errors,
             transport_errors: self.transport_errors,
-            status_counts: self.status_counts,
+            status_counts: self
+                .status_counts
+                .into_iter()
+                .map(|(status, n)| (status.to_string(), n))
+                .collect(),
             error_codes: self.error_codes,
             steps: self
                 .steps
@@ -203,7 +208,7 @@ impl Aggregator {
 
 /// Receives samples until every sender is gone, ticking `on_tick` each interval.
 pub async fn aggregate(
-    mut samples: mpsc::Receiver<Sample>,
+    mut samples: mpsc::Receiver<Vec<Sample>>,
     steps: usize,
     start: Instant,
     on_tick: impl Fn(&LoadTick),
@@ -228,8 +233,8 @@ pub async fn aggregate(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            sample = samples.recv() => match sample {
-                Some(sample) => aggregator.record(sample),
+            batch = samples.recv() => match batch {
+                Some(batch) => batch.into_iter().for_each(|sample| aggregator.record(sample)),
                 None => break,
             },
             _ = ticker.tick() => on_tick(&aggregator.tick()),
@@ -261,7 +266,9 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let feeder = tokio::spawn(async move {
             for (at, latency, failed) in [(100, 5, false), (900, 7, true), (2_100, 500, false)] {
-                tx.send(sample(start, at, latency, failed)).await.unwrap();
+                tx.send(vec![sample(start, at, latency, failed)])
+                    .await
+                    .unwrap();
             }
         });
         let totals = aggregate(rx, 1, start, |_| {}).await;

@@ -94,9 +94,15 @@ pub struct Flow {
     private_key: Option<Arc<RsaPrivateKey>>,
 }
 
-/// Per-user scratch space: the saved challenges of the current iteration.
+/// Samples a user collects before one channel send: a send per request would cost
+/// more than the rest of the bookkeeping together.
+const SAMPLE_BATCH: usize = 64;
+
+/// Per-user scratch space: the saved challenges of the current iteration, and the
+/// samples not yet handed to the aggregator.
 pub struct IterationState {
     saved: Vec<Saved>,
+    pending: Vec<Sample>,
 }
 
 impl Flow {
@@ -214,6 +220,7 @@ impl Flow {
     pub fn new_state(&self) -> IterationState {
         IterationState {
             saved: vec![Saved::default(); self.slots],
+            pending: Vec::with_capacity(SAMPLE_BATCH),
         }
     }
 
@@ -224,7 +231,7 @@ impl Flow {
         &self,
         connection: &mut UserConnection,
         state: &mut IterationState,
-        samples: &mpsc::Sender<Sample>,
+        samples: &mpsc::Sender<Vec<Sample>>,
         intended: Option<Instant>,
     ) {
         let mut clock_from = intended;
@@ -298,15 +305,15 @@ impl Flow {
             let done = Instant::now();
             let latency = done - clock_from.take().unwrap_or(sent).min(sent);
             let (outcome, reply) = judge(result, expect.as_ref(), ttl);
-            samples
-                .send(Sample {
-                    step: step_index,
-                    latency,
-                    done,
-                    outcome,
-                })
-                .await
-                .ok();
+            state.pending.push(Sample {
+                step: step_index,
+                latency,
+                done,
+                outcome,
+            });
+            if state.pending.len() >= SAMPLE_BATCH {
+                Self::flush(state, samples).await;
+            }
             if let (
                 Compiled::Create {
                     save: Some(slot),
@@ -318,6 +325,14 @@ impl Flow {
             {
                 self.save(state, *slot, &reply, *decrypt).await;
             }
+        }
+    }
+
+    /// Hands this user's collected samples to the aggregator.
+    pub async fn flush(state: &mut IterationState, samples: &mpsc::Sender<Vec<Sample>>) {
+        if !state.pending.is_empty() {
+            let batch = std::mem::replace(&mut state.pending, Vec::with_capacity(SAMPLE_BATCH));
+            samples.send(batch).await.ok();
         }
     }
 
@@ -503,12 +518,7 @@ fn judge(
         Err(TransportError::Connect(_)) => return (SampleOutcome::ConnectionError, None),
         Err(TransportError::Protocol(_)) => return (SampleOutcome::ProtocolError, None),
     };
-    let status_only = expect.is_none_or(|e| {
-        *e == Expect {
-            status: e.status.clone(),
-            ..Expect::default()
-        }
-    });
+    let status_only = expect.is_none_or(Expect::checks_only_status);
     let mut error_code = None;
     let failed = if status_only && reply.status < 400 {
         expect

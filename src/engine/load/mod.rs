@@ -26,9 +26,9 @@ use crate::metrics::codec;
 use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario};
 use crate::report::model::{CheckResult, LoadFigures, Outcome, ScenarioReport};
 
-/// Samples buffered between users and the aggregator; a full channel makes users
-/// wait rather than grow memory.
-const SAMPLE_QUEUE: usize = 64 * 1024;
+/// Sample batches buffered between users and the aggregator; a full channel makes
+/// users wait rather than grow memory.
+const SAMPLE_QUEUE: usize = 4 * 1024;
 /// An open-model iteration that starts this much after its intended time is late.
 const LATE_AFTER: Duration = Duration::from_millis(10);
 
@@ -70,7 +70,7 @@ pub async fn run(
         Err(err) => return failure(format!("{}: {err}", scenario.name)),
     };
     let timeout = settings.request_timeout;
-    let (samples, receiver) = mpsc::channel::<Sample>(SAMPLE_QUEUE);
+    let (samples, receiver) = mpsc::channel::<Vec<Sample>>(SAMPLE_QUEUE);
     let load_start = Instant::now();
     let on_tick = Arc::clone(&settings.load_progress);
     let name = scenario.name.clone();
@@ -116,6 +116,7 @@ pub async fn run(
                             tokio::time::sleep(think).await;
                         }
                     }
+                    Flow::flush(&mut state, &samples).await;
                 });
             }
         }
@@ -246,7 +247,7 @@ pub async fn run(
 /// The open model's inputs, moved into its scheduler task.
 struct OpenRun {
     flow: Arc<Flow>,
-    samples: mpsc::Sender<Sample>,
+    samples: mpsc::Sender<Vec<Sample>>,
     progress: Arc<Progress>,
     stop: CancellationToken,
     target: Target,
@@ -332,6 +333,7 @@ async fn open_scheduler(run: OpenRun) {
         tasks.spawn(async move {
             flow.run(&mut connection, &mut state, &samples, Some(intended))
                 .await;
+            Flow::flush(&mut state, &samples).await;
             progress.in_flight.fetch_sub(1, Ordering::Relaxed);
             pool.lock().expect("not poisoned").push((connection, state));
         });

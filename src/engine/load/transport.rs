@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
-use http::{HeaderValue, Method, Request};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -67,6 +67,8 @@ pub struct UserConnection {
     target: Target,
     sender: Option<SendRequest<Full<Bytes>>>,
     timeout: Duration,
+    /// Parsed request targets by path.
+    uris: Vec<(String, Uri)>,
 }
 
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -77,6 +79,7 @@ impl UserConnection {
             target,
             sender: None,
             timeout,
+            uris: Vec::new(),
         }
     }
 
@@ -112,7 +115,7 @@ impl UserConnection {
         bearer: Option<&HeaderValue>,
     ) -> Result<Reply, TransportError> {
         let (addr, host, prefix) = match &self.target {
-            Target::Fast { addr, host, prefix } => (*addr, host.clone(), prefix.clone()),
+            Target::Fast { addr, host, prefix } => (*addr, host, prefix),
             Target::Reqwest(client) => {
                 return reqwest_send(client, method, path, body, bearer).await;
             }
@@ -125,23 +128,28 @@ impl UserConnection {
             .ready()
             .await
             .map_err(|err| TransportError::Protocol(err.to_string()))?;
-        let uri = if prefix.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{prefix}{path}")
-        };
-        let mut request = Request::builder()
-            .method(method.clone())
-            .uri(uri)
-            .header(HOST, host)
-            .header(CONTENT_TYPE, JSON.clone())
-            .header(CONTENT_LENGTH, body.len());
+        // A flow uses a handful of paths: parse each once per connection.
+        let uri =
+            match self.uris.iter().find(|(known, _)| known == path) {
+                Some((_, uri)) => uri.clone(),
+                None => {
+                    let uri: Uri = format!("{prefix}{path}").parse().map_err(
+                        |err: http::uri::InvalidUri| TransportError::Protocol(err.to_string()),
+                    )?;
+                    self.uris.push((path.to_owned(), uri.clone()));
+                    uri
+                }
+            };
+        // hyper adds Content-Length from the `Full` body itself.
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(HOST, host.clone());
+        headers.insert(CONTENT_TYPE, JSON.clone());
         if let Some(token) = bearer {
-            request = request.header(AUTHORIZATION, token.clone());
+            headers.insert(AUTHORIZATION, token.clone());
         }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|err| TransportError::Protocol(err.to_string()))?;
         let response = sender
             .send_request(request)
             .await
