@@ -4,10 +4,12 @@
 //! `OUTSTANDING` to `USED` or `EXPIRED`; that CAS is what makes single use atomic.
 //! Used and expired entries stay for `retain` after expiry so late validations get
 //! `replayed_challenge` or `expired_challenge` rather than "unknown", then the
-//! sweeper removes them, so memory is bounded by issue rate x (ttl + retain).
+//! sweeper removes them, so memory is bounded by issue rate x (ttl + retain). The
+//! sweeper visits each challenge twice (at expiry and at forgetting), never the whole map.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -84,6 +86,11 @@ pub struct ChallengeStore {
     /// By challenge id, and for encrypted challenges also by SHA-256 of the ciphertext
     /// as sent, so both documented RSA readings find the same entry.
     entries: DashMap<ChallengeId, Arc<Entry>, FxBuildHasher>,
+    /// Map keys by the whole second (since `epoch`) when the sweeper must look at them
+    /// next: at expiry, then at expiry + `retain`. A sweep visits only what is due, not
+    /// the whole map, so its cost follows the create rate, not the store's size.
+    due: Mutex<BTreeMap<u64, Vec<ChallengeId>>>,
+    epoch: Instant,
     max_outstanding_per_key: u64,
     retain: Duration,
 }
@@ -92,6 +99,8 @@ impl ChallengeStore {
     pub fn new(max_outstanding_per_key: u64, retain: Duration) -> Self {
         Self {
             entries: DashMap::with_capacity_and_hasher_and_shard_amount(0, FxBuildHasher, SHARDS),
+            due: Mutex::new(BTreeMap::new()),
+            epoch: Instant::now(),
             max_outstanding_per_key,
             retain,
         }
@@ -124,12 +133,24 @@ impl ChallengeStore {
     pub fn insert(&self, issued: Issued, ciphertext_b64: Option<&str>) {
         let mut entry = issued.entry;
         entry.encrypted = ciphertext_b64.is_some();
+        let second = self.second_at(entry.expires_at);
         let entry = Arc::new(entry);
-        if let Some(ciphertext) = ciphertext_b64 {
-            self.entries
-                .insert(ciphertext_alias(ciphertext), Arc::clone(&entry));
+        let alias = ciphertext_b64.map(ciphertext_alias);
+        if let Some(alias) = alias {
+            self.entries.insert(alias, Arc::clone(&entry));
         }
         self.entries.insert(issued.id, entry);
+        let mut due = self.due.lock().expect("not poisoned");
+        let bucket = due.entry(second).or_default();
+        bucket.push(issued.id);
+        bucket.extend(alias);
+    }
+
+    /// The first whole second (since the epoch) at or after `at`.
+    fn second_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch)
+            .as_secs_f64()
+            .ceil() as u64
     }
 
     /// Gives back the cap slot of a challenge that was never handed out.
@@ -196,16 +217,35 @@ impl ChallengeStore {
     pub fn sweep(&self, faults: &FaultSet) {
         let now = Instant::now();
         let mark_expired = !faults.has(Fault::IgnoreTtl);
-        self.entries.retain(|_, entry| {
-            if now >= entry.expires_at + self.retain {
+        let now_second = now.saturating_duration_since(self.epoch).as_secs();
+        let ready = {
+            let mut due = self.due.lock().expect("not poisoned");
+            let later = due.split_off(&(now_second + 1));
+            std::mem::replace(&mut *due, later)
+        };
+        let mut again: Vec<(u64, ChallengeId)> = Vec::new();
+        for id in ready.into_values().flatten() {
+            let Some(entry) = self.entries.get(&id).map(|e| Arc::clone(e.value())) else {
+                continue;
+            };
+            let forget_at = entry.expires_at + self.retain;
+            if now >= forget_at {
                 entry.leave_outstanding(REMOVED).ok();
-                return false;
+                self.entries.remove(&id);
+                continue;
             }
             if mark_expired && now >= entry.expires_at {
                 entry.leave_outstanding(EXPIRED).ok();
             }
-            true
-        });
+            // Look again when it is to be forgotten.
+            again.push((self.second_at(forget_at), id));
+        }
+        if !again.is_empty() {
+            let mut due = self.due.lock().expect("not poisoned");
+            for (second, id) in again {
+                due.entry(second).or_default().push(id);
+            }
+        }
     }
 
     /// Map entries (encrypted challenges count twice), for tests and metrics.
