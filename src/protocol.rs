@@ -164,6 +164,15 @@ pub fn verdict_message(challenge: &str, valid: bool) -> String {
 
 /// The `signature` a paid-tier key receives with a verdict: lowercase hex
 /// HMAC-SHA256 under the key's secret. A client recomputes it to verify the answer.
+///
+/// ```
+/// use keyclaim_harness::crypto::ResponseKey;
+/// use keyclaim_harness::protocol::{verdict_message, verdict_signature};
+/// let secret = ResponseKey::new(b"kc_example_key");
+/// let signature = verdict_signature(&secret, "abc123", true);
+/// assert_eq!(signature, hex::encode(secret.mac(verdict_message("abc123", true).as_bytes())));
+/// assert_eq!(signature.len(), 64);
+/// ```
 pub fn verdict_signature(secret: &ResponseKey, challenge: &str, valid: bool) -> String {
     hex::encode(secret.mac(verdict_message(challenge, valid).as_bytes()))
 }

@@ -78,6 +78,16 @@ impl ResponseKey {
 }
 
 /// The KeyClaim response for one challenge, keying afresh (use [`ResponseKey`] in loops).
+///
+/// ```
+/// use keyclaim_harness::crypto::{ResponseKey, hmac_response};
+/// // RFC 4231 test case 2.
+/// let response = hmac_response("Jefe", "what do ya want for nothing?");
+/// assert_eq!(response, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+/// // A pre-keyed state gives the same answer, and verifies it in constant time.
+/// let key = ResponseKey::new(b"Jefe");
+/// assert!(key.verify_hex(b"what do ya want for nothing?", &response));
+/// ```
 pub fn hmac_response(secret: &str, challenge: &str) -> String {
     ResponseKey::new(secret.as_bytes()).response_hex(challenge)
 }
