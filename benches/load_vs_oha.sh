@@ -59,8 +59,7 @@ NGINX_BODY='{"challenge":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 2; }
+. "$here/lib/common.sh"
 
 # ---- cleanup: stop everything we started, on any exit ------------------------
 work=$(mktemp -d -t load_vs_oha.XXXXXX)
@@ -156,64 +155,6 @@ wrk.headers["Content-Type"] = "application/json"
 EOF
 
 # ---- nginx -------------------------------------------------------------------
-start_nginx() {
-    local prefix=$work/nginx port pid
-    mkdir -p "$prefix/logs" "$prefix/tmp"
-    chmod 755 "$work" "$prefix" "$prefix/tmp"
-    for _ in $(seq 1 20); do
-        port=$(( 20000 + RANDOM % 40000 ))
-        cat >"$prefix/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $prefix/nginx.pid;
-error_log $prefix/logs/error.log warn;
-$( [[ $(id -u) -eq 0 ]] && echo "user root;" )
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 120s;
-    client_body_temp_path $prefix/tmp/body;
-    proxy_temp_path $prefix/tmp/proxy;
-    fastcgi_temp_path $prefix/tmp/fastcgi;
-    uwsgi_temp_path $prefix/tmp/uwsgi;
-    scgi_temp_path $prefix/tmp/scgi;
-    server {
-        listen 127.0.0.1:$port;
-        location = $PATH_CREATE {
-            default_type application/json;
-            return 200 '$NGINX_BODY';
-        }
-        location / { return 404; }
-    }
-}
-EOF
-        taskset -c "$SERVER_CPU" "$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" \
-            >"$prefix/stdout" 2>&1 &
-        pid=$!
-        pids+=("$pid")
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
-                NGINX_PORT=$port NGINX_PID=$pid
-                return 0
-            fi
-            sleep 0.1
-        done
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        local p keep=()
-        for p in "${pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-        pids=("${keep[@]+"${keep[@]}"}")
-        if ! grep -q 'Address already in use' "$prefix/logs/error.log" "$prefix/stdout" 2>/dev/null; then
-            cat "$prefix/logs/error.log" "$prefix/stdout" >&2 2>/dev/null || true
-            die "nginx failed to start"
-        fi
-        : >"$prefix/logs/error.log"
-    done
-    die "nginx: no free port found"
-}
 
 # ---- measuring helpers -------------------------------------------------------
 HZ=$(getconf CLK_TCK)
