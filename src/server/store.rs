@@ -42,8 +42,9 @@ pub type ChallengeId = [u8; 32];
 
 struct Entry {
     owner: Arc<KeyState>,
-    /// Lowercase hex of the id: what the HMAC covers and what RSA encrypts.
-    hex: [u8; 64],
+    /// The challenge's bytes; their lowercase hex is what the HMAC covers and what RSA
+    /// encrypts. Kept raw, not as hex, because the store holds millions of entries.
+    id: ChallengeId,
     expires_at: Instant,
     /// Whether the client received this challenge RSA-encrypted.
     encrypted: bool,
@@ -51,6 +52,12 @@ struct Entry {
 }
 
 impl Entry {
+    fn hex(&self) -> [u8; 64] {
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(self.id, &mut hex).expect("64 bytes hold 32 in hex");
+        hex
+    }
+
     /// Moves the entry out of `OUTSTANDING`; true for the one caller that did it.
     fn leave_outstanding(&self, to: u8) -> Result<(), u8> {
         self.state
@@ -117,10 +124,10 @@ impl ChallengeStore {
         let mut hex = [0u8; 64];
         hex::encode_to_slice(id, &mut hex).expect("64 bytes hold 32 in hex");
         Ok(Issued {
-            id,
+            hex,
             entry: Entry {
                 owner: Arc::clone(owner),
-                hex,
+                id,
                 expires_at: Instant::now() + ttl,
                 encrypted: false,
                 state: AtomicU8::new(OUTSTANDING),
@@ -132,6 +139,7 @@ impl ChallengeStore {
     /// encrypted, under its ciphertext too.
     pub fn insert(&self, issued: Issued, ciphertext_b64: Option<&str>) {
         let mut entry = issued.entry;
+        let id = entry.id;
         entry.encrypted = ciphertext_b64.is_some();
         let second = self.second_at(entry.expires_at);
         let entry = Arc::new(entry);
@@ -139,10 +147,10 @@ impl ChallengeStore {
         if let Some(alias) = alias {
             self.entries.insert(alias, Arc::clone(&entry));
         }
-        self.entries.insert(issued.id, entry);
+        self.entries.insert(id, entry);
         let mut due = self.due.lock().expect("not poisoned");
         let bucket = due.entry(second).or_default();
-        bucket.push(issued.id);
+        bucket.push(id);
         bucket.extend(alias);
     }
 
@@ -260,13 +268,13 @@ impl ChallengeStore {
 
 /// A challenge drawn and counted against the cap, not yet visible to validations.
 pub struct Issued {
-    id: ChallengeId,
+    hex: [u8; 64],
     entry: Entry,
 }
 
 impl Issued {
     pub fn hex(&self) -> &str {
-        std::str::from_utf8(&self.entry.hex).expect("hex is ASCII")
+        std::str::from_utf8(&self.hex).expect("hex is ASCII")
     }
 }
 
@@ -283,19 +291,17 @@ fn response_matches(
     presented: &Presented<'_>,
     via_ciphertext: bool,
 ) -> bool {
-    let hmac_ok = caller
-        .response_key
-        .verify_hex(&entry.hex, presented.response);
+    let hex = entry.hex();
+    let hmac_ok = caller.response_key.verify_hex(&hex, presented.response);
     if !entry.encrypted {
         return hmac_ok;
     }
     if let Some(decrypted) = presented.decrypted_challenge
-        && !bool::from(decrypted.as_bytes().ct_eq(&entry.hex))
+        && !bool::from(decrypted.as_bytes().ct_eq(&hex))
     {
         return false;
     }
-    let plaintext_ok =
-        via_ciphertext && bool::from(presented.response.as_bytes().ct_eq(&entry.hex));
+    let plaintext_ok = via_ciphertext && bool::from(presented.response.as_bytes().ct_eq(&hex));
     hmac_ok || plaintext_ok
 }
 
