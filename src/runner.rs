@@ -297,11 +297,7 @@ pub async fn execute(
             let url = target.server.url();
             private_pems.push(target.private_key_pem.clone());
             let label = format!("embedded reference server ({url})");
-            let credentials = Credentials {
-                private_key: target.credentials.private_key.clone(),
-                ..target.credentials
-            };
-            (Some(target.server), url, label, credentials)
+            (Some(target.server), url, label, target.credentials)
         }
     };
     secrets.extend(

@@ -15,7 +15,7 @@ pub use embedded::{EmbeddedTarget, start_embedded};
 
 use crate::client::Client;
 use crate::crypto::RsaPrivateKey;
-use crate::plan::model::{Need, Scenario};
+use crate::plan::model::{KeyChoice, Need, Scenario};
 use crate::redact::Redactor;
 use crate::report::model::{RunReport, ScenarioReport};
 
@@ -32,6 +32,28 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// The key a request names, `None` for `KeyChoice::Absent` or a key the run lacks.
+    pub fn key(&self, choice: &KeyChoice) -> Option<&str> {
+        match choice {
+            KeyChoice::Primary => Some(&self.primary),
+            KeyChoice::Secondary => self.secondary.as_deref(),
+            KeyChoice::Rsa => self.rsa.as_deref(),
+            KeyChoice::Unknown => Some(&self.unknown),
+            KeyChoice::Absent => None,
+        }
+    }
+
+    /// The HMAC secret the client holds for `choice` (a keyless request answers as the
+    /// primary key would).
+    pub fn secret(&self, choice: &KeyChoice) -> &str {
+        match choice {
+            KeyChoice::Primary | KeyChoice::Absent => {
+                self.hmac_secret.as_deref().unwrap_or(&self.primary)
+            }
+            other => self.key(other).unwrap_or_default(),
+        }
+    }
+
     pub fn has(&self, need: Need) -> bool {
         match need {
             Need::Rsa => self.rsa.is_some() && self.private_key.is_some(),

@@ -235,26 +235,11 @@ impl Run<'_> {
     }
 
     fn key(&self, choice: &KeyChoice) -> Option<&str> {
-        let credentials = &self.settings.credentials;
-        match choice {
-            KeyChoice::Primary => Some(&credentials.primary),
-            KeyChoice::Secondary => credentials.secondary.as_deref(),
-            KeyChoice::Rsa => credentials.rsa.as_deref(),
-            KeyChoice::Unknown => Some(&credentials.unknown),
-            KeyChoice::Absent => None,
-        }
+        self.settings.credentials.key(choice)
     }
 
-    /// The HMAC secret the client holds for `choice`.
     fn secret(&self, choice: &KeyChoice) -> String {
-        let credentials = &self.settings.credentials;
-        match choice {
-            KeyChoice::Primary | KeyChoice::Absent => credentials
-                .hmac_secret
-                .clone()
-                .unwrap_or_else(|| credentials.primary.clone()),
-            other => self.key(other).unwrap_or_default().to_owned(),
-        }
+        self.settings.credentials.secret(choice).to_owned()
     }
 
     /// Puts the key where `auth` says; returns the Bearer token to send, if any.

@@ -38,6 +38,8 @@ struct Sender {
     body_key: String,
     bearer: Option<HeaderValue>,
     secret: ResponseKey,
+    /// The secret itself, for the SDKs' "hash" form (SHA-256 of challenge + secret).
+    secret_text: String,
 }
 
 enum Compiled {
@@ -411,11 +413,7 @@ fn validate_body(
             String::from_utf8(mac).expect("hex is ASCII")
         }
         ResponseForm::Echo => named.clone(),
-        ResponseForm::Hash => {
-            // The SDKs' "hash" form needs the secret text, which the pre-keyed state
-            // hides; load flows use the key itself, as the SDKs do by default.
-            hex::encode(Sha256::digest(format!("{named}{}", sender_key(sender))))
-        }
+        ResponseForm::Hash => hex::encode(Sha256::digest(format!("{named}{}", sender.secret_text))),
         ResponseForm::Decrypted => decrypted.clone(),
         ResponseForm::HmacDecrypted => sender.secret.response_hex(&decrypted),
         ResponseForm::WrongDecryption => random(),
@@ -443,14 +441,6 @@ fn validate_body(
     Bytes::from(body)
 }
 
-fn sender_key(sender: &Sender) -> &str {
-    sender
-        .body_key
-        .strip_prefix("\"key\":\"")
-        .and_then(|rest| rest.strip_suffix("\","))
-        .unwrap_or_default()
-}
-
 fn json_string(text: &str) -> String {
     serde_json::to_string(text).expect("strings serialize")
 }
@@ -469,30 +459,16 @@ fn sender(
     choice: &KeyChoice,
     auth: AuthForm,
 ) -> Result<Sender, &'static str> {
-    let key = match choice {
-        KeyChoice::Primary => Some(credentials.primary.as_str()),
-        KeyChoice::Secondary => Some(
-            credentials
-                .secondary
-                .as_deref()
-                .ok_or("needs a second API key (--second-api-key)")?,
-        ),
-        KeyChoice::Rsa => Some(
-            credentials
-                .rsa
-                .as_deref()
-                .ok_or("needs an RSA key (--rsa-api-key and --private-key)")?,
-        ),
-        KeyChoice::Unknown => Some(credentials.unknown.as_str()),
-        KeyChoice::Absent => None,
+    let key = credentials.key(choice);
+    let missing = match choice {
+        KeyChoice::Secondary => Some("needs a second API key (--second-api-key)"),
+        KeyChoice::Rsa => Some("needs an RSA key (--rsa-api-key and --private-key)"),
+        _ => None,
     };
-    let secret = match choice {
-        KeyChoice::Primary | KeyChoice::Absent => credentials
-            .hmac_secret
-            .clone()
-            .unwrap_or_else(|| credentials.primary.clone()),
-        _ => key.unwrap_or_default().to_owned(),
-    };
+    if let (None, Some(missing)) = (key, missing) {
+        return Err(missing);
+    }
+    let secret = credentials.secret(choice);
     let in_body = matches!(auth, AuthForm::Body | AuthForm::Both);
     let in_header = matches!(auth, AuthForm::Bearer | AuthForm::Both);
     Ok(Sender {
@@ -502,6 +478,7 @@ fn sender(
         },
         bearer: key.filter(|_| in_header).and_then(bearer_value),
         secret: ResponseKey::new(secret.as_bytes()),
+        secret_text: secret.to_owned(),
     })
 }
 

@@ -121,7 +121,7 @@ impl UserConnection {
             }
         };
         let sender = match &mut self.sender {
-            Some(sender) if sender.is_ready() || !sender.is_closed() => sender,
+            Some(sender) if !sender.is_closed() => sender,
             _ => self.sender.insert(connect(addr).await?),
         };
         sender
