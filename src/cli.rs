@@ -7,10 +7,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::crypto::RsaBackend;
+use crate::scale_out::WorkerSlice;
 
 use crate::server::faults::{Fault, FaultSet};
 use crate::server::keys::{KeyRegistry, KeySpec, Tier, generate_key_id, load_keys_file};
-use crate::server::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_OUTSTANDING, PauseSchedule, ServerConfig};
+use crate::server::{
+    DEFAULT_BODY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_OUTSTANDING,
+    PauseSchedule, ServerConfig,
+};
 
 /// Exit codes, documented in --help and the README.
 pub const EXIT_OK: i32 = 0;
@@ -41,6 +45,8 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Measure HMAC and RSA-OAEP throughput (ops/s) on 1..N threads, per RSA backend.
     CryptoBench(crate::crypto_bench::CryptoBenchArgs),
+    /// Merge the reports of a scaled-out run's workers into one exact report.
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +95,22 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_BODY_LIMIT, value_name = "BYTES")]
     pub body_limit: usize,
+    /// Connections served at once; more wait in the accept backlog until one closes.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), in bytes; larger gets 431.
+    #[arg(long, default_value_t = DEFAULT_MAX_HEADER_BYTES, value_name = "BYTES")]
+    pub max_header_bytes: usize,
+    /// A connection that starts no request for this long (a slow or missing head, or
+    /// an idle keep-alive) is closed, within one to two periods.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// A request body must arrive within this long of its head (else 408 and close).
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+    /// A client that reads none of an answer for this long is disconnected.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub send_timeout: Duration,
     /// Worker threads (default: one per available core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -144,6 +166,21 @@ impl ServeArgs {
             self.max_outstanding > 0,
             "--max-outstanding must be at least 1"
         );
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "--max-connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_header_bytes >= 64,
+            "--max-header-bytes must be at least 64 (a request line alone needs about that)"
+        );
+        for (flag, value) in [
+            ("--header-timeout", self.header_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--send-timeout", self.send_timeout),
+        ] {
+            anyhow::ensure!(!value.is_zero(), "{flag} must be above zero");
+        }
         Ok(ResolvedServe {
             config: ServerConfig {
                 keys,
@@ -154,6 +191,11 @@ impl ServeArgs {
                 retain_expired: self.retain_expired,
                 body_limit: self.body_limit,
                 rsa_backend: self.rsa_backend,
+                max_connections: self.max_connections,
+                max_header_bytes: self.max_header_bytes,
+                header_timeout: self.header_timeout,
+                body_timeout: self.body_timeout,
+                send_timeout: self.send_timeout,
             },
             generated_key,
         })
@@ -279,6 +321,24 @@ pub struct RunArgs {
     /// Bound the selected load scenarios to this long, e.g. 30s.
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// Split every load scenario over this many worker processes (rates, users and
+    /// iterations divided evenly); this process drives share --worker-index. Merge the
+    /// workers' reports with `keyclaim-harness merge`.
+    #[arg(long, env = "KEYCLAIM_WORKERS", value_name = "N")]
+    pub workers: Option<u32>,
+    /// This worker's index, 0 to N-1 (on Kubernetes: $(JOB_COMPLETION_INDEX)). Worker 0
+    /// also runs the conformance scenarios.
+    #[arg(
+        long,
+        env = "KEYCLAIM_WORKER_INDEX",
+        value_name = "I",
+        requires = "workers"
+    )]
+    pub worker_index: Option<u32>,
+    /// Start the scenarios at this instant, so workers' timelines line up: RFC 3339
+    /// (2026-11-23T15:00:00Z) or seconds since the epoch.
+    #[arg(long, env = "KEYCLAIM_START_AT", value_name = "TIME", value_parser = crate::scale_out::parse_start_at)]
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 impl RunArgs {
@@ -318,8 +378,34 @@ impl RunArgs {
             users: self.users,
             rsa_backend: self.rsa_backend,
             duration: self.duration,
+            worker: self
+                .workers
+                .map(|workers| WorkerSlice::new(self.worker_index.unwrap_or(0), workers))
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            start_at: self.start_at,
         })
     }
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 the merged report passed; 1 a check or threshold failed on the merged figures; \
+2 the inputs cannot be merged (unreadable, from different runs, overlapping or missing workers)."
+)]
+pub struct MergeArgs {
+    /// Report directories of the workers (each holding report.json).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged report.json, junit.xml, report.html, .hgrm and .hlog go.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Merge even when some workers' reports are absent (the report lists them).
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// Print only the final summary line.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// A private key that others can read is a leak waiting to happen: say so.

@@ -7,15 +7,32 @@ use std::time::{Duration, Instant};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 
-/// Largest answer body kept; the rest is read and dropped so one huge answer cannot
-/// exhaust memory.
+/// Largest answer body kept. Reading stops there and the connection is dropped, so
+/// a huge or endless answer costs neither memory nor the rest of the timeout.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Redirects followed per request, and only within the target's origin: a loop ends
+/// as a broken answer, and a request body (which carries the key) never leaves for
+/// another host.
+pub const MAX_REDIRECTS: usize = 5;
 
 /// How the harness reaches a target.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// The per-request timeout, also the reachability probe's bound.
+    timeout: Duration,
+}
+
+/// What the reachability probe found at a target it could connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Something answered HTTP (any status counts).
+    Answered,
+    /// The connection was made, but no HTTP answer came back (silence, a reset,
+    /// garbage): the target is there and misbehaves, which the scenarios will show.
+    NoAnswer(TransportError),
 }
 
 /// One request as sent, for evidence.
@@ -75,14 +92,13 @@ impl Answer {
             parts.push(format!("error={code}"));
         }
         if self.json.is_none() {
-            parts.push(
-                if self.text.is_empty() {
-                    "<empty body>"
-                } else {
-                    "<non-JSON body>"
-                }
-                .into(),
-            );
+            parts.push(if self.truncated {
+                format!("<body over {} KiB, cut>", MAX_BODY_BYTES / 1024)
+            } else if self.text.is_empty() {
+                "<empty body>".into()
+            } else {
+                "<non-JSON body>".into()
+            });
         }
         parts.join(" ")
     }
@@ -136,12 +152,16 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(same_origin_redirects())
             .pool_max_idle_per_host(256)
+            // Below servers' usual keep-alive idle limits (the reference server's is
+            // 10 s), so a pooled connection is not reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            timeout,
         })
     }
 
@@ -149,14 +169,29 @@ impl Client {
         &self.base
     }
 
-    /// Whether anything answers HTTP at the target at all (any status counts).
-    pub async fn reachable(&self) -> Result<(), TransportError> {
-        self.http
-            .get(format!("{}/", self.base))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(classify)
+    /// Whether the target can be reached: `Err` when no connection can be made
+    /// (refused, unknown host, TLS refused, nothing within the timeout). A target that
+    /// accepts the connection is reachable even when it answers garbage or nothing;
+    /// `GET /` is bounded by about twice the request timeout either way.
+    pub async fn reachable(&self) -> Result<Reach, TransportError> {
+        // Its own client: connecting and each read have the timeout, and there is no
+        // total one, so a timeout means a connection failure exactly when it hit while
+        // connecting. Redirects are not followed: a 3xx is an answer.
+        let probe = reqwest::Client::builder()
+            .connect_timeout(self.timeout)
+            .read_timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|err| TransportError::Connect(err.to_string()))?;
+        let request = probe.get(format!("{}/", self.base)).send();
+        // An answer that dribbles its headers resets the read timeout; this caps it.
+        // Connecting gave up at `timeout` already, so getting here means it connected.
+        match tokio::time::timeout(self.timeout.saturating_mul(2), request).await {
+            Ok(Ok(_)) => Ok(Reach::Answered),
+            Ok(Err(err)) if err.is_connect() => Err(classify(err)),
+            Ok(Err(err)) => Ok(Reach::NoAnswer(classify(err))),
+            Err(_) => Ok(Reach::NoAnswer(TransportError::Timeout)),
+        }
     }
 
     pub async fn send(
@@ -209,11 +244,15 @@ async fn receive(builder: reqwest::RequestBuilder) -> Result<Answer, TransportEr
     let mut body = Vec::new();
     let mut truncated = false;
     while let Some(chunk) = response.chunk().await.map_err(classify)? {
-        let room = MAX_BODY_BYTES.saturating_sub(body.len());
+        let room = MAX_BODY_BYTES - body.len();
         if chunk.len() > room {
+            // Stop reading: dropping `response` closes the connection, so the rest is
+            // never received (a 50 MB or endless answer costs 256 KiB and no time).
+            body.extend_from_slice(&chunk[..room]);
             truncated = true;
+            break;
         }
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        body.extend_from_slice(&chunk);
     }
     let json = if truncated {
         None
@@ -230,18 +269,78 @@ async fn receive(builder: reqwest::RequestBuilder) -> Result<Answer, TransportEr
 }
 
 fn classify(err: reqwest::Error) -> TransportError {
-    if err.is_timeout() {
-        return TransportError::Timeout;
-    }
     // The innermost cause says what actually happened (refused, reset, ...).
     let mut cause: &dyn std::error::Error = &err;
     while let Some(next) = cause.source() {
         cause = next;
     }
     let why = cause.to_string();
+    // A connect timeout is a connection failure first: nothing was sent.
     if err.is_connect() {
         TransportError::Connect(why)
+    } else if err.is_timeout() {
+        TransportError::Timeout
     } else {
         TransportError::Protocol(why)
+    }
+}
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, and only to the target's own origin;
+/// a redirect elsewhere is not followed, and its 3xx is the answer the checks see.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if !same_origin {
+            attempt.stop()
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            let path = attempt.url().path().to_owned();
+            attempt.error(format!(
+                "redirected more than {MAX_REDIRECTS} times (a loop?), last to {path}"
+            ))
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(text: &str, truncated: bool) -> Answer {
+        Answer {
+            status: 200,
+            retry_after: None,
+            text: text.to_owned(),
+            truncated,
+            json: serde_json::from_str(text).ok().filter(|_| !truncated),
+        }
+    }
+
+    #[test]
+    fn brief_says_what_kind_of_body_came() {
+        assert_eq!(answer(r#"{"valid":true}"#, false).brief(), "200 valid=true");
+        assert_eq!(answer("", false).brief(), "200 <empty body>");
+        assert_eq!(answer("<html>", false).brief(), "200 <non-JSON body>");
+        assert_eq!(
+            answer(r#"{"challenge":"ab"#, false).brief(),
+            "200 <non-JSON body>"
+        );
+        assert_eq!(answer("xxxx", true).brief(), "200 <body over 256 KiB, cut>");
+    }
+
+    #[test]
+    fn transport_errors_read_as_what_happened() {
+        assert_eq!(
+            TransportError::Timeout.to_string(),
+            "timed out waiting for the answer"
+        );
+        assert_eq!(
+            TransportError::Connect("refused".into()).to_string(),
+            "connection failed: refused"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use keyclaim_harness::cli::{
-    Cli, Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, KeygenArgs, RunArgs, ServeArgs,
+    Cli, Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, KeygenArgs, MergeArgs, RunArgs, ServeArgs,
 };
 use keyclaim_harness::server;
 
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),
         Command::Keygen(args) => keygen(args),
+        Command::Merge(args) => merge(args),
         Command::CryptoBench(args) => match keyclaim_harness::crypto_bench::run(&args) {
             Ok(()) => EXIT_OK,
             Err(err) => {
@@ -31,6 +32,52 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(code as u8)
+}
+
+/// The console summary of a finished (or merged) run, and where its reports are.
+fn print_summary(
+    report: &keyclaim_harness::report::model::RunReport,
+    redactor: &keyclaim_harness::redact::Redactor,
+    report_dir: &std::path::Path,
+    quiet: bool,
+) {
+    use std::io::IsTerminal;
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let summary =
+        keyclaim_harness::report::console::render_summary_redacted(report, color, redactor);
+    if quiet {
+        if let Some(last) = summary.lines().last() {
+            println!("{last}");
+        }
+    } else {
+        print!("{summary}");
+        println!("reports: {}", report_dir.display());
+    }
+}
+
+fn merge(args: MergeArgs) -> i32 {
+    use keyclaim_harness::merge;
+    let merged = args
+        .dirs
+        .iter()
+        .map(|dir| merge::read(dir))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|inputs| merge::merge(inputs, args.allow_missing));
+    let report = match merged {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_USAGE;
+        }
+    };
+    // The inputs were redacted when the workers wrote them.
+    let redactor = keyclaim_harness::redact::Redactor::new(Vec::<String>::new());
+    if let Err(err) = keyclaim_harness::report::write_all(&report, &args.out, &redactor) {
+        eprintln!("error: cannot write the merged reports: {err}");
+        return EXIT_FAILED;
+    }
+    print_summary(&report, &redactor, &args.out, args.quiet);
+    if report.passed { EXIT_OK } else { EXIT_FAILED }
 }
 
 fn serve(args: ServeArgs) -> i32 {
@@ -142,7 +189,6 @@ fn interactive(quiet: bool) -> bool {
 
 fn run(args: RunArgs) -> i32 {
     use keyclaim_harness::progress::ScenarioProgress;
-    use keyclaim_harness::report::console;
     use keyclaim_harness::runner;
     use std::sync::Arc;
 
@@ -170,6 +216,15 @@ fn run(args: RunArgs) -> i32 {
             return EXIT_FAILED;
         }
     };
+    if let Some(start_at) = options.start_at
+        && let Ok(wait) = start_at.duration_since(std::time::SystemTime::now())
+    {
+        eprintln!(
+            "starting at {} (in {})",
+            humantime::format_rfc3339_seconds(start_at),
+            humantime::format_duration(std::time::Duration::from_secs(wait.as_secs()))
+        );
+    }
     let progress = Arc::new(ScenarioProgress::new(interactive(args.quiet)));
     let cancel = tokio_util::sync::CancellationToken::new();
     let outcome = runtime.block_on(async {
@@ -196,18 +251,12 @@ fn run(args: RunArgs) -> i32 {
     progress.finish();
     match outcome {
         Ok(outcome) => {
-            use std::io::IsTerminal;
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            let summary =
-                console::render_summary_redacted(&outcome.report, color, &outcome.redactor);
-            if args.quiet {
-                if let Some(last) = summary.lines().last() {
-                    println!("{last}");
-                }
-            } else {
-                print!("{summary}");
-                println!("reports: {}", outcome.report_dir.display());
-            }
+            print_summary(
+                &outcome.report,
+                &outcome.redactor,
+                &outcome.report_dir,
+                args.quiet,
+            );
             outcome.exit_code()
         }
         Err(err) => {

@@ -16,6 +16,45 @@ use base64::engine::general_purpose::{
     STANDARD, STANDARD_NO_PAD, STANDARD_PAD_INDIFFERENT, URL_SAFE, URL_SAFE_NO_PAD,
 };
 
+/// Sends panic messages through `redactor` from now on, process-wide: a panic whose
+/// message carries a secret (an answer echoed into an assertion, say) must not print
+/// it. Thread, location and a backtrace (with `RUST_BACKTRACE`) are kept, as the
+/// default hook prints them.
+pub fn redact_panics(redactor: std::sync::Arc<Redactor>) {
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let location = info.location().map(ToString::to_string);
+        eprintln!(
+            "{}",
+            panic_text(
+                &redactor,
+                thread.name().unwrap_or("<unnamed>"),
+                location.as_deref(),
+                info.payload_as_str(),
+            )
+        );
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{backtrace}");
+        }
+    }));
+}
+
+/// The panic report [`redact_panics`] prints, secrets replaced.
+pub fn panic_text(
+    redactor: &Redactor,
+    thread: &str,
+    location: Option<&str>,
+    message: Option<&str>,
+) -> String {
+    let text = format!(
+        "thread '{thread}' panicked at {}:\n{}",
+        location.unwrap_or("<unknown>"),
+        message.unwrap_or("Box<dyn Any>")
+    );
+    redactor.redact(&text).into_owned()
+}
+
 /// What every hit is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -495,5 +534,18 @@ mod tests {
             r.redact("-----BEGIN PRIVATE KEY-----"),
             "-----BEGIN PRIVATE KEY-----"
         );
+    }
+
+    #[test]
+    fn panic_messages_are_redacted() {
+        let redactor = Redactor::new(["kc_live_panic_secret_1234"]);
+        let text = panic_text(
+            &redactor,
+            "main",
+            Some("src/engine/scenario.rs:10:5"),
+            Some("unexpected answer {\"key\":\"kc_live_panic_secret_1234\"}"),
+        );
+        assert!(!text.contains("kc_live_panic_secret_1234"), "{text}");
+        assert!(text.contains(REDACTED) && text.contains("src/engine/scenario.rs:10:5"));
     }
 }

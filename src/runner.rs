@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +14,7 @@ use crate::plan::model::Scenario;
 use crate::plan::{PlanError, load_all};
 use crate::redact::Redactor;
 use crate::report::model::RunReport;
+use crate::scale_out::{WorkerSlice, plan_digest};
 use crate::server::faults::FaultSet;
 use crate::server::keys::generate_key_id;
 
@@ -51,6 +52,10 @@ pub struct RunOptions {
     /// `--duration`: bound them.
     pub duration: Option<Duration>,
     pub rsa_backend: crate::crypto::RsaBackend,
+    /// `--worker-index/--workers`: drive only this share of the load.
+    pub worker: Option<WorkerSlice>,
+    /// `--start-at`: begin the scenarios at this instant (workers share it).
+    pub start_at: Option<SystemTime>,
 }
 
 /// What the caller wants to hear while a run goes on (progress displays).
@@ -219,6 +224,70 @@ pub fn target_label(url: &str) -> String {
     }
 }
 
+/// Waits for `--start-at` (or an interrupt). A start already past is not an error — a
+/// worker scheduled late still contributes — but `merge` will see its offset.
+async fn wait_until(start_at: SystemTime, cancel: &CancellationToken) {
+    match start_at.duration_since(SystemTime::now()) {
+        Ok(wait) => {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => {}
+            }
+        }
+        Err(late) if late.duration() > Duration::from_secs(1) => tracing::warn!(
+            "--start-at was {} ago; starting now, out of step with the other workers",
+            humantime::format_duration(Duration::from_millis(late.duration().as_millis() as u64))
+        ),
+        Err(_) => {}
+    }
+}
+
+/// What a run that could not reach its target leaves behind: every selected scenario
+/// failed with the reason, so a CI dashboard reading junit.xml shows the outage rather
+/// than a missing file.
+fn unreachable_report(
+    scenarios: &[Scenario],
+    target_label: &str,
+    why: &str,
+    plans: Vec<String>,
+    plan_digest: String,
+    options: &RunOptions,
+) -> RunReport {
+    let scenarios: Vec<_> = scenarios
+        .iter()
+        .map(|scenario| {
+            engine::not_run(
+                scenario,
+                crate::report::model::CheckResult {
+                    name: "target reachable".into(),
+                    outcome: crate::report::model::Outcome::Fail,
+                    message: format!(
+                        "{}: not run: cannot reach the target {target_label}: {why}",
+                        scenario.name
+                    ),
+                    evidence: None,
+                },
+            )
+        })
+        .collect();
+    RunReport {
+        passed: false,
+        interrupted: false,
+        strict: options.strict,
+        plans,
+        target: target_label.to_owned(),
+        started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        elapsed_s: 0.0,
+        scenarios,
+        plan_digest,
+        worker: options.worker.map(|w| crate::report::model::WorkerTag {
+            index: w.index(),
+            workers: w.workers(),
+        }),
+        merged: None,
+    }
+}
+
 /// Runs the plans. `on_done` sees each scenario's report as it finishes.
 pub async fn execute(
     options: RunOptions,
@@ -232,7 +301,12 @@ pub async fn execute(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "run".into());
-        PathBuf::from("reports").join(stem)
+        match options.worker {
+            Some(worker) => {
+                PathBuf::from("reports").join(format!("{stem}-worker-{}", worker.index()))
+            }
+            None => PathBuf::from("reports").join(stem),
+        }
     });
     let mut scenarios = select(plans, &options.scenario_names, &options.tags)?;
     apply_load_overrides(
@@ -246,6 +320,7 @@ pub async fn execute(
             scenario.timeout = timeout;
         }
     }
+    let plan_digest = plan_digest(&scenarios);
     let private_key = match &options.private_key_pem {
         Some(pem) => Some(Arc::new(
             RsaPrivateKey::from_pem_with(pem, options.rsa_backend)
@@ -316,14 +391,45 @@ pub async fn execute(
         redactor.add_private_key_pem(pem);
     }
     let redactor = Arc::new(redactor);
+    crate::redact::redact_panics(Arc::clone(&redactor));
 
     let client = Client::new(&target_url, options.request_timeout)
         .map_err(|err| RunError::Usage(format!("--target {target_label}: {err}")))?;
-    if let Err(err) = client.reachable().await {
-        return Err(RunError::Unreachable {
-            target: target_label,
-            why: redactor.redact(&err.to_string()).into_owned(),
-        });
+    // Exit 3 is for a target that cannot be connected to at all; one that connects
+    // and then misbehaves is tested, and its scenarios fail with the evidence. An
+    // interrupt during the probe skips it: the scenarios then stop at once.
+    let reach = tokio::select! {
+        reach = client.reachable() => Some(reach),
+        () = cancel.cancelled() => None,
+    };
+    match reach {
+        Some(Err(err)) => {
+            let why = redactor.redact(&err.to_string()).into_owned();
+            let report = unreachable_report(
+                &scenarios,
+                &target_label,
+                &why,
+                plan_names,
+                plan_digest,
+                &options,
+            );
+            // Best effort: the exit code already says what happened.
+            if let Err(err) = crate::report::write_all(&report, &report_dir, &redactor) {
+                tracing::warn!("cannot write the reports: {err}");
+            }
+            if let Some(server) = embedded {
+                server.shutdown().await.ok();
+            }
+            return Err(RunError::Unreachable {
+                target: target_label,
+                why,
+            });
+        }
+        Some(Ok(crate::client::Reach::NoAnswer(why))) => eprintln!(
+            "warning: {target_label} accepted a connection but gave no HTTP answer to GET / ({}); running the scenarios anyway",
+            redactor.redact(&why.to_string())
+        ),
+        Some(Ok(crate::client::Reach::Answered)) | None => {}
     }
     let settings = Arc::new(RunSettings {
         client,
@@ -337,7 +443,12 @@ pub async fn execute(
         plan_names,
         request_timeout: options.request_timeout,
         load_progress: observers.on_load_tick,
+        worker: options.worker,
+        plan_digest,
     });
+    if let Some(start_at) = options.start_at {
+        wait_until(start_at, &cancel).await;
+    }
     (observers.on_start)(scenarios.len());
     let report = engine::run(scenarios, settings, cancel, observers.on_done).await;
     if let Some(server) = embedded {

@@ -172,6 +172,8 @@ fn load_scenario() -> ScenarioReport {
             failed_requests: failed,
             steps,
             histogram: encode(&whole).unwrap(),
+            start_unix_ms: 0,
+            thresholds: Vec::new(),
             intervals,
         }),
     }
@@ -196,6 +198,9 @@ fn run_report() -> RunReport {
         target: "http://127.0.0.1:8080".to_owned(),
         started_at: "2026-01-02T03:04:05Z".to_owned(),
         elapsed_s: 32.0,
+        plan_digest: String::new(),
+        worker: None,
+        merged: None,
         scenarios: vec![load_scenario(), closed],
     }
 }

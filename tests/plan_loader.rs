@@ -845,17 +845,56 @@ fn words_and_values_are_checked() {
 // ---------------------------------------------------------------------------------
 // Fuzzing: nothing panics, every error renders and is placed
 
-/// Loads `text` and checks the error, if any, is well-formed.
+/// Loads `text` and checks the error, if any, is well-formed: rendered with the file and
+/// a `line:col` that exists in the text, under an excerpt of that very line. The same
+/// property as the cargo-fuzz target `fuzz/fuzz_targets/plan_loader.rs`.
 fn check_no_panic(text: &str) {
     if let Err(e) = load_str(Path::new("fuzz.toml"), text) {
         let shown = e.to_string();
         assert!(shown.starts_with("error: "), "{shown}");
-        if !text.is_empty() {
-            assert!(e.line >= 1, "unplaced error for non-empty text:\n{shown}");
-        }
+        // Text always has a place: even an empty plan points at 1:1.
+        assert!(e.line >= 1 && e.column >= 1, "unplaced error:\n{shown}");
+        let place = format!("--> fuzz.toml:{}:{}", e.line, e.column);
+        assert!(shown.contains(&place), "no `{place}` in:\n{shown}");
+        let lines: Vec<&str> = text.split('\n').collect();
+        assert!(
+            e.line <= lines.len(),
+            "no line {} in the text:\n{shown}",
+            e.line
+        );
+        // As shown: without the `\r` of a CRLF, or any `\r` before it.
+        let line = lines[e.line - 1].trim_end_matches('\r');
+        // At most one past the end, where "expected `]`" errors point.
+        assert!(
+            e.column <= line.chars().count() + 1,
+            "column past the end of {line:?}:\n{shown}"
+        );
         if let Some(excerpt) = &e.excerpt {
             assert!(excerpt.width >= 1, "{e:?}");
+            assert_eq!(excerpt.text, line, "the excerpt is not line {}", e.line);
         }
+    }
+}
+
+/// Found by `cargo fuzz run plan_loader`: an error toml places on a line's ending (an
+/// unterminated string) counted the `\r` of a CRLF, and any stray `\r` before it, in its
+/// column, while the excerpt leaves them out: `-->` named a column past the end of the
+/// line shown. Now it points just past the text shown, as with `\n` endings.
+#[test]
+fn an_error_at_a_crlf_points_just_past_the_line_shown() {
+    for ending in ["\n", "\r\n", "\r\r\r\n"] {
+        let text = format!("[[scenario]]\nname = \"abc{ending}");
+        check_no_panic(&text);
+        assert_eq!(
+            rendered(&text),
+            "\
+error: invalid TOML: invalid basic string, expected `\"`
+ --> plan.toml:2:12
+  |
+2 | name = \"abc
+  |            ^",
+            "ending {ending:?}"
+        );
     }
 }
 

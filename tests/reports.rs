@@ -147,6 +147,9 @@ fn sample_report() -> RunReport {
         target: "http://127.0.0.1:8080".to_owned(),
         started_at: "2026-01-02T03:04:05Z".to_owned(),
         elapsed_s: 3.2,
+        plan_digest: String::new(),
+        worker: None,
+        merged: None,
         scenarios: vec![
             scenario(
                 "issue-and-validate",
@@ -396,6 +399,8 @@ fn load_scenario(name: &str) -> ScenarioReport {
             histogram: codec::encode(&whole).unwrap(),
         }],
         histogram: codec::encode(&whole).unwrap(),
+        start_unix_ms: 0,
+        thresholds: Vec::new(),
         intervals: intervals
             .iter()
             .enumerate()

@@ -223,3 +223,42 @@ async fn a_hostile_target_fails_checks_and_its_text_is_escaped_in_html() {
         "nothing passes against a target that only answers HTML"
     );
 }
+
+/// A private key file that group or others can read gets a warning naming the file
+/// and its mode, and the key itself is never printed.
+#[test]
+fn a_private_key_readable_by_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let pair = generate_key_pair(2048).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.pem");
+    std::fs::write(&path, pair.private_pkcs8_pem.as_bytes()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A closed port: the run stops at the probe (exit 3), after the key was read.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = std::process::Command::new(BIN)
+        .arg("run")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/conformance.toml"))
+        .args(["--target", &format!("http://127.0.0.1:{port}")])
+        .args(["--api-key", PRIMARY, "--rsa-api-key", RSA_KEY, "--quiet"])
+        .arg("--private-key")
+        .arg(&path)
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("readable by group or others (mode 644); chmod 600 it"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    for line in pair.private_pkcs8_pem.lines().filter(|l| l.len() > 16) {
+        assert!(!stderr.contains(line), "a private-key line was printed");
+    }
+}

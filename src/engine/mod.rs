@@ -12,12 +12,14 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use embedded::{EmbeddedTarget, start_embedded};
+pub use scenario::not_run;
 
 use crate::client::Client;
 use crate::crypto::RsaPrivateKey;
 use crate::plan::model::{KeyChoice, Need, Scenario};
 use crate::redact::Redactor;
-use crate::report::model::{RunReport, ScenarioReport};
+use crate::report::model::{RunReport, ScenarioReport, WorkerTag};
+use crate::scale_out::WorkerSlice;
 
 /// The keys a run uses. Never printed: `Debug` is not derived.
 pub struct Credentials {
@@ -105,6 +107,10 @@ pub struct RunSettings {
     pub request_timeout: Duration,
     /// Called about once a second during a load scenario, with its name.
     pub load_progress: LoadProgress,
+    /// This process's share of a scaled-out run, if it is one worker of several.
+    pub worker: Option<WorkerSlice>,
+    /// See [`RunReport::plan_digest`].
+    pub plan_digest: String,
 }
 
 /// Runs one scenario: a load flow, or conformance steps (which also reports a
@@ -114,6 +120,26 @@ async fn run_one(
     settings: &RunSettings,
     cancel: &CancellationToken,
 ) -> ScenarioReport {
+    if let Some(worker) = settings.worker.filter(|w| w.index() != 0)
+        && scenario.load.is_none()
+    {
+        // N workers proving the same guarantees would only disturb each other (and the
+        // rate limits); worker 0 runs them and `merge` takes its verdicts.
+        return scenario::not_run(
+            scenario,
+            crate::report::model::CheckResult {
+                name: "worker".into(),
+                outcome: crate::report::model::Outcome::Skipped,
+                message: format!(
+                    "{}: conformance scenarios run on worker 0 only (this is worker {} of {})",
+                    scenario.name,
+                    worker.index(),
+                    worker.workers()
+                ),
+                evidence: None,
+            },
+        );
+    }
     match &scenario.load {
         Some(spec)
             if scenario
@@ -145,6 +171,9 @@ pub async fn run(
     let mut results: Vec<(usize, ScenarioReport)> = Vec::new();
     let limit = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    // Each scenario runs in its own task, so a panic in one (a harness bug) costs that
+    // scenario, reported as failed, and not the run or its reports.
+    let mut by_task = std::collections::HashMap::new();
     for (index, scenario) in shared {
         let (settings, cancel, limit, on_done) = (
             Arc::clone(&settings),
@@ -152,22 +181,37 @@ pub async fn run(
             Arc::clone(&limit),
             Arc::clone(&on_done),
         );
-        tasks.spawn(async move {
+        let shown = scenario.clone();
+        let task = tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("never closed");
             let report = run_one(&scenario, &settings, &cancel).await;
             on_done(&report);
             (index, report)
         });
+        by_task.insert(task.id(), (index, shown));
     }
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(result) => results.push(result),
-            Err(err) => tracing::error!("scenario task failed: {err}"),
+            Err(err) => {
+                if let Some((index, scenario)) = by_task.remove(&err.id()) {
+                    let report = scenario::crashed(&scenario, &err.to_string());
+                    on_done(&report);
+                    results.push((index, report));
+                }
+            }
         }
     }
     // Exclusive scenarios (rate limiting) would disturb others: one at a time, last.
     for (index, scenario) in exclusive {
-        let report = run_one(&scenario, &settings, &cancel).await;
+        let (task_settings, task_cancel) = (Arc::clone(&settings), cancel.clone());
+        let shown = scenario.clone();
+        let task =
+            tokio::spawn(async move { run_one(&scenario, &task_settings, &task_cancel).await });
+        let report = match task.await {
+            Ok(report) => report,
+            Err(err) => scenario::crashed(&shown, &err.to_string()),
+        };
         on_done(&report);
         results.push((index, report));
     }
@@ -182,5 +226,11 @@ pub async fn run(
         started_at,
         elapsed_s: started.elapsed().as_secs_f64(),
         scenarios,
+        plan_digest: settings.plan_digest.clone(),
+        worker: settings.worker.map(|w| WorkerTag {
+            index: w.index(),
+            workers: w.workers(),
+        }),
+        merged: None,
     }
 }

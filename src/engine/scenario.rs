@@ -125,12 +125,14 @@ pub async fn run(
         });
         return run.finish(started.elapsed());
     }
-    let deadline = tokio::time::Instant::now() + scenario.timeout;
+    // `sleep` saturates a timeout too large for an `Instant` (`now + timeout` panics).
+    let deadline = tokio::time::sleep(scenario.timeout);
+    tokio::pin!(deadline);
     for (index, step) in scenario.steps.iter().enumerate() {
         let number = index + 1;
         let verdict = tokio::select! {
             verdict = run.step(number, step) => verdict,
-            () = tokio::time::sleep_until(deadline) => StepVerdict {
+            () = &mut deadline => StepVerdict {
                 checks: vec![CheckResult {
                     name: step_name(number, step),
                     outcome: Outcome::Fail,
@@ -160,6 +162,46 @@ pub async fn run(
         }
     }
     run.finish(started.elapsed())
+}
+
+/// The report of a scenario that ran none of its steps, with the one check that says
+/// why: left to another worker (skipped, and not a failure even under `--strict`,
+/// since the run's verdict on it is that worker's), a harness crash, an unreachable
+/// target.
+pub fn not_run(scenario: &Scenario, check: CheckResult) -> ScenarioReport {
+    ScenarioReport {
+        name: scenario.name.clone(),
+        id: scenario.id.clone(),
+        tags: scenario.tags.clone(),
+        description: scenario.description.clone(),
+        passed: check.outcome != Outcome::Fail,
+        skipped: check.outcome == Outcome::Skipped,
+        checks: vec![check],
+        requests: 0,
+        errors: 0,
+        rate_limit_retries: 0,
+        rps: 0.0,
+        elapsed_s: 0.0,
+        latency_us: Default::default(),
+        warnings: Vec::new(),
+        load: None,
+    }
+}
+
+/// A scenario whose task panicked: failed, with what is known.
+pub fn crashed(scenario: &Scenario, why: &str) -> ScenarioReport {
+    not_run(
+        scenario,
+        CheckResult {
+            name: "harness".into(),
+            outcome: Outcome::Fail,
+            message: format!(
+                "{}: the harness failed while running this scenario ({why}); this is a bug in keyclaim-harness",
+                scenario.name
+            ),
+            evidence: None,
+        },
+    )
 }
 
 fn step_name(number: usize, step: &Step) -> String {
@@ -405,7 +447,8 @@ impl Run<'_> {
                     .map(|should| unmet(should, answer, ttl))
                     .unwrap_or_default(),
             ),
-            Err(err) => (vec![format!("an HTTP answer ({err})")], Vec::new()),
+            // `got ...` in the message already says what came instead.
+            Err(_) => (vec!["an HTTP answer".to_owned()], Vec::new()),
         }
     }
 
@@ -685,6 +728,12 @@ impl Run<'_> {
         let client = &self.settings.client;
         let issued = AtomicU32::new(0);
         let stop = AtomicBool::new(false);
+        // A target that stopped answering would cost every remaining request its
+        // timeout: a round of unanswered requests in a row (as many as are in flight)
+        // ends the burst.
+        let give_up_after = burst.concurrency.max(1);
+        let unanswered = AtomicU32::new(0);
+        let gave_up = AtomicBool::new(false);
         let worker = || async {
             let mut tally = BurstTally::default();
             while !stop.load(Ordering::Relaxed) && issued.fetch_add(1, Ordering::Relaxed) < max {
@@ -705,6 +754,12 @@ impl Run<'_> {
                 let exchange = client.post_json(path, &body, None).await;
                 let limited = exchange.answer().is_some_and(Answer::is_rate_limited);
                 if limited {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                if exchange.result.is_ok() {
+                    unanswered.store(0, Ordering::Relaxed);
+                } else if unanswered.fetch_add(1, Ordering::Relaxed) + 1 >= give_up_after {
+                    gave_up.store(true, Ordering::Relaxed);
                     stop.store(true, Ordering::Relaxed);
                 }
                 tally.add(exchange, limited, burst.key.is_configured());
@@ -729,8 +784,13 @@ impl Run<'_> {
                 self.judge(number, step, Some(&limited), must, should)
             }
             None if step.expect.rate_limited => {
+                let stopped = if gave_up.load(Ordering::Relaxed) {
+                    format!("; stopped after {give_up_after} in a row got no answer")
+                } else {
+                    String::new()
+                };
                 let problem = format!(
-                    "a rate_limited answer within {} requests (got {summary})",
+                    "a rate_limited answer within {} requests (got {summary}{stopped})",
                     total.counters.requests
                 );
                 self.judge(number, step, total.last.as_ref(), vec![problem], Vec::new())

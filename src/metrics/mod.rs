@@ -43,6 +43,23 @@ impl Latency {
             .expect("histograms share bounds");
     }
 
+    /// A distribution from its [`codec`] text, e.g. a worker's report, in the same
+    /// bucket layout as recorded ones so that merging stays exact.
+    pub fn decode(text: &str) -> Result<Latency, codec::CodecError> {
+        let decoded = codec::decode(text)?;
+        let mut latency = Latency::default();
+        latency
+            .histogram
+            .add(&decoded)
+            .map_err(|err| codec::CodecError::Decode(format!("{err:?}")))?;
+        Ok(latency)
+    }
+
+    /// The [`codec`] text of this distribution.
+    pub fn encode(&self) -> Result<String, codec::CodecError> {
+        codec::encode(&self.histogram)
+    }
+
     pub fn count(&self) -> u64 {
         self.histogram.len()
     }

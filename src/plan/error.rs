@@ -202,13 +202,16 @@ impl<'a> Source<'a> {
         let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
         let line = text[..line_start].matches('\n').count() + 1;
+        // The excerpt leaves out the `\r` of a CRLF (and any before it). An error placed
+        // on them (toml puts "unterminated string" at the newline) points just past the
+        // text shown instead, so the column never names a place the user cannot see.
+        let source_line = text[line_start..line_end].trim_end_matches('\r');
+        let shown_end = line_start + source_line.len();
+        let start = start.min(shown_end);
         let column = text[line_start..start].chars().count() + 1;
-        let source_line = text[line_start..line_end]
-            .trim_end_matches('\r')
-            .to_string();
-        let end = floor_char_boundary(text, span.end.clamp(start, line_end));
+        let end = floor_char_boundary(text, span.end.clamp(start, shown_end));
         let width = text[start..end].chars().count().max(1);
-        (line, column, source_line, width)
+        (line, column, source_line.to_string(), width)
     }
 }
 

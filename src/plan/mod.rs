@@ -42,6 +42,12 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<Plan>, PlanError> {
         .collect()
 }
 
+/// Parses one threshold as a plan's `thresholds` list writes it (`p99 < 50ms`); the
+/// error says why and how to fix it. `merge` uses it to judge merged figures.
+pub fn parse_threshold(text: &str) -> Result<model::Threshold, String> {
+    load::threshold(text).map_err(|bad| format!("threshold `{text}`: {}; {}", bad.why, bad.help))
+}
+
 fn load_into(path: &Path, text: &str, seen: &mut Seen) -> Result<Plan, PlanError> {
     let source = Source::new(path, text);
     let raw = raw::parse(&source)?;

@@ -342,10 +342,14 @@ fn verdict_line(out: &mut String, report: &RunReport, paint: Paint) {
     }
     let line = format!(
         "{total} scenario{}: {passed} passed, {failed} failed, {skipped} skipped \
-         (checks: {pass} pass, {fail} fail, {non_strict} non-strict, {skip} skipped) in {:.1}s{}",
+         (checks: {pass} pass, {fail} fail, {non_strict} non-strict, {skip} skipped) in {:.1}s{}{}",
         if total == 1 { "" } else { "s" },
         report.elapsed_s,
         if report.strict { " [strict]" } else { "" },
+        report
+            .scope()
+            .map(|scope| format!(" [{scope}]"))
+            .unwrap_or_default(),
     );
     let color = if report.passed { GREEN } else { RED };
     let _ = writeln!(out, "{}", paint.style(color, &line));
@@ -431,6 +435,9 @@ mod tests {
             target: "embedded".into(),
             started_at: "2026-01-01T00:00:00Z".into(),
             elapsed_s: 3.21,
+            plan_digest: String::new(),
+            worker: None,
+            merged: None,
             scenarios: vec![
                 scenario(
                     "ok",
@@ -515,6 +522,8 @@ mod tests {
                 step("2 validate\x1b[2J", 19_974, 12, 1_300),
             ],
             histogram: String::new(),
+            start_unix_ms: 0,
+            thresholds: Vec::new(),
             intervals: vec![],
         });
         let text = render_summary(&report, false);

@@ -90,7 +90,7 @@ pub(crate) fn write_files(
     dir: &Path,
     redactor: &Redactor,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    let start = humantime::parse_rfc3339(&report.started_at).ok();
+    let run_start = humantime::parse_rfc3339(&report.started_at).ok();
     let mut paths = Vec::new();
     for (scenario, stem) in report.scenarios.iter().zip(file_stems(report)) {
         let (Some(load), Some(stem)) = (&scenario.load, stem) else {
@@ -116,6 +116,11 @@ pub(crate) fn write_files(
                 load.executor
             ))
             .replace(['\n', '\r'], " ");
+        // Each scenario's intervals count from its own load start (reports from before
+        // that was recorded fall back to the run's start).
+        let start = (load.start_unix_ms > 0)
+            .then(|| SystemTime::UNIX_EPOCH + Duration::from_millis(load.start_unix_ms))
+            .or(run_start);
         let log = interval_log(load, start, &comment).map_err(histogram_error)?;
         let hlog = dir.join(format!("{stem}.{HLOG_EXTENSION}"));
         std::fs::write(&hlog, log).map_err(|source| ReportError::Write {
@@ -577,6 +582,8 @@ mod tests {
             failed_requests: 0,
             steps: vec![],
             histogram: codec::encode(&histogram()).unwrap(),
+            start_unix_ms: 0,
+            thresholds: Vec::new(),
             intervals,
         }
     }

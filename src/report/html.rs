@@ -128,6 +128,9 @@ fn run_header(page: &mut String, report: &RunReport) {
     page.push_str("<dl class=\"meta\">\n");
     meta_row(page, "Plans", &report.plans.join(", "));
     meta_row(page, "Target", &report.target);
+    if let Some(scope) = report.scope() {
+        meta_row(page, "Workers", &scope);
+    }
     meta_row(page, "Started", &report.started_at);
     meta_row(page, "Elapsed", &format!("{:.1} s", report.elapsed_s));
     meta_row(
@@ -501,6 +504,8 @@ mod tests {
                 failed_requests: 0,
                 steps: vec![],
                 histogram,
+                start_unix_ms: 0,
+                thresholds: Vec::new(),
                 intervals: vec![],
             }),
         };
@@ -512,6 +517,9 @@ mod tests {
             target: "embedded".into(),
             started_at: "2026-01-01T00:00:00Z".into(),
             elapsed_s: 0.0,
+            plan_digest: String::new(),
+            worker: None,
+            merged: None,
             scenarios: vec![scenario],
         }
     }

@@ -36,6 +36,9 @@ pub fn render(report: &RunReport, redactor: &Redactor) -> Result<String, Seriali
         Property::new("strict", report.strict.to_string()),
         Property::new("interrupted", report.interrupted.to_string()),
     ]);
+    if let Some(scope) = report.scope() {
+        suite.add_property(Property::new("workers", scope));
+    }
     if report.interrupted {
         suite.set_system_err("run interrupted: results are partial");
     }
@@ -229,6 +232,9 @@ mod tests {
             target: "http://127.0.0.1:1".into(),
             started_at: "2026-01-01T00:00:00Z".into(),
             elapsed_s: 4.0,
+            plan_digest: String::new(),
+            worker: None,
+            merged: None,
             scenarios: vec![
                 scenario(
                     "a",

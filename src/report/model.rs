@@ -120,6 +120,13 @@ pub struct LoadFigures {
     pub histogram: String,
     /// One entry per second of the run.
     pub intervals: Vec<IntervalFigures>,
+    /// When the load started, in milliseconds since the Unix epoch: the `.hlog`'s
+    /// start time, and what `merge` lines workers' intervals up by.
+    #[serde(default)]
+    pub start_unix_ms: u64,
+    /// The plan's thresholds as written, so `merge` can judge the merged figures.
+    #[serde(default)]
+    pub thresholds: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,9 +167,64 @@ pub struct RunReport {
     pub started_at: String,
     pub elapsed_s: f64,
     pub scenarios: Vec<ScenarioReport>,
+    /// SHA-256 of the selected scenarios as run (plan, selection and overrides), so
+    /// `merge` can refuse reports of different runs.
+    #[serde(default)]
+    pub plan_digest: String,
+    /// Set when this process drove one worker's share (`--worker-index/--workers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerTag>,
+    /// Set on a report `merge` made: which workers it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<MergedFrom>,
+}
+
+/// Which share of a scaled-out run a report holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerTag {
+    /// 0-based.
+    pub index: u32,
+    pub workers: u32,
+}
+
+/// The workers a merged report was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedFrom {
+    pub workers: u32,
+    /// Worker indexes merged, ascending.
+    pub indexes: Vec<u32>,
+    /// Worker indexes with no report (merged with `--allow-missing`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<u32>,
 }
 
 impl RunReport {
+    /// Which part of a scaled-out run this report covers, for people: "worker 1 of 3",
+    /// "merged from workers 0, 1, 2 of 3"; `None` for a run in one process.
+    pub fn scope(&self) -> Option<String> {
+        if let Some(worker) = self.worker {
+            return Some(format!("worker {} of {}", worker.index, worker.workers));
+        }
+        let merged = self.merged.as_ref()?;
+        let list = |indexes: &[u32]| {
+            indexes
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let missing = if merged.missing.is_empty() {
+            String::new()
+        } else {
+            format!("; missing {}", list(&merged.missing))
+        };
+        Some(format!(
+            "merged from workers {} of {}{missing}",
+            list(&merged.indexes),
+            merged.workers
+        ))
+    }
+
     /// Counts of check outcomes: (pass, fail, non-strict, skipped).
     pub fn outcome_counts(&self) -> (usize, usize, usize, usize) {
         let mut counts = (0, 0, 0, 0);

@@ -2,9 +2,18 @@
 //! also run with deliberate faults (`faults`) and injected stalls (`PauseSchedule`).
 //!
 //! [`run`] takes its listener and a shutdown future, so tests bind port 0 and stop it
-//! cleanly; [`spawn`] does that in the background for in-process use.
+//! cleanly; [`spawn`] does that in the background for in-process use. [`Server`] is the
+//! built app; [`Server::serve_connection`] speaks HTTP/1.1 on any byte stream, so the
+//! fuzzer and tests drive the real connection handling without TCP.
+//!
+//! Every connection is bounded (SPEC.md §9): a semaphore caps how many are served at
+//! once, request heads have a size cap and a deadline (which also closes idle
+//! keep-alive connections), bodies have a size cap and a deadline, and an answer the
+//! client will not read drops the connection after a deadline.
 
 pub mod faults;
+mod idle;
+mod io;
 pub mod keys;
 mod routes;
 pub mod store;
@@ -19,8 +28,13 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::protocol::{CREATE_PATH, VALIDATE_PATH};
@@ -35,6 +49,21 @@ pub const DEFAULT_MAX_OUTSTANDING: u64 = 100_000;
 /// How long used and expired challenges are remembered after their expiry.
 pub const DEFAULT_RETAIN_EXPIRED: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Connections served at once; more wait in the kernel's accept backlog. Far above a
+/// load generator's pool (the nginx comparison uses 50), far below memory trouble:
+/// each connection holds at most a header buffer and a body under their caps.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Largest request head (request line and headers); larger gets 431.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long a connection may go without starting a request (a slow head, or idle
+/// between keep-alive requests) before it is closed; see `idle`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request body may take to arrive after its head.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an answer may sit unwritten because the client stopped reading.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// hyper refuses a read buffer below this (its `MINIMUM_MAX_BUFFER_SIZE`).
+const MIN_READ_BUFFER: usize = 8 * 1024;
 
 /// Everything a server needs, resolved from the command line or a test.
 #[derive(Debug, Clone)]
@@ -49,6 +78,20 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Which RSA implementation encrypts challenges.
     pub rsa_backend: crate::crypto::RsaBackend,
+    /// Connections served at once: each holds buffers and a task, so the count is
+    /// what bounds the server's memory against many clients.
+    pub max_connections: usize,
+    /// Cap on a request head, so one client cannot make the server buffer headers
+    /// without end.
+    pub max_header_bytes: usize,
+    /// Deadline for starting a request (a head, or the next one on a keep-alive
+    /// connection), against clients that send headers byte by byte (slowloris).
+    pub header_timeout: Duration,
+    /// Deadline for a request body after its head, against clients that stall
+    /// mid-body while holding a connection.
+    pub body_timeout: Duration,
+    /// Deadline for writing an answer, against clients that stop reading.
+    pub send_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -62,6 +105,11 @@ impl ServerConfig {
             retain_expired: DEFAULT_RETAIN_EXPIRED,
             body_limit: DEFAULT_BODY_LIMIT,
             rsa_backend: crate::crypto::RsaBackend::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 }
@@ -90,6 +138,7 @@ pub(crate) struct AppState {
     store: ChallengeStore,
     faults: FaultSet,
     body_limit: usize,
+    body_timeout: Duration,
     max_outstanding: u64,
 }
 
@@ -106,31 +155,96 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// The axum app for `config`, and its state (for the sweeper).
-fn build(config: &ServerConfig) -> Result<(Router, Arc<AppState>), ServerError> {
-    let state = Arc::new(AppState {
-        keys: KeyRegistry::new(&config.keys, config.rate_limit, config.rsa_backend)?,
-        store: ChallengeStore::new(config.max_outstanding, config.retain_expired),
-        faults: config.faults.clone(),
-        body_limit: config.body_limit,
-        max_outstanding: config.max_outstanding,
-    });
-    let mut router = Router::new()
-        .route(CREATE_PATH, post(routes::create))
-        .route(VALIDATE_PATH, post(routes::validate))
-        .route("/healthz", get(routes::health))
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .with_state(Arc::clone(&state));
-    if let Some(schedule) = config.pause {
-        let started = Instant::now();
-        router = router.layer(middleware::from_fn_with_state(
-            (schedule, started),
-            pause_layer,
-        ));
-    }
-    Ok((router, state))
+/// A built server: routes, state and connection settings, ready to serve connections.
+/// Cloning it is cheap (reference counts), for handing to connection tasks.
+#[derive(Clone)]
+pub struct Server {
+    service: TowerToHyperService<Router>,
+    state: Arc<AppState>,
+    http: http1::Builder,
+    header_timeout: Duration,
+    send_timeout: Duration,
+    max_connections: usize,
 }
+
+impl Server {
+    /// Builds the app for `config`; bad keys fail here.
+    pub fn new(config: &ServerConfig) -> Result<Self, ServerError> {
+        let state = Arc::new(AppState {
+            keys: KeyRegistry::new(&config.keys, config.rate_limit, config.rsa_backend)?,
+            store: ChallengeStore::new(config.max_outstanding, config.retain_expired),
+            faults: config.faults.clone(),
+            body_limit: config.body_limit,
+            body_timeout: config.body_timeout,
+            max_outstanding: config.max_outstanding,
+        });
+        let mut router = Router::new()
+            .route(CREATE_PATH, post(routes::create))
+            .route(VALIDATE_PATH, post(routes::validate))
+            .route("/healthz", get(routes::health))
+            .fallback(routes::not_found)
+            .method_not_allowed_fallback(routes::method_not_allowed)
+            .with_state(Arc::clone(&state));
+        if let Some(schedule) = config.pause {
+            let started = Instant::now();
+            router = router.layer(middleware::from_fn_with_state(
+                (schedule, started),
+                pause_layer,
+            ));
+        }
+        let mut http = http1::Builder::new();
+        http.keep_alive(true)
+            // A client may shut down its sending side once its requests are out
+            // (`nc -N`, some HTTP/1.0 tools): answer what it sent rather than dropping
+            // requests that were already read.
+            .half_close(true)
+            // `idle::close_when_idle` does this for a fraction of the cost.
+            .header_read_timeout(None::<Duration>)
+            // Over the cap hyper answers 431 and closes.
+            .max_header_size(config.max_header_bytes)
+            // The read buffer never needs more than one head: body bytes are handed
+            // on as they arrive. This bounds per-connection memory (default ~400 KB).
+            .max_buf_size(config.max_header_bytes.max(MIN_READ_BUFFER));
+        Ok(Self {
+            service: TowerToHyperService::new(router),
+            state,
+            http,
+            header_timeout: config.header_timeout,
+            send_timeout: config.send_timeout,
+            max_connections: config.max_connections.max(1),
+        })
+    }
+
+    /// Serves HTTP/1.1 on one connection until the client closes it, a deadline or a
+    /// cap ends it, or the input is not HTTP. Errors are the client's and end only this
+    /// connection, so they are not returned.
+    pub async fn serve_connection<I>(&self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.drive(io, std::convert::identity).await;
+    }
+
+    /// Serves `io` until it ends or its header deadline closes it; `watch` wraps the
+    /// hyper connection (for graceful shutdown).
+    async fn drive<I, W, F>(&self, io: I, watch: W)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        W: FnOnce(Connection<I>) -> F,
+        F: Future<Output = Result<(), hyper::Error>>,
+    {
+        let (service, activity) = idle::Counted::new(self.service.clone());
+        let io = TokioIo::new(io::SendDeadline::new(io, self.send_timeout));
+        let connection = watch(self.http.serve_connection(io, service));
+        match idle::close_when_idle(connection, &activity, self.header_timeout).await {
+            Some(Err(err)) => tracing::trace!("connection ended: {err}"),
+            Some(Ok(())) => {}
+            None => tracing::trace!("connection closed: no request within the header timeout"),
+        }
+    }
+}
+
+type Connection<I> = http1::Connection<TokioIo<io::SendDeadline<I>>, idle::Counted>;
 
 async fn pause_layer(
     State((schedule, started)): State<(PauseSchedule, Instant)>,
@@ -150,14 +264,15 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    serve_built(listener, build(&config)?, shutdown).await
+    serve_built(listener, Server::new(&config)?, shutdown).await
 }
 
 async fn serve_built(
     listener: TcpListener,
-    (router, state): (Router, Arc<AppState>),
+    server: Server,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let state = Arc::clone(&server.state);
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         loop {
@@ -170,15 +285,61 @@ async fn serve_built(
                 .ok();
         }
     });
-    // No Nagle delay: every answer is one small write the client is waiting for.
-    let listener = listener.tap_io(|tcp| {
+    // A permit per connection, taken before accept: over the limit, new connections
+    // wait in the kernel's backlog (connect succeeds, the answer waits) rather than
+    // being accepted and dropped, so a burst slows down instead of failing.
+    let slots = Arc::new(Semaphore::new(server.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = Arc::clone(&slots).acquire_owned() => {
+                permit.expect("the semaphore is never closed")
+            }
+        };
+        let tcp = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(err) => {
+                    accept_failed(err).await;
+                    continue;
+                }
+            },
+        };
+        // No Nagle delay: every answer is one small write the client is waiting for.
         tcp.set_nodelay(true).ok();
-    });
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let server = server.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            server
+                .drive(tcp, |connection| watcher.watch(connection))
+                .await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // In-flight requests finish; idle connections close at once. Every wait a
+    // connection can be in has a deadline, so this ends.
+    graceful.shutdown().await;
     sweeper.abort();
-    served.map_err(ServerError::Io)
+    Ok(())
+}
+
+/// Per-connection accept errors (the peer gave up) are skipped; others, such as
+/// running out of file descriptors, pause accepting briefly instead of spinning or
+/// ending the server, as hyper and axum do.
+async fn accept_failed(err: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!("accept failed: {err}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// A server running in the background of this process.
@@ -214,7 +375,7 @@ impl Drop for RunningServer {
 /// Binds `addr` (port 0 picks one) and serves in the background.
 pub async fn spawn(addr: &str, config: ServerConfig) -> Result<RunningServer, ServerError> {
     // Build first so bad keys fail here, not inside the background task.
-    let built = build(&config)?;
+    let server = Server::new(&config)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -223,7 +384,7 @@ pub async fn spawn(addr: &str, config: ServerConfig) -> Result<RunningServer, Se
         })?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve_built(listener, built, async {
+    let task = tokio::spawn(serve_built(listener, server, async {
         stopped.await.ok();
     }));
     Ok(RunningServer {

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Json;
@@ -80,10 +81,29 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Reads the body up to the server's limit and parses it as a JSON object.
+/// Reads the body up to the server's size limit and deadline, and parses it as a JSON
+/// object.
 async fn parse_body<T: DeserializeOwned>(app: &AppState, body: Body) -> Result<T, ApiError> {
-    let body = axum::body::to_bytes(body, app.body_limit)
-        .await
+    let mut read = std::pin::pin!(axum::body::to_bytes(body, app.body_limit));
+    // Nearly every body is in by the time its handler runs: one poll reads it, and
+    // only a body still on its way pays for a deadline timer.
+    let read = match futures::poll!(read.as_mut()) {
+        Poll::Ready(read) => Ok(read),
+        Poll::Pending => tokio::time::timeout(app.body_timeout, read).await,
+    };
+    let body = read
+        .map_err(|_| {
+            // hyper closes the connection after this answer: the rest of the body
+            // never came, so the next request's start is unknown.
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::BadRequest,
+                format!(
+                    "the request body did not arrive within {}",
+                    humantime::format_duration(app.body_timeout)
+                ),
+            )
+        })?
         .map_err(|err| {
             let too_large = std::error::Error::source(&err)
                 .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());

@@ -1,6 +1,10 @@
 //! Shared helpers for integration tests: start the reference server on port 0 and
-//! talk KeyClaim to it over real HTTP.
+//! talk KeyClaim to it over real HTTP; run the binary under a deadline (`binary`); a
+//! loopback target that misbehaves on purpose (`hostile`).
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod binary;
+pub mod hostile;
 
 use keyclaim_harness::crypto::hmac_response;
 use keyclaim_harness::protocol::{CREATE_PATH, VALIDATE_PATH};

@@ -5,12 +5,12 @@
 mod aggregate;
 mod flow;
 mod schedule;
-mod thresholds;
+pub(crate) mod thresholds;
 mod transport;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +48,16 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> ScenarioReport {
     let started = Instant::now();
+    // A worker of several drives its share; the thresholds are judged on the merge.
+    let worker = settings.worker.filter(|w| w.workers() > 1);
+    let share;
+    let spec = match worker {
+        Some(worker) => {
+            share = worker.split(spec);
+            &share
+        }
+        None => spec,
+    };
     let failure = |message: String| {
         report(
             scenario,
@@ -72,6 +82,9 @@ pub async fn run(
     let timeout = settings.request_timeout;
     let (samples, receiver) = mpsc::channel::<Vec<Sample>>(SAMPLE_QUEUE);
     let load_start = Instant::now();
+    let start_unix_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
     let on_tick = Arc::clone(&settings.load_progress);
     let name = scenario.name.clone();
     let aggregator = tokio::spawn(aggregate(receiver, flow.steps(), load_start, move |tick| {
@@ -80,13 +93,17 @@ pub async fn run(
     let progress = Arc::new(Progress::default());
     let stop = cancel.child_token();
     let schedule = match &spec.executor {
-        Executor::Open { rate, .. } => Some(ArrivalSchedule::new(rate)),
+        Executor::Open { rate, .. } => Some(ArrivalSchedule::with_phase(
+            rate,
+            worker.map_or(1.0, |w| w.arrival_phase()),
+        )),
         Executor::Closed { .. } => None,
     };
     let duration = spec
         .duration
         .or_else(|| schedule.as_ref().and_then(ArrivalSchedule::length));
-    let deadline = duration.map(|d| load_start + d);
+    // Durations too large for the clock (`--duration 1000000000y`) mean no deadline.
+    let deadline = duration.and_then(|d| load_start.checked_add(d));
 
     let mut users = tokio::task::JoinSet::new();
     match &spec.executor {
@@ -152,7 +169,7 @@ pub async fn run(
 
     // Stop starting iterations at the deadline (or Ctrl-C); give what is in flight one
     // request timeout to finish, then abandon it and count it.
-    let grace = timeout + Duration::from_secs(1);
+    let grace = timeout.saturating_add(Duration::from_secs(1));
     let stopper = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -169,7 +186,9 @@ pub async fn run(
         })
     };
     let drained = tokio::time::timeout_at(
-        (deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400)) + grace)
+        deadline
+            .and_then(|d| d.checked_add(grace))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400))
             .into(),
         async { while users.join_next().await.is_some() {} },
     );
@@ -218,6 +237,8 @@ pub async fn run(
         steps,
         histogram: codec::encode(totals.latency.histogram()).unwrap_or_default(),
         intervals: totals.intervals,
+        start_unix_ms,
+        thresholds: spec.thresholds.iter().map(|t| t.source.clone()).collect(),
     };
     let measured = thresholds::Measured {
         latency: &totals.latency,
@@ -227,7 +248,10 @@ pub async fn run(
         dropped,
         scheduled: iterations + dropped,
     };
-    let mut checks = thresholds::evaluate(&spec.thresholds, &measured);
+    let mut checks = match worker {
+        None => thresholds::evaluate(&spec.thresholds, &measured),
+        Some(worker) => thresholds::left_to_merge(&spec.thresholds, worker),
+    };
     if cancel.is_cancelled() {
         checks.push(CheckResult {
             name: "interrupted".into(),

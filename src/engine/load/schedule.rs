@@ -10,6 +10,9 @@ use crate::plan::model::RateSchedule;
 pub struct ArrivalSchedule {
     /// (stage start offset s, start rate, end rate, stage length s, arrivals before it)
     pieces: Vec<Piece>,
+    /// Arrival n is due when the rate's integral reaches n + phase: 1 for a whole run,
+    /// (index + 1) / N for a worker's share (see `WorkerSlice::arrival_phase`).
+    phase: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -22,17 +25,21 @@ struct Piece {
 }
 
 impl ArrivalSchedule {
+    #[cfg(test)]
     pub fn new(schedule: &RateSchedule) -> Self {
-        match schedule {
-            RateSchedule::Constant(rate) => Self {
-                pieces: vec![Piece {
-                    start_s: 0.0,
-                    from: *rate,
-                    to: *rate,
-                    length_s: f64::INFINITY,
-                    arrivals_before: 0.0,
-                }],
-            },
+        Self::with_phase(schedule, 1.0)
+    }
+
+    /// The schedule of a worker whose arrivals interleave with the other workers'.
+    pub fn with_phase(schedule: &RateSchedule, phase: f64) -> Self {
+        let pieces = match schedule {
+            RateSchedule::Constant(rate) => vec![Piece {
+                start_s: 0.0,
+                from: *rate,
+                to: *rate,
+                length_s: f64::INFINITY,
+                arrivals_before: 0.0,
+            }],
             RateSchedule::Ramping { start, stages } => {
                 let mut pieces = Vec::with_capacity(stages.len());
                 let (mut at, mut from, mut before) = (0.0, *start, 0.0);
@@ -49,16 +56,18 @@ impl ArrivalSchedule {
                     at += length;
                     from = stage.target;
                 }
-                Self { pieces }
+                pieces
             }
-        }
+        };
+        Self { pieces, phase }
     }
 
     /// When arrival number `n` (0-based) is due, or `None` when the schedule ends first.
     pub fn due(&self, n: u64) -> Option<Duration> {
-        // Arrival n is due when the integral of the rate reaches n + 1: the first one
-        // after one full period, as a steady 1000/s source sends its first at 1 ms.
-        let target = n as f64 + 1.0;
+        // Arrival n is due when the integral of the rate reaches n + 1 (n + phase
+        // for a worker's share): the first one after one full period, as a steady 1000/s
+        // source sends its first at 1 ms.
+        let target = n as f64 + self.phase;
         for piece in &self.pieces {
             let within = target - piece.arrivals_before;
             let in_piece = (piece.from + piece.to) / 2.0 * piece.length_s;
@@ -166,5 +175,64 @@ mod tests {
             }],
         });
         assert_eq!(schedule.due(0), None);
+    }
+
+    /// N workers' schedules (rates divided by N, phased) interleave into exactly the
+    /// single-process schedule: the same arrival times, none twice, none missing.
+    #[test]
+    fn worker_schedules_interleave_into_the_whole() {
+        use crate::scale_out::WorkerSlice;
+        let ramp = RateSchedule::Ramping {
+            start: 10.0,
+            stages: vec![
+                Stage {
+                    duration: Duration::from_secs(2),
+                    target: 700.0,
+                },
+                Stage {
+                    duration: Duration::from_secs(1),
+                    target: 300.0,
+                },
+            ],
+        };
+        // Between arrivals, so float rounding cannot put one on either side.
+        const CUTOFF: Duration = Duration::from_micros(2_999_500);
+        for (whole, workers) in [(RateSchedule::Constant(1000.0), 3), (ramp, 4)] {
+            let single = ArrivalSchedule::new(&whole);
+            let expected: Vec<Duration> = (0..)
+                .map_while(|n| single.due(n))
+                .take_while(|t| *t < CUTOFF)
+                .collect();
+            let mut merged: Vec<Duration> = Vec::new();
+            for index in 0..workers {
+                let worker = WorkerSlice::new(index, workers).unwrap();
+                let spec = crate::plan::model::LoadSpec {
+                    executor: crate::plan::model::Executor::Open {
+                        rate: whole.clone(),
+                        max_in_flight: 1,
+                    },
+                    duration: None,
+                    iterations: None,
+                    think_time: Duration::ZERO,
+                    thresholds: Vec::new(),
+                };
+                let crate::plan::model::Executor::Open { rate, .. } = worker.split(&spec).executor
+                else {
+                    unreachable!("an open spec splits into an open spec")
+                };
+                let schedule = ArrivalSchedule::with_phase(&rate, worker.arrival_phase());
+                merged.extend(
+                    (0..)
+                        .map_while(|n| schedule.due(n))
+                        .take_while(|t| *t < CUTOFF),
+                );
+            }
+            merged.sort();
+            assert_eq!(merged.len(), expected.len(), "{workers} workers");
+            for (got, want) in merged.iter().zip(&expected) {
+                let gap = got.abs_diff(*want);
+                assert!(gap < Duration::from_micros(1), "{got:?} vs {want:?}");
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 use crate::metrics::Latency;
 use crate::plan::model::{Comparison, Metric, Threshold};
 use crate::report::model::{CheckResult, Outcome};
+use crate::scale_out::WorkerSlice;
 
 pub struct Measured<'a> {
     pub latency: &'a Latency,
@@ -73,6 +74,26 @@ pub fn evaluate(thresholds: &[Threshold], measured: &Measured<'_>) -> Vec<CheckR
                 },
                 evidence: None,
             }
+        })
+        .collect()
+}
+
+/// A worker's thresholds: skipped, because a worker holds only its share of the
+/// samples (its p99 is not the run's, its rps a fraction); `merge` judges them on the
+/// merged histograms and counts.
+pub fn left_to_merge(thresholds: &[Threshold], worker: WorkerSlice) -> Vec<CheckResult> {
+    thresholds
+        .iter()
+        .map(|threshold| CheckResult {
+            name: threshold.source.clone(),
+            outcome: Outcome::Skipped,
+            message: format!(
+                "{}: judged on the merged report (worker {} of {}; run `keyclaim-harness merge`)",
+                threshold.source,
+                worker.index(),
+                worker.workers()
+            ),
+            evidence: None,
         })
         .collect()
 }

@@ -1,0 +1,525 @@
+//! `merge`: the reports of a scaled-out run's workers into the report one process would
+//! have written. Histograms are added bucket by bucket (HdrHistograms of one layout merge
+//! without loss), counts are summed, rates are taken over the window the workers
+//! covered together, and thresholds are judged again on the merged figures. Percentiles
+//! are never averaged: a merged p99 is the p99 of every sample.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::engine::load::thresholds::{self, Measured};
+use crate::metrics::Latency;
+use crate::metrics::codec::CodecError;
+use crate::plan::parse_threshold;
+use crate::report::model::{
+    CheckResult, IntervalFigures, LoadFigures, MergedFrom, Outcome, RunReport, ScenarioReport,
+    StepFigures,
+};
+
+/// A worker interval whose start lies further than this from the merged timeline's
+/// whole seconds is put in the nearest second, with a warning.
+const ALIGNMENT_TOLERANCE_S: f64 = 0.1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: not a keyclaim-harness report ({source}); give merge the directories that `run --report-dir` wrote",
+        path.display()
+    )]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "{}: not a worker's report; run each worker with --workers N --worker-index I",
+        path.display()
+    )]
+    NotAWorker { path: PathBuf },
+    #[error(
+        "{} and {} are both worker {index}; give each worker its own --worker-index",
+        first.display(),
+        second.display()
+    )]
+    Overlap {
+        index: u32,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error(
+        "{} ran with --workers {first_workers} but {} with --workers {second_workers}; merge the workers of one run",
+        first.display(),
+        second.display()
+    )]
+    WorkerCount {
+        first: PathBuf,
+        first_workers: u32,
+        second: PathBuf,
+        second_workers: u32,
+    },
+    #[error(
+        "{} and {} come from different runs: {why}; merge only the workers of one run",
+        first.display(),
+        second.display()
+    )]
+    DifferentRuns {
+        first: PathBuf,
+        second: PathBuf,
+        why: String,
+    },
+    #[error("no report for worker(s) {} of {workers}; add their directories, or pass --allow-missing", list(.missing))]
+    Missing { missing: Vec<u32>, workers: u32 },
+    #[error("{}: scenario {scenario}: {source}", path.display())]
+    Histogram {
+        path: PathBuf,
+        scenario: String,
+        source: CodecError,
+    },
+}
+
+fn list(indexes: &[u32]) -> String {
+    indexes
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One worker's report and where it came from (for messages).
+pub struct WorkerReport {
+    pub path: PathBuf,
+    pub report: RunReport,
+}
+
+/// Reads `DIR/report.json` (or the file itself, when given one).
+pub fn read(dir: &Path) -> Result<WorkerReport, MergeError> {
+    let path = if dir.is_dir() {
+        dir.join(crate::report::JSON_FILE)
+    } else {
+        dir.to_owned()
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| MergeError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let report = serde_json::from_str(&text).map_err(|source| MergeError::Parse {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(WorkerReport { path, report })
+}
+
+/// Merges the workers' reports after checking they are the workers of one run, each
+/// once, and (unless `allow_missing`) all of them.
+pub fn merge(mut inputs: Vec<WorkerReport>, allow_missing: bool) -> Result<RunReport, MergeError> {
+    check_inputs(&mut inputs, allow_missing)?;
+    let first = &inputs[0];
+    let workers = first.report.worker.map_or(1, |w| w.workers);
+    let indexes: Vec<u32> = inputs
+        .iter()
+        .filter_map(|input| input.report.worker.map(|w| w.index))
+        .collect();
+    let missing: Vec<u32> = (0..workers).filter(|i| !indexes.contains(i)).collect();
+
+    let mut scenarios = Vec::with_capacity(first.report.scenarios.len());
+    for position in 0..first.report.scenarios.len() {
+        let shares: Vec<(&WorkerReport, &ScenarioReport)> = inputs
+            .iter()
+            .map(|input| (input, &input.report.scenarios[position]))
+            .collect();
+        let merged = if shares.iter().any(|(_, s)| s.load.is_some()) {
+            merge_load(&shares)?
+        } else {
+            merge_conformance(&shares, &missing)
+        };
+        scenarios.push(merged);
+    }
+
+    let (start, end) = inputs.iter().fold((None, None), |(start, end), input| {
+        let Ok(began) = humantime::parse_rfc3339(&input.report.started_at) else {
+            return (start, end);
+        };
+        let ended = began + Duration::from_secs_f64(input.report.elapsed_s.max(0.0));
+        (
+            Some(start.map_or(began, |s: SystemTime| s.min(began))),
+            Some(end.map_or(ended, |e: SystemTime| e.max(ended))),
+        )
+    });
+    let elapsed_s = match (start, end) {
+        (Some(start), Some(end)) => end.duration_since(start).unwrap_or_default().as_secs_f64(),
+        _ => inputs
+            .iter()
+            .map(|i| i.report.elapsed_s)
+            .fold(0.0, f64::max),
+    };
+    let mut targets: Vec<&str> = Vec::new();
+    for input in &inputs {
+        if !targets.contains(&input.report.target.as_str()) {
+            targets.push(&input.report.target);
+        }
+    }
+    Ok(RunReport {
+        passed: scenarios.iter().all(|s| s.passed),
+        interrupted: inputs.iter().any(|i| i.report.interrupted),
+        strict: inputs.iter().any(|i| i.report.strict),
+        plans: first.report.plans.clone(),
+        target: targets.join(", "),
+        started_at: start.map_or_else(
+            || first.report.started_at.clone(),
+            |s| humantime::format_rfc3339_seconds(s).to_string(),
+        ),
+        elapsed_s,
+        scenarios,
+        plan_digest: first.report.plan_digest.clone(),
+        worker: None,
+        merged: Some(MergedFrom {
+            workers,
+            indexes,
+            missing,
+        }),
+    })
+}
+
+/// Refuses what cannot be merged; sorts the inputs by worker index.
+fn check_inputs(inputs: &mut [WorkerReport], allow_missing: bool) -> Result<(), MergeError> {
+    for input in inputs.iter() {
+        if input.report.worker.is_none() {
+            return Err(MergeError::NotAWorker {
+                path: input.path.clone(),
+            });
+        }
+    }
+    inputs.sort_by_key(|input| input.report.worker.map(|w| w.index));
+    let Some(first) = inputs.first() else {
+        return Err(MergeError::Missing {
+            missing: Vec::new(),
+            workers: 0,
+        });
+    };
+    let workers = first.report.worker.map_or(1, |w| w.workers);
+    for pair in inputs.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let (tag_a, tag_b) = (a.report.worker.unwrap(), b.report.worker.unwrap());
+        if tag_a.index == tag_b.index {
+            return Err(MergeError::Overlap {
+                index: tag_a.index,
+                first: a.path.clone(),
+                second: b.path.clone(),
+            });
+        }
+    }
+    for other in &inputs[1..] {
+        let tag = other.report.worker.unwrap();
+        if tag.workers != workers {
+            return Err(MergeError::WorkerCount {
+                first: first.path.clone(),
+                first_workers: workers,
+                second: other.path.clone(),
+                second_workers: tag.workers,
+            });
+        }
+        let different = |why: String| MergeError::DifferentRuns {
+            first: first.path.clone(),
+            second: other.path.clone(),
+            why,
+        };
+        if other.report.plans != first.report.plans {
+            return Err(different(format!(
+                "plans {:?} vs {:?}",
+                first.report.plans, other.report.plans
+            )));
+        }
+        if other.report.plan_digest != first.report.plan_digest {
+            return Err(different(
+                "the plans' content, the selected scenarios or the overrides (--rate, --users, --duration...) differ".into(),
+            ));
+        }
+        let names = |r: &RunReport| {
+            r.scenarios
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>()
+        };
+        if names(&other.report) != names(&first.report) {
+            return Err(different("they hold different scenarios".into()));
+        }
+    }
+    let missing: Vec<u32> = (0..workers)
+        .filter(|i| {
+            !inputs
+                .iter()
+                .any(|input| input.report.worker.unwrap().index == *i)
+        })
+        .collect();
+    if let Some(out_of_range) = inputs
+        .iter()
+        .find(|input| input.report.worker.unwrap().index >= workers)
+    {
+        return Err(MergeError::DifferentRuns {
+            first: first.path.clone(),
+            second: out_of_range.path.clone(),
+            why: format!("worker index beyond --workers {workers}"),
+        });
+    }
+    if !missing.is_empty() && !allow_missing {
+        return Err(MergeError::Missing { missing, workers });
+    }
+    Ok(())
+}
+
+/// A conformance scenario ran on worker 0 only: its verdict is worker 0's.
+fn merge_conformance(
+    shares: &[(&WorkerReport, &ScenarioReport)],
+    missing: &[u32],
+) -> ScenarioReport {
+    let ran = shares
+        .iter()
+        .find(|(input, _)| input.report.worker.is_some_and(|w| w.index == 0));
+    match ran {
+        Some((_, report)) => (*report).clone(),
+        None => {
+            let mut report = shares[0].1.clone();
+            report.checks = vec![CheckResult {
+                name: "worker".into(),
+                outcome: Outcome::Skipped,
+                message: format!(
+                    "{}: worker 0, which runs conformance scenarios, has no report (missing: {})",
+                    report.name,
+                    list(missing)
+                ),
+                evidence: None,
+            }];
+            report.skipped = true;
+            report
+        }
+    }
+}
+
+/// One interval of the merged timeline while it is being summed.
+#[derive(Default)]
+struct IntervalSum {
+    duration_s: f64,
+    requests: u64,
+    failed: u64,
+    latency: Latency,
+}
+
+fn merge_load(shares: &[(&WorkerReport, &ScenarioReport)]) -> Result<ScenarioReport, MergeError> {
+    let first = shares[0].1;
+    let loads: Vec<(&WorkerReport, &LoadFigures)> = shares
+        .iter()
+        .filter_map(|(input, s)| s.load.as_ref().map(|load| (*input, load)))
+        .collect();
+    let decode = |input: &WorkerReport, text: &str| {
+        Latency::decode(text).map_err(|source| MergeError::Histogram {
+            path: input.path.clone(),
+            scenario: first.name.clone(),
+            source,
+        })
+    };
+
+    // The merged timeline starts with the earliest worker; each worker's intervals are
+    // placed by its own start's offset from it.
+    let base_ms = loads
+        .iter()
+        .map(|(_, l)| l.start_unix_ms)
+        .min()
+        .unwrap_or(0);
+    let window_s = loads
+        .iter()
+        .map(|(_, l)| (l.start_unix_ms - base_ms) as f64 / 1_000.0 + l.duration_s)
+        .fold(0.0, f64::max)
+        .max(1e-3);
+
+    let mut whole = Latency::default();
+    let mut steps: Vec<(String, u64, u64, Latency)> = Vec::new();
+    let mut intervals: BTreeMap<u64, IntervalSum> = BTreeMap::new();
+    let mut misaligned_ms: u64 = 0;
+    let mut status_counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut error_codes: BTreeMap<String, u64> = BTreeMap::new();
+    let sum = |f: fn(&LoadFigures) -> u64| loads.iter().map(|(_, l)| f(l)).sum::<u64>();
+    for (input, load) in &loads {
+        whole.merge(&decode(input, &load.histogram)?);
+        for (index, step) in load.steps.iter().enumerate() {
+            if steps.len() <= index {
+                steps.push((step.name.clone(), 0, 0, Latency::default()));
+            }
+            let merged = &mut steps[index];
+            merged.1 += step.requests;
+            merged.2 += step.failed;
+            merged.3.merge(&decode(input, &step.histogram)?);
+        }
+        let offset_s = (load.start_unix_ms - base_ms) as f64 / 1_000.0;
+        for interval in &load.intervals {
+            let at = offset_s + interval.start_s;
+            let slot = at.round().max(0.0);
+            misaligned_ms = misaligned_ms.max(((at - slot).abs() * 1_000.0) as u64);
+            let merged = intervals.entry(slot as u64).or_default();
+            merged.duration_s = merged.duration_s.max(interval.duration_s);
+            merged.requests += interval.requests;
+            merged.failed += interval.failed;
+            merged.latency.merge(&decode(input, &interval.histogram)?);
+        }
+        for (status, n) in &load.status_counts {
+            *status_counts.entry(status.clone()).or_default() += n;
+        }
+        for (code, n) in &load.error_codes {
+            *error_codes.entry(code.clone()).or_default() += n;
+        }
+    }
+
+    let requests: u64 = shares.iter().map(|(_, s)| s.requests).sum();
+    let failed = sum(|l| l.failed_requests);
+    let (iterations, dropped) = (sum(|l| l.iterations), sum(|l| l.dropped));
+    let thresholds_written: Vec<String> = loads
+        .first()
+        .map(|(_, l)| l.thresholds.clone())
+        .unwrap_or_default();
+    let mut checks: Vec<CheckResult> = Vec::new();
+    let mut parsed = Vec::new();
+    for text in &thresholds_written {
+        match parse_threshold(text) {
+            Ok(threshold) => parsed.push(threshold),
+            Err(why) => checks.push(CheckResult {
+                name: text.clone(),
+                outcome: Outcome::Fail,
+                message: format!("{}: cannot judge {why}", first.name),
+                evidence: None,
+            }),
+        }
+    }
+    checks.extend(thresholds::evaluate(
+        &parsed,
+        &Measured {
+            latency: &whole,
+            requests,
+            failed,
+            seconds: window_s,
+            dropped,
+            scheduled: iterations + dropped,
+        },
+    ));
+    // What a worker found besides its thresholds (a flow that did not compile, an
+    // interruption) stays, saying whose it was.
+    for (input, scenario) in shares {
+        let index = input.report.worker.map_or(0, |w| w.index);
+        for check in &scenario.checks {
+            if !thresholds_written.contains(&check.name) {
+                checks.push(CheckResult {
+                    name: format!("worker {index}: {}", check.name),
+                    message: format!("worker {index}: {}", check.message),
+                    ..check.clone()
+                });
+            }
+        }
+    }
+
+    let mut warnings: Vec<String> = Vec::new();
+    for (_, scenario) in shares {
+        for warning in &scenario.warnings {
+            if !warnings.contains(warning) {
+                warnings.push(warning.clone());
+            }
+        }
+    }
+    if misaligned_ms as f64 > ALIGNMENT_TOLERANCE_S * 1_000.0 {
+        warnings.push(format!(
+            "workers' timelines were up to {misaligned_ms} ms out of step; per-second figures are placed in the nearest second (start workers with --start-at to line them up). Whole-run figures are exact."
+        ));
+    }
+    let executors: Vec<&str> = loads.iter().map(|(_, l)| l.executor.as_str()).collect();
+    let executor = if executors.windows(2).all(|w| w[0] == w[1]) {
+        format!(
+            "{} workers × {}",
+            loads.len(),
+            executors.first().unwrap_or(&"")
+        )
+    } else {
+        executors.join(" + ")
+    };
+    let target_rate = loads
+        .iter()
+        .map(|(_, l)| l.target_rate)
+        .sum::<Option<f64>>();
+    let figures = LoadFigures {
+        model: loads
+            .first()
+            .map(|(_, l)| l.model.clone())
+            .unwrap_or_default(),
+        executor,
+        target_rate,
+        achieved_rate: iterations as f64 / window_s,
+        duration_s: window_s,
+        iterations,
+        dropped,
+        late: sum(|l| l.late),
+        in_flight_at_end: sum(|l| l.in_flight_at_end),
+        timeouts: sum(|l| l.timeouts),
+        connection_errors: sum(|l| l.connection_errors),
+        status_counts,
+        error_codes,
+        failed_requests: failed,
+        steps: steps
+            .into_iter()
+            .map(|(name, requests, failed, latency)| StepFigures {
+                name,
+                requests,
+                failed,
+                latency_us: latency.summary(),
+                histogram: latency.encode().unwrap_or_default(),
+            })
+            .collect(),
+        histogram: whole.encode().unwrap_or_default(),
+        intervals: fill_timeline(intervals),
+        start_unix_ms: base_ms,
+        thresholds: thresholds_written,
+    };
+    Ok(ScenarioReport {
+        name: first.name.clone(),
+        id: first.id.clone(),
+        tags: first.tags.clone(),
+        description: first.description.clone(),
+        passed: checks.iter().all(|c| c.outcome != Outcome::Fail),
+        skipped: !checks.is_empty() && checks.iter().all(|c| c.outcome == Outcome::Skipped),
+        checks,
+        requests,
+        errors: shares.iter().map(|(_, s)| s.errors).sum(),
+        rate_limit_retries: shares.iter().map(|(_, s)| s.rate_limit_retries).sum(),
+        rps: requests as f64 / window_s,
+        elapsed_s: shares.iter().map(|(_, s)| s.elapsed_s).fold(0.0, f64::max),
+        latency_us: whole.summary(),
+        warnings,
+        load: Some(figures),
+    })
+}
+
+/// The merged per-second timeline, with a zero interval for any second no worker
+/// covered (so charts and `.hlog` readers see the gap as a gap).
+fn fill_timeline(intervals: BTreeMap<u64, IntervalSum>) -> Vec<IntervalFigures> {
+    let last = intervals.keys().next_back().copied();
+    let mut intervals = intervals;
+    let Some(last) = last else {
+        return Vec::new();
+    };
+    (0..=last)
+        .map(|second| {
+            let sum = intervals.remove(&second).unwrap_or(IntervalSum {
+                duration_s: 1.0,
+                ..IntervalSum::default()
+            });
+            IntervalFigures {
+                start_s: second as f64,
+                duration_s: sum.duration_s,
+                requests: sum.requests,
+                failed: sum.failed,
+                latency_us: sum.latency.summary(),
+                histogram: sum.latency.encode().unwrap_or_default(),
+            }
+        })
+        .collect()
+}

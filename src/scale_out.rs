@@ -1,0 +1,196 @@
+//! Scale-out: the share of a run's load one worker drives (`run --worker-index I
+//! --workers N`), the shared start instant (`--start-at`), and the digest that ties the
+//! workers' reports to one run for `merge`.
+
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario, Stage};
+
+/// Worker `index` of `workers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSlice {
+    index: u32,
+    workers: u32,
+}
+
+impl WorkerSlice {
+    pub fn new(index: u32, workers: u32) -> Result<Self, String> {
+        if workers == 0 {
+            return Err("--workers must be at least 1".into());
+        }
+        if index >= workers {
+            return Err(format!(
+                "--worker-index {index} is out of range: with --workers {workers} it runs from 0 to {}",
+                workers - 1
+            ));
+        }
+        Ok(Self { index, workers })
+    }
+
+    pub fn index(self) -> u32 {
+        self.index
+    }
+
+    pub fn workers(self) -> u32 {
+        self.workers
+    }
+
+    /// This worker's part of `total` whole things (users, iterations): an even split,
+    /// the remainder going one each to the lowest indexes, so the parts sum to `total`.
+    pub fn share(self, total: u64) -> u64 {
+        let (n, i) = (u64::from(self.workers), u64::from(self.index));
+        total / n + u64::from(i < total % n)
+    }
+
+    /// Where this worker's open-model arrivals fall among the whole run's. Arrival k
+    /// (1-based) of the whole schedule belongs to worker (k - 1) mod N; on the worker's
+    /// own schedule (every rate divided by N) that arrival is due when the integral of
+    /// the rate reaches n + (index + 1) / N. So the workers' arrivals interleave into
+    /// exactly the single-process schedule instead of landing N at a time.
+    pub fn arrival_phase(self) -> f64 {
+        f64::from(self.index + 1) / f64::from(self.workers)
+    }
+
+    /// This worker's part of `spec`: rates divided by N, users and iterations split
+    /// with [`share`](Self::share), `max_in_flight` divided rounding up.
+    pub fn split(self, spec: &LoadSpec) -> LoadSpec {
+        let n = f64::from(self.workers);
+        let executor = match &spec.executor {
+            Executor::Closed { users } => Executor::Closed {
+                users: u32::try_from(self.share(u64::from(*users))).unwrap_or(u32::MAX),
+            },
+            Executor::Open {
+                rate,
+                max_in_flight,
+            } => Executor::Open {
+                rate: match rate {
+                    RateSchedule::Constant(rate) => RateSchedule::Constant(rate / n),
+                    RateSchedule::Ramping { start, stages } => RateSchedule::Ramping {
+                        start: start / n,
+                        stages: stages
+                            .iter()
+                            .map(|stage| Stage {
+                                duration: stage.duration,
+                                target: stage.target / n,
+                            })
+                            .collect(),
+                    },
+                },
+                max_in_flight: max_in_flight.div_ceil(self.workers),
+            },
+        };
+        LoadSpec {
+            executor,
+            iterations: spec.iterations.map(|total| self.share(total)),
+            ..spec.clone()
+        }
+    }
+}
+
+/// SHA-256 (hex) of the scenarios as they will run: the plans' content, the selection
+/// and the command-line overrides, but not the worker split. Workers of one run agree
+/// on it; `merge` refuses reports that don't.
+pub fn plan_digest(scenarios: &[Scenario]) -> String {
+    // `Debug` covers every field that shapes a run; all workers run the same binary,
+    // so its formatting is the same on each.
+    hex::encode(Sha256::digest(format!("{scenarios:?}").as_bytes()))
+}
+
+/// Parses `--start-at`: an RFC 3339 instant (`2026-11-23T15:00:00Z`) or seconds since
+/// the Unix epoch (`1795446000`, as `date +%s` prints).
+pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map(|offset| SystemTime::UNIX_EPOCH + offset)
+            .map_err(|_| format!("{text}: seconds since the epoch must be zero or more"));
+    }
+    humantime::parse_rfc3339_weak(text).map_err(|err| {
+        format!(
+            "{text}: {err}; give an RFC 3339 instant such as 2026-11-23T15:00:00Z, or seconds since the epoch"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(executor: Executor, iterations: Option<u64>) -> LoadSpec {
+        LoadSpec {
+            executor,
+            duration: Some(Duration::from_secs(10)),
+            iterations,
+            think_time: Duration::ZERO,
+            thresholds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn shares_sum_to_the_whole_and_differ_by_at_most_one() {
+        for workers in 1..=7 {
+            for total in [0, 1, 5, 6, 7, 100, 1_001] {
+                let shares: Vec<u64> = (0..workers)
+                    .map(|i| WorkerSlice::new(i, workers).unwrap().share(total))
+                    .collect();
+                assert_eq!(shares.iter().sum::<u64>(), total, "{workers} {total}");
+                let (min, max) = (shares.iter().min(), shares.iter().max());
+                assert!(max.unwrap() - min.unwrap() <= 1, "{shares:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn split_divides_rates_users_iterations_and_in_flight() {
+        let worker = WorkerSlice::new(1, 4).unwrap();
+        let open = worker.split(&spec(
+            Executor::Open {
+                rate: RateSchedule::Ramping {
+                    start: 100.0,
+                    stages: vec![Stage {
+                        duration: Duration::from_secs(5),
+                        target: 1000.0,
+                    }],
+                },
+                max_in_flight: 10,
+            },
+            Some(10),
+        ));
+        assert_eq!(
+            open.executor,
+            Executor::Open {
+                rate: RateSchedule::Ramping {
+                    start: 25.0,
+                    stages: vec![Stage {
+                        duration: Duration::from_secs(5),
+                        target: 250.0,
+                    }],
+                },
+                max_in_flight: 3,
+            }
+        );
+        assert_eq!(open.iterations, Some(3)); // 10 = 3 + 3 + 2 + 2
+        assert_eq!(open.duration, Some(Duration::from_secs(10)));
+        let closed = worker.split(&spec(Executor::Closed { users: 5 }, None));
+        assert_eq!(closed.executor, Executor::Closed { users: 1 }); // 5 = 2 + 1 + 1 + 1
+    }
+
+    #[test]
+    fn worker_index_must_be_below_workers() {
+        assert!(WorkerSlice::new(0, 0).is_err());
+        let err = WorkerSlice::new(3, 3).unwrap_err();
+        assert!(err.contains("from 0 to 2"), "{err}");
+    }
+
+    #[test]
+    fn start_at_takes_rfc3339_or_epoch_seconds() {
+        let instant = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_446_000);
+        assert_eq!(parse_start_at("1795446000"), Ok(instant));
+        assert_eq!(parse_start_at("2026-11-23T15:00:00Z"), Ok(instant));
+        let err = parse_start_at("tomorrow").unwrap_err();
+        assert!(err.contains("RFC 3339"), "{err}");
+        assert!(parse_start_at("-5").is_err());
+    }
+}

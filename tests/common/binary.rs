@@ -1,0 +1,149 @@
+//! Runs the `keyclaim-harness` binary under a deadline: a run that does not end by
+//! itself is killed and fails the test (a bound that catches hangs, not a speed
+//! check). Output goes to files, so a chatty run cannot block on a full pipe.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_keyclaim-harness");
+
+/// How often a running child is looked at.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    /// The peak resident memory the child reached (VmHWM, KiB), where /proc has it.
+    pub peak_rss_kib: Option<u64>,
+}
+
+pub struct Running {
+    child: Child,
+    started: Instant,
+    /// Holds stdout.txt and stderr.txt.
+    output: tempfile::TempDir,
+}
+
+/// `keyclaim-harness ARGS...`, with no KEYCLAIM_* settings from the environment.
+pub fn spawn(args: &[&str]) -> Running {
+    let output = tempfile::tempdir().expect("tempdir");
+    let stdout = std::fs::File::create(output.path().join("stdout.txt")).expect("stdout file");
+    let stderr = std::fs::File::create(output.path().join("stderr.txt")).expect("stderr file");
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KEYCLAIM_") {
+            command.env_remove(name);
+        }
+    }
+    Running {
+        child: command.spawn().expect("the binary starts"),
+        started: Instant::now(),
+        output,
+    }
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name ("TERM", "INT") with kill(1).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{name} {}", self.pid());
+    }
+
+    /// Waits for the exit; past `limit` the child is killed and the test fails.
+    pub fn wait_bounded(mut self, limit: Duration) -> Finished {
+        let status_file = format!("/proc/{}/status", self.pid());
+        let mut peak_rss_kib = None;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            // VmHWM only grows, so the last reading before exit is the peak.
+            if let Some(kib) = read_vm_hwm(&status_file) {
+                peak_rss_kib = Some(kib);
+            }
+            if self.started.elapsed() > limit {
+                self.child.kill().ok();
+                self.child.wait().ok();
+                panic!(
+                    "still running after {limit:?}: killed\nstderr:\n{}",
+                    read(&self.output.path().join("stderr.txt"))
+                );
+            }
+            std::thread::sleep(POLL);
+        };
+        Finished {
+            code: status.code(),
+            stdout: read(&self.output.path().join("stdout.txt")),
+            stderr: read(&self.output.path().join("stderr.txt")),
+            elapsed: self.started.elapsed(),
+            peak_rss_kib,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A test that failed before waiting leaves no process behind.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn read_vm_hwm(status_file: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(status_file).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// report.json in `dir`, parsed.
+pub fn report(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("report.json"))
+        .unwrap_or_else(|err| panic!("{}: {err}", dir.join("report.json").display()));
+    serde_json::from_str(&text).expect("report.json is JSON")
+}
+
+/// The three reports every finished run writes.
+pub fn assert_reports_written(dir: &Path) {
+    for file in ["report.json", "junit.xml", "report.html"] {
+        let path: PathBuf = dir.join(file);
+        let size = std::fs::metadata(&path)
+            .unwrap_or_else(|err| panic!("{} not written: {err}", path.display()))
+            .len();
+        assert!(size > 0, "{} is empty", path.display());
+    }
+}
+
+/// A plan shipped in scenarios/.
+pub fn plan(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
