@@ -61,23 +61,7 @@ root=$(cd "$here/.." && pwd)
 
 . "$here/lib/common.sh"
 
-# ---- cleanup: stop everything we started, on any exit ------------------------
-work=$(mktemp -d -t load_vs_oha.XXXXXX)
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-    if [[ -n ${KEEP:-} ]]; then log "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
+setup_work load_vs_oha
 
 # ---- tools -------------------------------------------------------------------
 missing=()
@@ -109,14 +93,7 @@ if ((ncpu < 2)) || ((SERVER_CPU >= ncpu)) || ((CLIENT_CPU >= ncpu)) || ((SERVER_
     die "need two distinct CPUs $CLIENT_CPU and $SERVER_CPU; this machine has $ncpu"
 fi
 
-if [[ -n ${KEYCLAIM_BIN:-} ]]; then
-    BIN=$KEYCLAIM_BIN
-else
-    log "cargo build --release"
-    (cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
-    BIN=${CARGO_TARGET_DIR:-$root/target}/release/keyclaim-harness
-fi
-[[ -x $BIN ]] || die "no executable at $BIN"
+build_harness
 
 # Durations in whole seconds (10s, 2m, 1h, or a bare number), for every tool.
 to_secs() {

@@ -44,18 +44,7 @@ root=$(cd "$here/.." && pwd)
 
 . "$here/lib/common.sh"
 
-# ---- cleanup: kill everything we started, on any exit --------------------
-work=$(mktemp -d -t serve_vs_nginx.XXXXXX)
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do stop_tree "$pid"; done
-    pids=()
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
+setup_work serve_vs_nginx
 
 
 # ---- tools -----------------------------------------------------------------
@@ -78,14 +67,7 @@ if ((ncpu < 2)) || ((SERVER_CPU >= ncpu)) || ((CLIENT_CPU >= ncpu)); then
     die "need CPUs $SERVER_CPU and $CLIENT_CPU; this machine has $ncpu"
 fi
 
-if [[ -n ${KEYCLAIM_BIN:-} ]]; then
-    BIN=$KEYCLAIM_BIN
-else
-    log "cargo build --release"
-    (cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
-    BIN=${CARGO_TARGET_DIR:-$root/target}/release/keyclaim-harness
-fi
-[[ -x $BIN ]] || die "no executable at $BIN"
+build_harness
 
 # wrk -d syntax (10s, 1m, 500ms not supported here) -> whole seconds, for timeouts
 to_secs() {

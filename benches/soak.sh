@@ -50,8 +50,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 OUT=${OUT:-$root/reports/soak}
 
-log() { printf '[soak] %s\n' "$*" >&2; }
-die() { printf '[soak] ERROR: %s\n' "$*" >&2; exit 2; }
+BENCH_TAG=soak
+. "$here/lib/common.sh"
 # Keys look like kc_<letters/digits>; logs shown on failure pass through this.
 redact() { sed -E 's/kc_[A-Za-z0-9_-]+/kc_[redacted]/g'; }
 
@@ -64,33 +64,10 @@ WARMUP_S=${WARMUP_S:-$(( run_s / 3 ))}
 ((WARMUP_S + WINDOW_S <= run_s - WINDOW_S)) || die "the run is too short for WARMUP_S=$WARMUP_S"
 command -v jq >/dev/null || die "needs jq"
 
-# ---- cleanup: stop everything we started, on any exit ------------------------
-work=$(mktemp -d -t soak.XXXXXX)   # 0700: the server's stderr holds the key
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
+setup_work soak   # 0700: the server's stderr holds the key
 
 # ---- build -------------------------------------------------------------------
-if [[ -n ${KEYCLAIM_BIN:-} ]]; then
-    BIN=$KEYCLAIM_BIN
-else
-    log "cargo build --release"
-    (cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
-    BIN=${CARGO_TARGET_DIR:-$root/target}/release/keyclaim-harness
-fi
-[[ -x $BIN ]] || die "no executable at $BIN"
+build_harness
 # The binary may be rebuilt under us by other work; run a private copy.
 cp "$BIN" "$work/keyclaim-harness"
 BIN=$work/keyclaim-harness

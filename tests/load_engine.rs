@@ -3,43 +3,20 @@
 //! intended start, so no coordinated omission), the closed model's do not, thresholds
 //! judge the run, and the HdrHistogram files are written.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::binary;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_keyclaim-harness");
 const KEY: &str = "kc_load_test_key_0123";
 
-struct Served(Child, String);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
 /// `serve` stalling every answer for 100 ms once a second.
-fn stalling_server() -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--api-key", KEY])
-        .args(["--pause-every", "1s", "--pause-for", "100ms"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    Served(child, url)
+fn stalling_server() -> binary::Served {
+    binary::serve(KEY, &["--pause-every", "1s", "--pause-for", "100ms"])
 }
 
 fn load_run(url: &str, executor: &[&str], dir: &Path) -> (i32, String, Value) {
@@ -76,7 +53,7 @@ fn load_run(url: &str, executor: &[&str], dir: &Path) -> (i32, String, Value) {
 fn the_open_model_shows_stalls_and_the_closed_model_hides_them() {
     let server = stalling_server();
     let open_dir = tempfile::tempdir().unwrap();
-    let (code, stdout, open) = load_run(&server.1, &["--rate", "500"], open_dir.path());
+    let (code, stdout, open) = load_run(&server.url, &["--rate", "500"], open_dir.path());
     let load = &open["load"];
     // 500/s for 5 s.
     let iterations = load["iterations"].as_u64().unwrap();
@@ -111,7 +88,7 @@ fn the_open_model_shows_stalls_and_the_closed_model_hides_them() {
     assert!(intervals.len() >= 5, "{}", intervals.len());
 
     let closed_dir = tempfile::tempdir().unwrap();
-    let (_, _, closed) = load_run(&server.1, &["--users", "4"], closed_dir.path());
+    let (_, _, closed) = load_run(&server.url, &["--users", "4"], closed_dir.path());
     let closed_p99_ms = closed["latency_us"]["p99"].as_f64().unwrap() / 1_000.0;
     // The same stalls, but the users wait with the server: a handful of slow samples
     // among thousands, and p99 misses them (coordinated omission, made visible).

@@ -2,10 +2,12 @@
 //! and `merge` turns their reports into one whose counts are the sums and whose
 //! percentiles are those of every sample together, exactly; mixed-up inputs are refused.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use common::binary::{self, Finished};
 
 use hdrhistogram::Histogram;
 use keyclaim_harness::metrics::codec;
@@ -14,67 +16,21 @@ use keyclaim_harness::report::model::{
     IntervalFigures, LoadFigures, RunReport, ScenarioReport, StepFigures, WorkerTag,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_keyclaim-harness");
 const KEY: &str = "kc_scale_out_key_0123";
 const WORKERS: u32 = 3;
-
-struct Served(Child, String);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn serve() -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--api-key", KEY])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    Served(child, url)
-}
+/// A worker or merge that has not ended by then hangs: kill it and fail.
+const DEADLINE: Duration = Duration::from_secs(120);
 
 fn plan() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plans/scale_out.toml")
 }
 
-/// Waits for `child`, killing it (and failing) if it outlives `limit`: a hang is a bug.
-fn wait_bounded(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("process still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn merge(dirs: &[PathBuf], out: &Path, extra: &[&str]) -> Output {
-    let child = Command::new(BIN)
-        .arg("merge")
-        .args(dirs)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_bounded(child, Duration::from_secs(60))
+fn merge(dirs: &[PathBuf], out: &Path, extra: &[&str]) -> Finished {
+    let mut args = vec!["merge"];
+    args.extend(dirs.iter().map(|d| d.to_str().expect("UTF-8 path")));
+    args.extend(["--out", out.to_str().expect("UTF-8 path")]);
+    args.extend(extra);
+    binary::spawn(&args).wait_bounded(DEADLINE)
 }
 
 fn read_report(dir: &Path) -> RunReport {
@@ -105,36 +61,35 @@ fn run_workers(url: &str, root: &Path) -> (Vec<PathBuf>, SystemTime) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let mut children = Vec::new();
+    let plan = plan();
+    let (workers, start) = (WORKERS.to_string(), format!("{start_secs:.3}"));
+    let mut running = Vec::new();
     let mut dirs = Vec::new();
     for index in 0..WORKERS {
         let dir = root.join(format!("worker-{index}"));
-        children.push(
-            Command::new(BIN)
-                .arg("run")
-                .arg(plan())
-                .args(["--target", url, "--api-key", KEY, "--quiet"])
-                .args(["--workers", &WORKERS.to_string()])
-                .args(["--worker-index", &index.to_string()])
-                .args(["--start-at", &format!("{start_secs:.3}")])
-                .arg("--report-dir")
-                .arg(&dir)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
+        let index = index.to_string();
+        running.push(binary::spawn(&[
+            "run",
+            plan.to_str().expect("UTF-8 path"),
+            "--target",
+            url,
+            "--api-key",
+            KEY,
+            "--quiet",
+            "--workers",
+            &workers,
+            "--worker-index",
+            &index,
+            "--start-at",
+            &start,
+            "--report-dir",
+            dir.to_str().expect("UTF-8 path"),
+        ]));
         dirs.push(dir);
     }
-    for child in children {
-        let output = wait_bounded(child, Duration::from_secs(120));
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "a worker failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+    for worker in running {
+        let finished = worker.wait_bounded(DEADLINE);
+        assert_eq!(finished.code, Some(0), "a worker failed: {finished:?}");
     }
     let start_at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(start_secs);
     (dirs, start_at)
@@ -142,9 +97,9 @@ fn run_workers(url: &str, root: &Path) -> (Vec<PathBuf>, SystemTime) {
 
 #[test]
 fn workers_against_one_server_merge_into_exact_sums() {
-    let served = serve();
+    let served = binary::serve(KEY, &[]);
     let root = tempfile::tempdir().unwrap();
-    let (dirs, start_at) = run_workers(&served.1, root.path());
+    let (dirs, start_at) = run_workers(&served.url, root.path());
     let workers: Vec<RunReport> = dirs.iter().map(|d| read_report(d)).collect();
 
     for (index, report) in workers.iter().enumerate() {
@@ -174,14 +129,8 @@ fn workers_against_one_server_merge_into_exact_sums() {
     }
 
     let out = root.path().join("merged");
-    let output = merge(&dirs, &out, &[]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let merged_run = merge(&dirs, &out, &[]);
+    assert_eq!(merged_run.code, Some(0), "{merged_run:?}");
     let merged = read_report(&out);
     assert_eq!(merged.worker, None);
     let from = merged.merged.as_ref().unwrap();
@@ -398,13 +347,8 @@ fn merge_equals_one_process_recording_every_sample() {
         })
         .collect();
     let out = root.path().join("merged");
-    let output = merge(&dirs, &out, &[]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let merged_run = merge(&dirs, &out, &[]);
+    assert_eq!(merged_run.code, Some(0), "{merged_run:?}");
     let merged = read_report(&out);
     let scenario = &merged.scenarios[0];
     let figures = load(scenario);
@@ -437,9 +381,9 @@ fn merge_equals_one_process_recording_every_sample() {
 
 fn merge_error(dirs: &[PathBuf], extra: &[&str]) -> String {
     let out = tempfile::tempdir().unwrap();
-    let output = merge(dirs, out.path(), extra);
-    assert_eq!(output.status.code(), Some(2), "merge should refuse");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    let refused = merge(dirs, out.path(), extra);
+    assert_eq!(refused.code, Some(2), "merge should refuse: {refused:?}");
+    refused.stderr
 }
 
 #[test]
@@ -492,8 +436,8 @@ fn merge_refuses_inputs_of_different_runs_overlaps_and_gaps() {
 
     // With --allow-missing the gap is merged and recorded.
     let out = root.path().join("partial");
-    let output = merge(&[w0, w2], &out, &["--allow-missing"]);
-    assert_eq!(output.status.code(), Some(0));
+    let partial = merge(&[w0, w2], &out, &["--allow-missing"]);
+    assert_eq!(partial.code, Some(0), "{partial:?}");
     let merged = read_report(&out);
     let from = merged.merged.unwrap();
     assert_eq!((from.indexes, from.missing), (vec![0, 2], vec![1]));
@@ -503,22 +447,15 @@ fn merge_refuses_inputs_of_different_runs_overlaps_and_gaps() {
 /// `--worker-index` is checked before anything runs.
 #[test]
 fn worker_index_out_of_range_is_a_usage_error() {
-    let output = Command::new(BIN)
-        .arg("run")
-        .arg(plan())
-        .args(["--workers", "2", "--worker-index", "2"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("from 0 to 1"), "{stderr}");
-    let output = Command::new(BIN)
-        .arg("run")
-        .arg(plan())
-        .args(["--start-at", "soon"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    let plan = plan();
+    let plan = plan.to_str().expect("UTF-8 path");
+    let bad_index = binary::spawn(&["run", plan, "--workers", "2", "--worker-index", "2"])
+        .wait_bounded(DEADLINE);
+    assert_eq!(bad_index.code, Some(2));
+    assert!(bad_index.stderr.contains("from 0 to 1"), "{bad_index:?}");
+    let bad_start = binary::spawn(&["run", plan, "--start-at", "soon"]).wait_bounded(DEADLINE);
+    assert_eq!(bad_start.code, Some(2));
+    assert!(bad_start.stderr.contains("RFC 3339"), "{bad_start:?}");
 }
 
 /// Intervals are placed by each worker's own start: a worker that started a whole
@@ -538,7 +475,7 @@ fn merge_lines_intervals_up_by_wall_clock_start() {
             dir
         });
         let out = root.path().join(format!("merged-{offset_ms}"));
-        assert_eq!(merge(&dirs, &out, &[]).status.code(), Some(0));
+        assert_eq!(merge(&dirs, &out, &[]).code, Some(0));
         read_report(&out).scenarios.remove(0)
     };
     let aligned = merged_with_offset(1_000);

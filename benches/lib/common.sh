@@ -1,10 +1,40 @@
 # Shared by the benchmark scripts: logging, stopping what they started, and an nginx
 # (one worker, pinned to $SERVER_CPU) answering POST $PATH_CREATE with $NGINX_BODY.
-# The sourcing script defines: work (a temp dir), pids (an array of started pids),
-# NGINX (the binary), SERVER_CPU, PATH_CREATE and NGINX_BODY.
+# The sourcing script calls setup_work and defines, for nginx: NGINX (the binary),
+# SERVER_CPU, PATH_CREATE and NGINX_BODY.
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 2; }
+# A sourcing script may set BENCH_TAG first (default "bench") to prefix its lines.
+log() { printf '[%s] %s\n' "${BENCH_TAG:-bench}" "$*" >&2; }
+die() { printf '[%s] ERROR: %s\n' "${BENCH_TAG:-bench}" "$*" >&2; exit 2; }
+
+# setup_work NAME: a private temp dir in $work (mode 0700), an empty $pids, and traps
+# that stop everything started and remove $work on any exit (KEEP=1 keeps it).
+setup_work() {
+    work=$(mktemp -d -t "$1.XXXXXX")
+    pids=()
+    trap cleanup EXIT
+    trap 'log "interrupted"; exit 130' INT
+    trap 'log "terminated"; exit 143' TERM
+}
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do stop_tree "$pid"; done
+    pids=()
+    if [[ -n ${KEEP:-} ]]; then log "kept $work"; else rm -rf "$work"; fi
+}
+
+# build_harness: BIN is $KEYCLAIM_BIN, or a release build of this checkout ($root).
+build_harness() {
+    if [[ -n ${KEYCLAIM_BIN:-} ]]; then
+        BIN=$KEYCLAIM_BIN
+    else
+        log "cargo build --release"
+        (cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
+        BIN=${CARGO_TARGET_DIR:-$root/target}/release/keyclaim-harness
+    fi
+    [[ -x $BIN ]] || die "no executable at $BIN"
+}
 
 # stop_tree PID: TERM the process (nginx master / serve), wait up to 3 s, then KILL
 # it and any children it left (nginx's worker).

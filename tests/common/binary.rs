@@ -121,6 +121,42 @@ fn read_vm_hwm(status_file: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// `keyclaim-harness serve` on a free loopback port, accepting `key`, with `extra`
+/// arguments; killed when dropped.
+pub struct Served {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, from its `listening on` line.
+    pub url: String,
+}
+
+pub fn serve(key: &str, extra: &[&str]) -> Served {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--api-key", key])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("serve prints where it listens");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    Served { child, url }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
 /// report.json in `dir`, parsed.
 pub fn report(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("report.json"))
