@@ -88,23 +88,10 @@ if ! command -v oha >/dev/null; then
 fi
 OHA=$(command -v oha)
 
-ncpu=$(nproc --all)
-if ((ncpu < 2)) || ((SERVER_CPU >= ncpu)) || ((CLIENT_CPU >= ncpu)) || ((SERVER_CPU == CLIENT_CPU)); then
-    die "need two distinct CPUs $CLIENT_CPU and $SERVER_CPU; this machine has $ncpu"
-fi
+require_two_cpus
 
 build_harness
 
-# Durations in whole seconds (10s, 2m, 1h, or a bare number), for every tool.
-to_secs() {
-    local d=$1
-    case $d in
-        *h) echo $(( ${d%h} * 3600 ));;
-        *m) echo $(( ${d%m} * 60 ));;
-        *s) echo "${d%s}";;
-        *)  echo "$d";;
-    esac
-}
 dur_s=$(to_secs "$DURATION")
 warm_s=$(to_secs "$WARMUP")
 [[ $dur_s =~ ^[0-9]+$ ]] && ((dur_s > 0)) || die "DURATION must be whole seconds (got $DURATION)"

@@ -62,23 +62,10 @@ if ((${#missing[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-ncpu=$(nproc --all)
-if ((ncpu < 2)) || ((SERVER_CPU >= ncpu)) || ((CLIENT_CPU >= ncpu)); then
-    die "need CPUs $SERVER_CPU and $CLIENT_CPU; this machine has $ncpu"
-fi
+require_two_cpus
 
 build_harness
 
-# wrk -d syntax (10s, 1m, 500ms not supported here) -> whole seconds, for timeouts
-to_secs() {
-    local d=$1
-    case $d in
-        *h) echo $(( ${d%h} * 3600 ));;
-        *m) echo $(( ${d%m} * 60 ));;
-        *s) echo "${d%s}";;
-        *)  echo "$d";;
-    esac
-}
 dur_s=$(to_secs "$DURATION")
 warm_s=$(to_secs "$WARMUP")
 

@@ -3,7 +3,36 @@
 //!
 //! Shared by the `server_request` fuzz target and its proptest stand-in in
 //! `tests/server_hardening.rs` (included there with `#[path]`), so both hold the server
-//! to the same property. Needs `httparse` and `serde_json`.
+//! to the same property, and [`exchange`], which drives one in-memory connection for
+//! both. Needs `httparse`, `serde_json` and tokio.
+
+use std::time::Duration;
+
+use keyclaim_harness::server::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Writes `input` as one client's whole byte stream over an in-memory pipe,
+/// half-closes, and returns all the server wrote back before it closed. A connection
+/// still open after `hang` (with tokio's clock paused, only when nothing else can run)
+/// is a hang: the property fails.
+pub async fn exchange(server: &Server, input: &[u8], hang: Duration) -> Vec<u8> {
+    let (client, server_side) = tokio::io::duplex(64 * 1024);
+    let (mut from_server, mut to_server) = tokio::io::split(client);
+    let talk = async {
+        // The server may stop reading and close early (a bad head): allowed.
+        to_server.write_all(input).await.ok();
+        to_server.shutdown().await.ok();
+        let mut out = Vec::new();
+        from_server.read_to_end(&mut out).await.ok();
+        out
+    };
+    let ((), out) = tokio::time::timeout(hang, async {
+        tokio::join!(server.serve_connection(server_side), talk)
+    })
+    .await
+    .expect("the connection must end once the client has sent everything");
+    out
+}
 
 /// One answer read off the stream.
 #[derive(Debug)]

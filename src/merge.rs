@@ -14,7 +14,7 @@ use crate::metrics::codec::CodecError;
 use crate::plan::parse_threshold;
 use crate::report::model::{
     CheckResult, IntervalFigures, LoadFigures, MergedFrom, Outcome, RunReport, ScenarioReport,
-    StepFigures,
+    StepFigures, worker_list,
 };
 
 /// A worker interval whose start lies further than this from the merged timeline's
@@ -72,7 +72,7 @@ pub enum MergeError {
         second: PathBuf,
         why: String,
     },
-    #[error("no report for worker(s) {} of {workers}; add their directories, or pass --allow-missing", list(.missing))]
+    #[error("no report for worker(s) {} of {workers}; add their directories, or pass --allow-missing", worker_list(.missing))]
     Missing { missing: Vec<u32>, workers: u32 },
     #[error("{}: scenario {scenario}: {source}", path.display())]
     Histogram {
@@ -80,14 +80,6 @@ pub enum MergeError {
         scenario: String,
         source: CodecError,
     },
-}
-
-fn list(indexes: &[u32]) -> String {
-    indexes
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// One worker's report and where it came from (for messages).
@@ -117,14 +109,8 @@ pub fn read(dir: &Path) -> Result<WorkerReport, MergeError> {
 /// Merges the workers' reports after checking they are the workers of one run, each
 /// once, and (unless `allow_missing`) all of them.
 pub fn merge(mut inputs: Vec<WorkerReport>, allow_missing: bool) -> Result<RunReport, MergeError> {
-    check_inputs(&mut inputs, allow_missing)?;
+    let from = check_inputs(&mut inputs, allow_missing)?;
     let first = &inputs[0];
-    let workers = first.report.worker.map_or(1, |w| w.workers);
-    let indexes: Vec<u32> = inputs
-        .iter()
-        .filter_map(|input| input.report.worker.map(|w| w.index))
-        .collect();
-    let missing: Vec<u32> = (0..workers).filter(|i| !indexes.contains(i)).collect();
 
     let mut scenarios = Vec::with_capacity(first.report.scenarios.len());
     for position in 0..first.report.scenarios.len() {
@@ -135,7 +121,7 @@ pub fn merge(mut inputs: Vec<WorkerReport>, allow_missing: bool) -> Result<RunRe
         let merged = if shares.iter().any(|(_, s)| s.load.is_some()) {
             merge_load(&shares)?
         } else {
-            merge_conformance(&shares, &missing)
+            merge_conformance(&shares, &from.missing)
         };
         scenarios.push(merged);
     }
@@ -177,44 +163,46 @@ pub fn merge(mut inputs: Vec<WorkerReport>, allow_missing: bool) -> Result<RunRe
         scenarios,
         plan_digest: first.report.plan_digest.clone(),
         worker: None,
-        merged: Some(MergedFrom {
-            workers,
-            indexes,
-            missing,
-        }),
+        merged: Some(from),
     })
 }
 
-/// Refuses what cannot be merged; sorts the inputs by worker index.
-fn check_inputs(inputs: &mut [WorkerReport], allow_missing: bool) -> Result<(), MergeError> {
+/// Refuses what cannot be merged; sorts the inputs by worker index and says which
+/// workers they are.
+fn check_inputs(
+    inputs: &mut [WorkerReport],
+    allow_missing: bool,
+) -> Result<MergedFrom, MergeError> {
+    let mut tags = Vec::with_capacity(inputs.len());
     for input in inputs.iter() {
-        if input.report.worker.is_none() {
-            return Err(MergeError::NotAWorker {
-                path: input.path.clone(),
-            });
+        match input.report.worker {
+            Some(tag) => tags.push(tag),
+            None => {
+                return Err(MergeError::NotAWorker {
+                    path: input.path.clone(),
+                });
+            }
         }
     }
     inputs.sort_by_key(|input| input.report.worker.map(|w| w.index));
-    let Some(first) = inputs.first() else {
+    tags.sort_by_key(|tag| tag.index);
+    let (Some(first), Some(first_tag)) = (inputs.first(), tags.first()) else {
         return Err(MergeError::Missing {
             missing: Vec::new(),
             workers: 0,
         });
     };
-    let workers = first.report.worker.map_or(1, |w| w.workers);
-    for pair in inputs.windows(2) {
-        let (a, b) = (&pair[0], &pair[1]);
-        let (tag_a, tag_b) = (a.report.worker.unwrap(), b.report.worker.unwrap());
-        if tag_a.index == tag_b.index {
+    let workers = first_tag.workers;
+    for (pair, tag) in inputs.windows(2).zip(tags.windows(2)) {
+        if tag[0].index == tag[1].index {
             return Err(MergeError::Overlap {
-                index: tag_a.index,
-                first: a.path.clone(),
-                second: b.path.clone(),
+                index: tag[0].index,
+                first: pair[0].path.clone(),
+                second: pair[1].path.clone(),
             });
         }
     }
-    for other in &inputs[1..] {
-        let tag = other.report.worker.unwrap();
+    for (other, tag) in inputs.iter().zip(&tags).skip(1) {
         if tag.workers != workers {
             return Err(MergeError::WorkerCount {
                 first: first.path.clone(),
@@ -249,16 +237,10 @@ fn check_inputs(inputs: &mut [WorkerReport], allow_missing: bool) -> Result<(), 
             return Err(different("they hold different scenarios".into()));
         }
     }
-    let missing: Vec<u32> = (0..workers)
-        .filter(|i| {
-            !inputs
-                .iter()
-                .any(|input| input.report.worker.unwrap().index == *i)
-        })
-        .collect();
-    if let Some(out_of_range) = inputs
+    if let Some((out_of_range, _)) = inputs
         .iter()
-        .find(|input| input.report.worker.unwrap().index >= workers)
+        .zip(&tags)
+        .find(|(_, tag)| tag.index >= workers)
     {
         return Err(MergeError::DifferentRuns {
             first: first.path.clone(),
@@ -266,10 +248,16 @@ fn check_inputs(inputs: &mut [WorkerReport], allow_missing: bool) -> Result<(), 
             why: format!("worker index beyond --workers {workers}"),
         });
     }
+    let indexes: Vec<u32> = tags.iter().map(|tag| tag.index).collect();
+    let missing: Vec<u32> = (0..workers).filter(|i| !indexes.contains(i)).collect();
     if !missing.is_empty() && !allow_missing {
         return Err(MergeError::Missing { missing, workers });
     }
-    Ok(())
+    Ok(MergedFrom {
+        workers,
+        indexes,
+        missing,
+    })
 }
 
 /// A conformance scenario ran on worker 0 only: its verdict is worker 0's.
@@ -290,7 +278,7 @@ fn merge_conformance(
                 message: format!(
                     "{}: worker 0, which runs conformance scenarios, has no report (missing: {})",
                     report.name,
-                    list(missing)
+                    worker_list(missing)
                 ),
                 evidence: None,
             }];

@@ -280,10 +280,7 @@ fn unreachable_report(
         elapsed_s: 0.0,
         scenarios,
         plan_digest,
-        worker: options.worker.map(|w| crate::report::model::WorkerTag {
-            index: w.index(),
-            workers: w.workers(),
-        }),
+        worker: options.worker.map(WorkerSlice::tag),
         merged: None,
     }
 }

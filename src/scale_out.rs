@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario, Stage};
+use crate::report::model::WorkerTag;
 
 /// Worker `index` of `workers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,14 @@ impl WorkerSlice {
 
     pub fn workers(self) -> u32 {
         self.workers
+    }
+
+    /// How reports name this share.
+    pub fn tag(self) -> WorkerTag {
+        WorkerTag {
+            index: self.index,
+            workers: self.workers,
+        }
     }
 
     /// This worker's part of `total` whole things (users, iterations): an even split,

@@ -2,6 +2,9 @@
 //! mistake into a placed error (rendered text pinned for the ones people see most), and
 //! fuzzing that no input makes it panic.
 
+#[path = "../fuzz/plan_check.rs"]
+mod plan_check;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -845,36 +848,8 @@ fn words_and_values_are_checked() {
 // ---------------------------------------------------------------------------------
 // Fuzzing: nothing panics, every error renders and is placed
 
-/// Loads `text` and checks the error, if any, is well-formed: rendered with the file and
-/// a `line:col` that exists in the text, under an excerpt of that very line. The same
-/// property as the cargo-fuzz target `fuzz/fuzz_targets/plan_loader.rs`.
-fn check_no_panic(text: &str) {
-    if let Err(e) = load_str(Path::new("fuzz.toml"), text) {
-        let shown = e.to_string();
-        assert!(shown.starts_with("error: "), "{shown}");
-        // Text always has a place: even an empty plan points at 1:1.
-        assert!(e.line >= 1 && e.column >= 1, "unplaced error:\n{shown}");
-        let place = format!("--> fuzz.toml:{}:{}", e.line, e.column);
-        assert!(shown.contains(&place), "no `{place}` in:\n{shown}");
-        let lines: Vec<&str> = text.split('\n').collect();
-        assert!(
-            e.line <= lines.len(),
-            "no line {} in the text:\n{shown}",
-            e.line
-        );
-        // As shown: without the `\r` of a CRLF, or any `\r` before it.
-        let line = lines[e.line - 1].trim_end_matches('\r');
-        // At most one past the end, where "expected `]`" errors point.
-        assert!(
-            e.column <= line.chars().count() + 1,
-            "column past the end of {line:?}:\n{shown}"
-        );
-        if let Some(excerpt) = &e.excerpt {
-            assert!(excerpt.width >= 1, "{e:?}");
-            assert_eq!(excerpt.text, line, "the excerpt is not line {}", e.line);
-        }
-    }
-}
+// The property is `fuzz/plan_check.rs`, shared with the cargo-fuzz target
+// `fuzz/fuzz_targets/plan_loader.rs`.
 
 /// Found by `cargo fuzz run plan_loader`: an error toml places on a line's ending (an
 /// unterminated string) counted the `\r` of a CRLF, and any stray `\r` before it, in its
@@ -884,7 +859,7 @@ fn check_no_panic(text: &str) {
 fn an_error_at_a_crlf_points_just_past_the_line_shown() {
     for ending in ["\n", "\r\n", "\r\r\r\n"] {
         let text = format!("[[scenario]]\nname = \"abc{ending}");
-        check_no_panic(&text);
+        plan_check::check_plan_text(&text);
         assert_eq!(
             rendered(&text),
             "\
@@ -925,6 +900,11 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<usize>(), interesting.clone()).prop_map(|(i, c)| Mutation::InsertChar(i, c)),
         (any::<usize>(), interesting).prop_map(|(i, c)| Mutation::ReplaceChar(i, c)),
     ]
+}
+
+/// `text` after each mutation in turn.
+fn apply_all(text: String, mutations: &[Mutation]) -> String {
+    mutations.iter().fold(text, |text, m| apply(&text, m))
 }
 
 fn apply(text: &str, m: &Mutation) -> String {
@@ -983,21 +963,17 @@ proptest! {
 
     #[test]
     fn arbitrary_text_never_panics(text in any::<String>()) {
-        check_no_panic(&text);
+        plan_check::check_plan_text(&text);
     }
 
     #[test]
     fn toml_like_text_never_panics(text in "[\\[\\]{}=\"a-z0-9_., \n#-]{0,200}") {
-        check_no_panic(&text);
+        plan_check::check_plan_text(&text);
     }
 
     #[test]
     fn mutated_valid_plan_never_panics(mutations in prop::collection::vec(mutation(), 1..6)) {
-        let mut text = valid_text();
-        for m in &mutations {
-            text = apply(&text, m);
-        }
-        check_no_panic(&text);
+        plan_check::check_plan_text(&apply_all(valid_text(), &mutations));
     }
 }
 
@@ -1535,11 +1511,7 @@ proptest! {
 
     #[test]
     fn mutated_load_plan_never_panics(mutations in prop::collection::vec(mutation(), 1..6)) {
-        let mut text = load_text();
-        for m in &mutations {
-            text = apply(&text, m);
-        }
-        check_no_panic(&text);
+        plan_check::check_plan_text(&apply_all(load_text(), &mutations));
     }
 
     /// Any threshold text loads or is a placed error (TOML literal strings, so no
@@ -1547,7 +1519,7 @@ proptest! {
     #[test]
     fn threshold_text_never_panics(t in "[pP()0-9._ <>=!%a-zµμ-]{0,24}") {
         let text = with_load(&format!("rate = 1\niterations = 1\nthresholds = ['{t}']"), "");
-        check_no_panic(&text);
+        plan_check::check_plan_text(&text);
         if let Err(e) = load_str(Path::new("fuzz.toml"), &text) {
             prop_assert_eq!((e.line, e.column), (7, 15), "{}", e);
         }

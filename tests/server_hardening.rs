@@ -32,6 +32,31 @@ fn create_request(key: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Opens a connection and sends a create's head with `Expect: 100-continue`; returns
+/// once the server's `100 Continue` says the handler has begun reading the body, which
+/// is held back (returned) for the caller to send.
+async fn create_in_its_handler(addr: std::net::SocketAddr) -> (TcpStream, String) {
+    let body = format!(r#"{{"key":"{KEY_A}","ttl":30}}"#);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST {CREATE_PATH} HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut interim = [0; 25];
+    tokio::time::timeout(HANG, stream.read_exact(&mut interim))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    (stream, body)
+}
+
 /// Reads one complete answer off a keep-alive connection.
 async fn read_answer(stream: &mut TcpStream) -> http_check::Answer {
     let mut buf = Vec::new();
@@ -192,23 +217,7 @@ async fn a_request_in_flight_longer_than_the_header_timeout_is_not_cut() {
     config.header_timeout = SHORT;
     config.body_timeout = Duration::from_secs(60);
     let h = start(config).await;
-    let body = format!(r#"{{"key":"{KEY_A}","ttl":30}}"#);
-    let mut stream = TcpStream::connect(h.server.addr).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST {CREATE_PATH} HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut interim = [0; 25];
-    tokio::time::timeout(HANG, stream.read_exact(&mut interim))
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut stream, body) = create_in_its_handler(h.server.addr).await;
     // The handler waits for the body over three header periods.
     tokio::time::sleep(SHORT * 3).await;
     stream.write_all(body.as_bytes()).await.unwrap();
@@ -295,7 +304,7 @@ async fn pipelined_requests_then_a_half_close_all_get_answers() {
     )
     .into_bytes();
     input.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
-    let out = exchange(&in_memory_server(), &input).await;
+    let out = http_check::exchange(&in_memory_server(), &input, HANG).await;
     let answers = http_check::check_answers(&out, false).unwrap();
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [200, 200], "{}", String::from_utf8_lossy(&out));
@@ -386,23 +395,7 @@ async fn shutdown_finishes_a_request_in_flight_and_does_not_wait_for_idle_connec
     assert_eq!(read_answer(&mut idle).await.status, 200);
     // A request in its handler when shutdown starts: `Expect: 100-continue` makes the
     // server say when the handler begins reading the body, which we hold back.
-    let body = format!(r#"{{"key":"{KEY_A}","ttl":30}}"#);
-    let mut busy = TcpStream::connect(h.server.addr).await.unwrap();
-    busy.write_all(
-        format!(
-            "POST {CREATE_PATH} HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut interim = [0; 25];
-    tokio::time::timeout(HANG, busy.read_exact(&mut interim))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let (mut busy, body) = create_in_its_handler(h.server.addr).await;
     let shutdown = tokio::spawn(h.server.shutdown());
     // Not needed for correctness; gives the shutdown signal time to reach the
     // connection so the body really arrives during it.
@@ -494,27 +487,6 @@ fn in_memory_server() -> Server {
     let mut config = two_keys();
     config.body_limit = 4096;
     Server::new(&config).unwrap()
-}
-
-/// Writes `input` as one client's whole byte stream, half-closes, and returns all the
-/// server wrote back before it closed.
-async fn exchange(server: &Server, input: &[u8]) -> Vec<u8> {
-    let (client, server_side) = tokio::io::duplex(64 * 1024);
-    let (mut from_server, mut to_server) = tokio::io::split(client);
-    let talk = async {
-        // The server may close before taking everything: that is allowed.
-        to_server.write_all(input).await.ok();
-        to_server.shutdown().await.ok();
-        let mut out = Vec::new();
-        from_server.read_to_end(&mut out).await.ok();
-        out
-    };
-    let ((), out) = tokio::time::timeout(HANG, async {
-        tokio::join!(server.serve_connection(server_side), talk)
-    })
-    .await
-    .expect("the connection ends once the client has sent everything");
-    out
 }
 
 fn current_thread() -> tokio::runtime::Runtime {
@@ -611,7 +583,7 @@ proptest! {
         input.extend_from_slice(&body);
         input.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
 
-        let out = current_thread().block_on(exchange(&in_memory_server(), &input));
+        let out = current_thread().block_on(http_check::exchange(&in_memory_server(), &input, HANG));
         let answers = http_check::check_answers(&out, false)
             .map_err(|err| TestCaseError::fail(format!("{err}\nraw: {}", String::from_utf8_lossy(&out))))?;
         prop_assert_eq!(answers.len(), 2, "{}", String::from_utf8_lossy(&out));
@@ -646,7 +618,7 @@ proptest! {
         ],
     ) {
         let head_possible = input.windows(4).any(|w| w == b"HEAD");
-        let out = current_thread().block_on(exchange(&in_memory_server(), &input));
+        let out = current_thread().block_on(http_check::exchange(&in_memory_server(), &input, HANG));
         http_check::check_answers(&out, head_possible)
             .map_err(|err| TestCaseError::fail(format!("{err}\nraw: {}", String::from_utf8_lossy(&out))))?;
     }

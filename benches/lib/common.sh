@@ -24,6 +24,28 @@ cleanup() {
     if [[ -n ${KEEP:-} ]]; then log "kept $work"; else rm -rf "$work"; fi
 }
 
+# require_two_cpus: SERVER_CPU and CLIENT_CPU must be two distinct CPUs of this machine,
+# or the two sides of a comparison would share a core.
+require_two_cpus() {
+    local ncpu
+    ncpu=$(nproc --all)
+    if ((ncpu < 2)) || ((SERVER_CPU >= ncpu)) || ((CLIENT_CPU >= ncpu)) || ((SERVER_CPU == CLIENT_CPU)); then
+        die "need two distinct CPUs $CLIENT_CPU and $SERVER_CPU; this machine has $ncpu"
+    fi
+}
+
+# to_secs DUR: a duration in whole seconds (10s, 2m, 1h, or a bare number); wrk's and
+# oha's flags and our timeouts all take it so.
+to_secs() {
+    local d=$1
+    case $d in
+        *h) echo $(( ${d%h} * 3600 ));;
+        *m) echo $(( ${d%m} * 60 ));;
+        *s) echo "${d%s}";;
+        *)  echo "$d";;
+    esac
+}
+
 # build_harness: BIN is $KEYCLAIM_BIN, or a release build of this checkout ($root).
 build_harness() {
     if [[ -n ${KEYCLAIM_BIN:-} ]]; then

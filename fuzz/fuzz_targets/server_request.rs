@@ -29,7 +29,6 @@ use keyclaim_harness::server::keys::{KeySpec, Tier};
 use keyclaim_harness::server::{Server, ServerConfig};
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KEY: &str = "kc_fuzz_business_key";
 const RSA_KEY: &str = "kc_fuzz_rsa_key";
@@ -72,7 +71,11 @@ fuzz_target!(|data: &[u8]| {
         .build()
         .expect("runtime");
     let server = Server::new(&config()).expect("the fuzz config is valid");
-    let out = runtime.block_on(exchange(&server, &input));
+    let out = runtime.block_on(http_check::exchange(
+        &server,
+        &input,
+        Duration::from_secs(3600),
+    ));
     let answers = match http_check::check_answers(&out, head_possible) {
         Ok(answers) => answers,
         Err(err) => panic!(
@@ -86,27 +89,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(finals <= count, "{finals} answers to {count} requests");
     }
 });
-
-/// Sends `input`, half-closes, and collects everything until the server closes.
-async fn exchange(server: &Server, input: &[u8]) -> Vec<u8> {
-    let (client, server_side) = tokio::io::duplex(64 * 1024);
-    let (mut from_server, mut to_server) = tokio::io::split(client);
-    let talk = async {
-        // The server may stop reading and close early (a bad head): allowed.
-        to_server.write_all(input).await.ok();
-        to_server.shutdown().await.ok();
-        let mut out = Vec::new();
-        from_server.read_to_end(&mut out).await.ok();
-        out
-    };
-    // Paused time: this fires only when nothing else can run, i.e. a hang.
-    let ((), out) = tokio::time::timeout(Duration::from_secs(3600), async {
-        tokio::join!(server.serve_connection(server_side), talk)
-    })
-    .await
-    .expect("the connection must end once the client has sent everything");
-    out
-}
 
 struct Built {
     bytes: Vec<u8>,

@@ -18,7 +18,7 @@ use crate::client::Client;
 use crate::crypto::RsaPrivateKey;
 use crate::plan::model::{KeyChoice, Need, Scenario};
 use crate::redact::Redactor;
-use crate::report::model::{RunReport, ScenarioReport, WorkerTag};
+use crate::report::model::{RunReport, ScenarioReport};
 use crate::scale_out::WorkerSlice;
 
 /// The keys a run uses. Never printed: `Debug` is not derived.
@@ -227,10 +227,7 @@ pub async fn run(
         elapsed_s: started.elapsed().as_secs_f64(),
         scenarios,
         plan_digest: settings.plan_digest.clone(),
-        worker: settings.worker.map(|w| WorkerTag {
-            index: w.index(),
-            workers: w.workers(),
-        }),
+        worker: settings.worker.map(WorkerSlice::tag),
         merged: None,
     }
 }

@@ -179,6 +179,15 @@ pub struct RunReport {
     pub merged: Option<MergedFrom>,
 }
 
+/// Worker indexes as people read them: "0, 1, 2".
+pub fn worker_list(indexes: &[u32]) -> String {
+    indexes
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Which share of a scaled-out run a report holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerTag {
@@ -206,21 +215,14 @@ impl RunReport {
             return Some(format!("worker {} of {}", worker.index, worker.workers));
         }
         let merged = self.merged.as_ref()?;
-        let list = |indexes: &[u32]| {
-            indexes
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let missing = if merged.missing.is_empty() {
             String::new()
         } else {
-            format!("; missing {}", list(&merged.missing))
+            format!("; missing {}", worker_list(&merged.missing))
         };
         Some(format!(
             "merged from workers {} of {}{missing}",
-            list(&merged.indexes),
+            worker_list(&merged.indexes),
             merged.workers
         ))
     }
