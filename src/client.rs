@@ -81,7 +81,7 @@ impl Answer {
         self.retry_after.as_deref()?.trim().parse().ok()
     }
 
-    /// "200 valid=true", "401 error=invalid_key", "502 <non-JSON body>": what a failure
+    /// `200 valid=true`, `401 error=invalid_key`, `502 <non-JSON body>`: what a failure
     /// message says the target answered.
     pub fn brief(&self) -> String {
         let mut parts = vec![self.status.to_string()];

@@ -16,31 +16,8 @@ use base64::engine::general_purpose::{
     STANDARD, STANDARD_NO_PAD, STANDARD_PAD_INDIFFERENT, URL_SAFE, URL_SAFE_NO_PAD,
 };
 
-/// Sends panic messages through `redactor` from now on, process-wide: a panic whose
-/// message carries a secret (an answer echoed into an assertion, say) must not print
-/// it. Thread, location and a backtrace (with `RUST_BACKTRACE`) are kept, as the
-/// default hook prints them.
-pub fn redact_panics(redactor: std::sync::Arc<Redactor>) {
-    std::panic::set_hook(Box::new(move |info| {
-        let thread = std::thread::current();
-        let location = info.location().map(ToString::to_string);
-        eprintln!(
-            "{}",
-            panic_text(
-                &redactor,
-                thread.name().unwrap_or("<unnamed>"),
-                location.as_deref(),
-                info.payload_as_str(),
-            )
-        );
-        let backtrace = std::backtrace::Backtrace::capture();
-        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-            eprintln!("{backtrace}");
-        }
-    }));
-}
-
-/// The panic report [`redact_panics`] prints, secrets replaced.
+/// A panic report (thread, location, message) with secrets replaced, for the binary's
+/// panic hook.
 pub fn panic_text(
     redactor: &Redactor,
     thread: &str,

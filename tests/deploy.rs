@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use keyclaim_harness::cli::{Cli, Command};
+use keyclaim_harness::commands::{Cli, Command};
 use serde_yaml_ng::Value;
 
 fn deploy_dir() -> PathBuf {
@@ -145,8 +145,7 @@ fn the_worker_job_runs_one_share_per_index_with_flags_the_binary_accepts() {
         let Command::Run(run) = cli.command else {
             panic!("the workers run `run`")
         };
-        let options = run.resolve().unwrap();
-        let worker = options.worker.unwrap();
+        let worker = run.worker().unwrap().unwrap();
         assert_eq!(
             (u64::from(worker.index()), u64::from(worker.workers())),
             (index, completions)

@@ -14,11 +14,11 @@ use std::process::{Command, Output};
 use hdrhistogram::Histogram;
 use keyclaim_harness::metrics::codec::encode;
 use keyclaim_harness::redact::Redactor;
-use keyclaim_harness::report::model::{
+use keyclaim_harness::report::write_all;
+use keyclaim_harness::results::{
     CheckResult, IntervalFigures, LatencySummary, LoadFigures, Outcome, RunReport, ScenarioReport,
     StepFigures,
 };
-use keyclaim_harness::report::write_all;
 
 /// Deterministic noise (xorshift64*), so the charts look the same on every run.
 struct Noise(u64);

@@ -11,11 +11,11 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use keyclaim_harness::metrics::codec;
 use keyclaim_harness::redact::Redactor;
 use keyclaim_harness::report::console::render_summary_redacted;
-use keyclaim_harness::report::model::{
+use keyclaim_harness::report::{ReportPaths, write_all};
+use keyclaim_harness::results::{
     CheckResult, Evidence, IntervalFigures, LatencySummary, LoadFigures, Outcome, RunReport,
     ScenarioReport, StepFigures,
 };
-use keyclaim_harness::report::{ReportPaths, write_all};
 
 const SECRET: &str = "kc_live_9f8e7d6c5b4a3f2e1d0c";
 /// A secret whose JSON, URL and HTML encodings differ from the raw text.

@@ -12,7 +12,7 @@ use common::binary::{self, Finished};
 use hdrhistogram::Histogram;
 use keyclaim_harness::metrics::codec;
 use keyclaim_harness::redact::Redactor;
-use keyclaim_harness::report::model::{
+use keyclaim_harness::results::{
     IntervalFigures, LoadFigures, RunReport, ScenarioReport, StepFigures, WorkerTag,
 };
 
@@ -225,7 +225,7 @@ fn histogram_of(samples: &[u64]) -> Histogram<u64> {
 fn load_report(samples: &[u64], worker: Option<WorkerTag>, threshold: &str) -> RunReport {
     let histogram = histogram_of(samples);
     let encoded = codec::encode(&histogram).unwrap();
-    let summary = keyclaim_harness::report::model::LatencySummary {
+    let summary = keyclaim_harness::results::LatencySummary {
         p50: histogram.value_at_quantile(0.5),
         p90: histogram.value_at_quantile(0.9),
         p99: histogram.value_at_quantile(0.99),

@@ -413,7 +413,7 @@ async fn shutdown_finishes_a_request_in_flight_and_does_not_wait_for_idle_connec
 
 #[test]
 fn serve_flags_for_the_caps_and_deadlines_parse_into_the_config() {
-    let cli = keyclaim_harness::cli::Cli::try_parse_from([
+    let cli = keyclaim_harness::commands::Cli::try_parse_from([
         "keyclaim-harness",
         "serve",
         "--api-key",
@@ -430,7 +430,7 @@ fn serve_flags_for_the_caps_and_deadlines_parse_into_the_config() {
         "1500ms",
     ])
     .unwrap();
-    let keyclaim_harness::cli::Command::Serve(args) = cli.command else {
+    let keyclaim_harness::commands::Command::Serve(args) = cli.command else {
         panic!("not serve");
     };
     let config = args.resolve().unwrap().config;
@@ -440,10 +440,10 @@ fn serve_flags_for_the_caps_and_deadlines_parse_into_the_config() {
     assert_eq!(config.body_timeout, Duration::from_secs(3));
     assert_eq!(config.send_timeout, Duration::from_millis(1500));
 
-    let defaults = keyclaim_harness::cli::Cli::try_parse_from(["keyclaim-harness", "serve"])
+    let defaults = keyclaim_harness::commands::Cli::try_parse_from(["keyclaim-harness", "serve"])
         .unwrap()
         .command;
-    let keyclaim_harness::cli::Command::Serve(args) = defaults else {
+    let keyclaim_harness::commands::Command::Serve(args) = defaults else {
         panic!("not serve");
     };
     let config = args.resolve().unwrap().config;
@@ -459,11 +459,11 @@ fn serve_flags_for_the_caps_and_deadlines_parse_into_the_config() {
         ["--max-connections", "0"],
         ["--max-header-bytes", "10"],
     ] {
-        let cli = keyclaim_harness::cli::Cli::try_parse_from(
+        let cli = keyclaim_harness::commands::Cli::try_parse_from(
             ["keyclaim-harness", "serve"].into_iter().chain(bad),
         )
         .unwrap();
-        let keyclaim_harness::cli::Command::Serve(args) = cli.command else {
+        let keyclaim_harness::commands::Command::Serve(args) = cli.command else {
             panic!("not serve");
         };
         let err = args.resolve().err().expect("refused").to_string();

@@ -8,7 +8,7 @@ use aws_lc_rs::rsa::{
 };
 use zeroize::Zeroizing;
 
-use super::{CryptoError, OaepHash};
+use super::error::{CryptoError, OaepHash};
 
 pub(super) struct PublicKey(OaepPublicEncryptingKey);
 

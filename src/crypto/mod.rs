@@ -9,6 +9,8 @@
 
 #[cfg(feature = "aws-lc")]
 mod aws_lc;
+pub mod bench;
+mod error;
 mod pem;
 mod response;
 mod rustcrypto;
@@ -18,30 +20,9 @@ use std::str::FromStr;
 
 use zeroize::Zeroizing;
 
+pub use error::CryptoError;
+use error::OaepHash;
 pub use response::{RESPONSE_HEX_LEN, ResponseKey, hmac_response};
-
-/// Errors from key loading and RSA operations. Messages never include key material.
-#[derive(Debug, thiserror::Error)]
-pub enum CryptoError {
-    #[error(
-        "not a PEM RSA private key (expected \"BEGIN PRIVATE KEY\" (PKCS#8) or \"BEGIN RSA PRIVATE KEY\" (PKCS#1))"
-    )]
-    BadPrivateKey,
-    #[error(
-        "not a PEM RSA public key (expected \"BEGIN PUBLIC KEY\" (SPKI) or \"BEGIN RSA PUBLIC KEY\" (PKCS#1))"
-    )]
-    BadPublicKey,
-    #[error("RSA-OAEP encryption failed (message too long for the key?)")]
-    Encrypt,
-    #[error("RSA-OAEP decryption failed (wrong key, or not OAEP with SHA-256)")]
-    Decrypt,
-    #[error("RSA key generation failed: unsupported size {0} bits (use 2048, 3072, 4096 or 8192)")]
-    KeySize(usize),
-    #[error("RSA key generation failed")]
-    Generate,
-    #[error("unknown RSA backend {0:?} (built in: {names})", names = RsaBackend::names())]
-    UnknownBackend(String),
-}
 
 /// Which RSA implementation runs the RSA operations.
 ///
@@ -108,7 +89,10 @@ impl FromStr for RsaBackend {
             .iter()
             .copied()
             .find(|backend| backend.name() == s)
-            .ok_or_else(|| CryptoError::UnknownBackend(s.to_owned()))
+            .ok_or_else(|| CryptoError::UnknownBackend {
+                given: s.to_owned(),
+                built_in: Self::names(),
+            })
     }
 }
 
@@ -128,13 +112,6 @@ impl clap::ValueEnum for RsaBackend {
             }
         })
     }
-}
-
-/// The OAEP hash (used for both the label hash and MGF1).
-#[derive(Clone, Copy, Debug)]
-enum OaepHash {
-    Sha256,
-    Sha1,
 }
 
 enum PublicInner {

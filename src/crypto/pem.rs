@@ -8,7 +8,7 @@ use pkcs8::{EncodePrivateKey, LineEnding};
 use spki::EncodePublicKey;
 use zeroize::Zeroizing;
 
-use super::CryptoError;
+use super::error::CryptoError;
 
 /// A private key as PKCS#8 DER (wiped on drop), from `BEGIN PRIVATE KEY` (PKCS#8) or
 /// `BEGIN RSA PRIVATE KEY` (PKCS#1).

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use spki::DecodePublicKey;
 use zeroize::Zeroizing;
 
-use super::{CryptoError, OaepHash};
+use super::error::{CryptoError, OaepHash};
 
 pub(super) struct PublicKey(rsa::PublicKey);
 

@@ -1,117 +1,28 @@
 //! Runs scenarios against a target: non-exclusive scenarios concurrently (bounded),
 //! then exclusive ones alone, each under its own deadline, and gathers their reports.
+//! A conformance scenario runs its steps (`conformance`); a load scenario repeats them
+//! as a flow (`load`).
 
-mod embedded;
-pub mod load;
-mod scenario;
+mod conformance;
+mod credentials;
+mod load;
+mod settings;
+mod target;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use embedded::{EmbeddedTarget, start_embedded};
-pub use scenario::not_run;
+pub use conformance::not_run;
+pub use credentials::Credentials;
+pub use settings::{LoadProgress, RetryPolicy, RunSettings, ScenarioDone};
+pub use target::{EmbeddedTarget, start_embedded, target_label, unreachable_report};
 
-use crate::client::Client;
-use crate::crypto::RsaPrivateKey;
-use crate::plan::model::{KeyChoice, Need, Scenario};
-use crate::redact::Redactor;
-use crate::report::model::{RunReport, ScenarioReport};
+use crate::plan::model::Scenario;
+use crate::results::{CheckResult, Outcome, RunReport, ScenarioReport};
 use crate::scale_out::WorkerSlice;
-
-/// The keys a run uses. Never printed: `Debug` is not derived.
-pub struct Credentials {
-    pub primary: String,
-    /// HMAC secret of the primary key, when it is not the key itself.
-    pub hmac_secret: Option<String>,
-    pub secondary: Option<String>,
-    pub rsa: Option<String>,
-    pub private_key: Option<Arc<RsaPrivateKey>>,
-    /// A well-formed key no server issued, fresh per run.
-    pub unknown: String,
-}
-
-impl Credentials {
-    /// The key a request names, `None` for `KeyChoice::Absent` or a key the run lacks.
-    pub fn key(&self, choice: &KeyChoice) -> Option<&str> {
-        match choice {
-            KeyChoice::Primary => Some(&self.primary),
-            KeyChoice::Secondary => self.secondary.as_deref(),
-            KeyChoice::Rsa => self.rsa.as_deref(),
-            KeyChoice::Unknown => Some(&self.unknown),
-            KeyChoice::Absent => None,
-        }
-    }
-
-    /// The HMAC secret the client holds for `choice` (a keyless request answers as the
-    /// primary key would).
-    pub fn secret(&self, choice: &KeyChoice) -> &str {
-        match choice {
-            KeyChoice::Primary | KeyChoice::Absent => {
-                self.hmac_secret.as_deref().unwrap_or(&self.primary)
-            }
-            other => self.key(other).unwrap_or_default(),
-        }
-    }
-
-    pub fn has(&self, need: Need) -> bool {
-        match need {
-            Need::Rsa => self.rsa.is_some() && self.private_key.is_some(),
-            Need::SecondKey => self.secondary.is_some(),
-        }
-    }
-}
-
-/// Hears a load scenario's live figures (its name, the tick).
-pub type LoadProgress = Arc<dyn Fn(&str, &load::LoadTick) + Send + Sync>;
-/// Hears each scenario's report as it finishes.
-pub type ScenarioDone = Arc<dyn Fn(&ScenarioReport) + Send + Sync>;
-
-/// How a scenario that is not about rate limiting rides out `rate_limited` answers.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_retries: u32,
-    /// Longest single wait, whatever `Retry-After` says.
-    pub max_wait: Duration,
-    /// First backoff when `Retry-After` is absent; doubles per retry.
-    pub backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 6,
-            max_wait: Duration::from_secs(10),
-            backoff: Duration::from_millis(250),
-        }
-    }
-}
-
-/// Everything a run needs besides the scenarios.
-pub struct RunSettings {
-    pub client: Client,
-    pub credentials: Credentials,
-    pub strict: bool,
-    /// Scenarios in flight at once.
-    pub concurrency: usize,
-    /// Overrides every burst step's `max_requests`.
-    pub burst: Option<u32>,
-    pub retry: RetryPolicy,
-    pub redactor: Arc<Redactor>,
-    /// For the report: the target as shown to people.
-    pub target_label: String,
-    pub plan_names: Vec<String>,
-    /// Per-request timeout (also bounds the wait for in-flight load at the end).
-    pub request_timeout: Duration,
-    /// Called about once a second during a load scenario, with its name.
-    pub load_progress: LoadProgress,
-    /// This process's share of a scaled-out run, if it is one worker of several.
-    pub worker: Option<WorkerSlice>,
-    /// See [`RunReport::plan_digest`].
-    pub plan_digest: String,
-}
 
 /// Runs one scenario: a load flow, or conformance steps (which also reports a
 /// scenario skipped for want of keys).
@@ -125,11 +36,11 @@ async fn run_one(
     {
         // N workers proving the same guarantees would only disturb each other (and the
         // rate limits); worker 0 runs them and `merge` takes its verdicts.
-        return scenario::not_run(
+        return conformance::not_run(
             scenario,
-            crate::report::model::CheckResult {
+            CheckResult {
                 name: "worker".into(),
-                outcome: crate::report::model::Outcome::Skipped,
+                outcome: Outcome::Skipped,
                 message: format!(
                     "{}: conformance scenarios run on worker 0 only (this is worker {} of {})",
                     scenario.name,
@@ -149,7 +60,7 @@ async fn run_one(
         {
             load::run(scenario, spec, settings, cancel).await
         }
-        _ => scenario::run(scenario, settings, cancel).await,
+        _ => conformance::run(scenario, settings, cancel).await,
     }
 }
 
@@ -195,7 +106,7 @@ pub async fn run(
             Ok(result) => results.push(result),
             Err(err) => {
                 if let Some((index, scenario)) = by_task.remove(&err.id()) {
-                    let report = scenario::crashed(&scenario, &err.to_string());
+                    let report = conformance::crashed(&scenario, &err.to_string());
                     on_done(&report);
                     results.push((index, report));
                 }
@@ -210,7 +121,7 @@ pub async fn run(
             tokio::spawn(async move { run_one(&scenario, &task_settings, &task_cancel).await });
         let report = match task.await {
             Ok(report) => report,
-            Err(err) => scenario::crashed(&shown, &err.to_string()),
+            Err(err) => conformance::crashed(&shown, &err.to_string()),
         };
         on_done(&report);
         results.push((index, report));

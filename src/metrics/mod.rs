@@ -2,12 +2,14 @@
 //! digits (fixed memory however long the run; exact merge), never a list of samples.
 
 pub mod codec;
+pub mod thresholds;
+pub mod units;
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::report::model::LatencySummary;
+use crate::results::LatencySummary;
 
 /// Highest latency tracked exactly: an hour. Longer values are clamped to it.
 const MAX_TRACKABLE_US: u64 = 3_600_000_000;

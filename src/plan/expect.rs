@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::error::{PlanError, Source, one_of, suggest};
 use super::model::{Action, ErrorExpect, Expect, FieldExpect, Shape, StatusExpect, ValidExpect};
 use super::raw::{RawExpect, RawValue};
-use super::validate::int_in;
+use super::values::int_in;
 
 const CLASSES: &[&str] = &["2xx", "3xx", "4xx", "5xx"];
 const SHAPES: &[&str] = &[

@@ -14,7 +14,7 @@ use toml::Spanned;
 use super::error::{PlanError, Source, did_you_mean, one_of};
 use super::model::{Comparison, Executor, LoadSpec, Metric, RateSchedule, Stage, Threshold};
 use super::raw::{RawLoad, RawStage};
-use super::validate::{duration, int_in};
+use super::values::{duration, int_in};
 
 /// Arrivals per second at most, for `rate`, `start_rate` and stage targets: far beyond
 /// what one process can send, so a larger number is a typo (an extra zero or two).

@@ -10,12 +10,16 @@ mod expect;
 mod load;
 pub mod model;
 mod raw;
+mod select;
+mod steps;
 mod validate;
+mod values;
 
 use std::path::{Path, PathBuf};
 
 pub use error::{Excerpt, PlanError};
 pub use model::Plan;
+pub use select::{apply_load_overrides, select};
 
 use error::Source;
 use validate::Seen;

@@ -10,9 +10,9 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use crate::metrics::units;
 use crate::redact::Redactor;
-use crate::report::counts_as_failure;
-use crate::report::model::{CheckResult, LatencySummary, Outcome, RunReport, ScenarioReport};
+use crate::results::{CheckResult, LatencySummary, Outcome, RunReport, ScenarioReport};
 
 /// Widest a name or id column gets; longer ones are cut with "…".
 const MAX_NAME_WIDTH: usize = 40;
@@ -47,10 +47,30 @@ pub fn render_summary(report: &RunReport, color: bool) -> String {
 
 /// [`render_summary`] of the redacted report, itself redacted.
 pub fn render_summary_redacted(report: &RunReport, color: bool, redactor: &Redactor) -> String {
-    let report = super::redacted(report, redactor);
+    let report = report.redacted(redactor);
     redactor
         .redact(&render_summary(&report, color))
         .into_owned()
+}
+
+/// Prints the summary of a finished (or merged) run on stdout, then where its reports
+/// are; with `quiet`, only the verdict line.
+pub fn print(
+    report: &RunReport,
+    redactor: &Redactor,
+    report_dir: &std::path::Path,
+    quiet: bool,
+    color: bool,
+) {
+    let summary = render_summary_redacted(report, color, redactor);
+    if quiet {
+        if let Some(last) = summary.lines().last() {
+            println!("{last}");
+        }
+    } else {
+        print!("{summary}");
+        println!("reports: {}", report_dir.display());
+    }
 }
 
 /// ANSI styling that is a no-op when colour is off.
@@ -104,7 +124,7 @@ fn scenario_table(out: &mut String, report: &RunReport, paint: Paint) {
                 cut(&one_line(s.id.as_deref().unwrap_or("-")), MAX_ID_WIDTH).into_owned(),
                 format!("{passed}/{}", s.checks.len()),
                 s.requests.to_string(),
-                format!("{:.1}", s.latency_us.p99 as f64 / 1e3),
+                units::ms_fixed(s.latency_us.p99, 1),
                 format!("{:.1}s", s.elapsed_s),
             ]
         })
@@ -218,9 +238,9 @@ fn load_blocks(out: &mut String, report: &RunReport, paint: Paint) {
 
 /// "p50 1.20  p90 3.40  p99 12.30  p99.9 30.00  max 41.00 ms".
 fn percentiles(l: &LatencySummary) -> String {
-    let ms = |us: u64| us as f64 / 1e3;
+    let ms = |us: u64| units::ms_fixed(us, 2);
     format!(
-        "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms",
+        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {} ms",
         ms(l.p50),
         ms(l.p90),
         ms(l.p99),
@@ -264,7 +284,7 @@ fn failed_check(
     paint: Paint,
 ) {
     let (word, color) = check_outcome(check.outcome, strict);
-    let note = if check.outcome == Outcome::NonStrict && !counts_as_failure(check.outcome, strict) {
+    let note = if check.outcome == Outcome::NonStrict && !check.outcome.counts_as_failure(strict) {
         " (allowed; fails under --strict)"
     } else {
         ""
@@ -395,7 +415,7 @@ fn cut(text: &str, max: usize) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::{Evidence, LatencySummary};
+    use crate::results::{Evidence, LatencySummary};
 
     fn report() -> RunReport {
         let check = |name: &str, outcome| CheckResult {
@@ -484,7 +504,7 @@ mod tests {
 
     #[test]
     fn load_block_after_the_table() {
-        use crate::report::model::{LoadFigures, StepFigures};
+        use crate::results::{LoadFigures, StepFigures};
         let mut report = report();
         let latency = |p50, max| LatencySummary {
             p50,

@@ -12,7 +12,6 @@
 //! from a report.json alone.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
@@ -20,15 +19,12 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 
 use crate::metrics::codec::{self, CodecError};
+use crate::metrics::units::MICROS_PER_MS;
 use crate::redact::Redactor;
-use crate::report::ReportError;
-use crate::report::model::{LoadFigures, RunReport};
+use crate::results::{LoadFigures, RunReport};
 
 pub const HGRM_EXTENSION: &str = "hgrm";
 pub const HLOG_EXTENSION: &str = "hlog";
-
-/// Histograms hold microseconds; the files show milliseconds, as wrk2's do.
-pub const MICROS_PER_MS: f64 = 1_000.0;
 
 /// Percentile rows per halving of the distance to 100%, as wrk2 and jHiccup print them.
 pub const TICKS_PER_HALF_DISTANCE: u32 = 5;
@@ -79,35 +75,52 @@ fn safe_stem(name: &str) -> String {
     stem
 }
 
-/// Writes `NAME.hgrm` and `NAME.hlog` into `dir` for every load scenario of `report`
-/// (already redacted), returning the paths written.
+/// One `.hgrm` or `.hlog` file: its name in the report directory, and what it holds.
+pub struct HdrFile {
+    pub name: String,
+    pub contents: Vec<u8>,
+}
+
+/// A scenario whose histogram does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("scenario {scenario}: bad latency histogram")]
+pub struct HistogramError {
+    pub scenario: String,
+    #[source]
+    pub source: CodecError,
+}
+
+/// The `NAME.hgrm` and `NAME.hlog` files of every load scenario of `report` (already
+/// redacted), in scenario order. A histogram that does not decode costs only the files
+/// from there on: the caller writes what came before.
 ///
 /// The data lines are numbers and histogram encodings and are written as computed (a
 /// redaction pass could only corrupt them); the comment lines, which carry the scenario's
 /// name and executor, go through `redactor`.
-pub(crate) fn write_files(
-    report: &RunReport,
-    dir: &Path,
-    redactor: &Redactor,
-) -> Result<Vec<PathBuf>, ReportError> {
+pub fn files(report: &RunReport, redactor: &Redactor) -> Vec<Result<HdrFile, HistogramError>> {
     let run_start = humantime::parse_rfc3339(&report.started_at).ok();
-    let mut paths = Vec::new();
+    let mut files = Vec::new();
     for (scenario, stem) in report.scenarios.iter().zip(file_stems(report)) {
         let (Some(load), Some(stem)) = (&scenario.load, stem) else {
             continue;
         };
-        let histogram_error = |source| ReportError::Histogram {
+        let histogram_error = |source| HistogramError {
             scenario: scenario.name.clone(),
             source,
         };
-        let whole = codec::decode(&load.histogram).map_err(histogram_error)?;
-        let hgrm = dir.join(format!("{stem}.{HGRM_EXTENSION}"));
-        super::write(
-            &hgrm,
-            &percentile_distribution(&whole, TICKS_PER_HALF_DISTANCE, MICROS_PER_MS),
-        )?;
-        paths.push(hgrm);
-
+        files.push(
+            codec::decode(&load.histogram)
+                .map_err(histogram_error)
+                .map(|whole| HdrFile {
+                    name: format!("{stem}.{HGRM_EXTENSION}"),
+                    contents: percentile_distribution(
+                        &whole,
+                        TICKS_PER_HALF_DISTANCE,
+                        MICROS_PER_MS,
+                    )
+                    .into_bytes(),
+                }),
+        );
         let comment = redactor
             .redact(&format!(
                 "[Logged with keyclaim-harness {}: scenario {}, {}]",
@@ -121,15 +134,16 @@ pub(crate) fn write_files(
         let start = (load.start_unix_ms > 0)
             .then(|| SystemTime::UNIX_EPOCH + Duration::from_millis(load.start_unix_ms))
             .or(run_start);
-        let log = interval_log(load, start, &comment).map_err(histogram_error)?;
-        let hlog = dir.join(format!("{stem}.{HLOG_EXTENSION}"));
-        std::fs::write(&hlog, log).map_err(|source| ReportError::Write {
-            path: hlog.clone(),
-            source,
-        })?;
-        paths.push(hlog);
+        files.push(
+            interval_log(load, start, &comment)
+                .map_err(histogram_error)
+                .map(|log| HdrFile {
+                    name: format!("{stem}.{HLOG_EXTENSION}"),
+                    contents: log,
+                }),
+        );
     }
-    Ok(paths)
+    files
 }
 
 /// One row of a percentile distribution.
@@ -409,7 +423,7 @@ mod tests {
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
     use super::*;
-    use crate::report::model::{IntervalFigures, LatencySummary};
+    use crate::results::{IntervalFigures, LatencySummary};
 
     fn histogram() -> Histogram<u64> {
         Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap()

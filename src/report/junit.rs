@@ -14,15 +14,14 @@ use quick_junit::{
 };
 
 use crate::redact::Redactor;
-use crate::report::counts_as_failure;
-use crate::report::model::{CheckResult, Outcome, RunReport, ScenarioReport};
+use crate::results::{CheckResult, Outcome, RunReport, ScenarioReport};
 
 /// Classname for scenarios without an id.
 const DEFAULT_CLASSNAME: &str = "keyclaim";
 
 /// The JUnit XML text for `report`, redacted.
 pub fn render(report: &RunReport, redactor: &Redactor) -> Result<String, SerializeError> {
-    let report = super::redacted(report, redactor);
+    let report = report.redacted(redactor);
     let suite_name = if report.plans.is_empty() {
         DEFAULT_CLASSNAME.to_owned()
     } else {
@@ -60,7 +59,7 @@ fn test_case(scenario: &ScenarioReport, strict: bool) -> TestCase {
     let failing: Vec<&CheckResult> = scenario
         .checks
         .iter()
-        .filter(|c| counts_as_failure(c.outcome, strict))
+        .filter(|c| c.outcome.counts_as_failure(strict))
         .collect();
     let status = if scenario.skipped {
         let mut status = TestCaseStatus::skipped();
@@ -183,7 +182,7 @@ fn seconds(s: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::{Evidence, LatencySummary};
+    use crate::results::{Evidence, LatencySummary};
 
     fn scenario(
         name: &str,

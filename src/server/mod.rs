@@ -16,6 +16,7 @@ mod idle;
 mod io;
 pub mod keys;
 mod routes;
+mod state;
 pub mod store;
 
 use std::future::Future;
@@ -40,8 +41,12 @@ use tokio::time::Instant;
 use crate::protocol::{CREATE_PATH, VALIDATE_PATH};
 use faults::FaultSet;
 use keys::{KeyRegistry, KeySpec, KeysError};
+use state::AppState;
 use store::ChallengeStore;
 
+/// Requests per second per key; 0 = no limit, so load tests measure the server, not
+/// its limiter, unless asked.
+pub const DEFAULT_RATE_LIMIT: u32 = 0;
 /// Largest request body accepted; KeyClaim bodies are a few hundred bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 /// Outstanding challenges one key may hold before create answers `rate_limited`.
@@ -98,7 +103,7 @@ impl ServerConfig {
     pub fn new(keys: Vec<KeySpec>) -> Self {
         Self {
             keys,
-            rate_limit: 0,
+            rate_limit: DEFAULT_RATE_LIMIT,
             faults: FaultSet::default(),
             pause: None,
             max_outstanding: DEFAULT_MAX_OUTSTANDING,
@@ -131,15 +136,6 @@ impl PauseSchedule {
         let into_period = Duration::from_nanos((elapsed.as_nanos() % self.every.as_nanos()) as u64);
         self.pause_for.saturating_sub(into_period)
     }
-}
-
-pub(crate) struct AppState {
-    keys: KeyRegistry,
-    store: ChallengeStore,
-    faults: FaultSet,
-    body_limit: usize,
-    body_timeout: Duration,
-    max_outstanding: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

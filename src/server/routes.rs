@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::de::DeserializeOwned;
 
-use super::AppState;
 use super::faults::Fault;
 use super::keys::KeyState;
+use super::state::AppState;
 use super::store::{Presented, Refusal};
 use crate::protocol::{
     CreateRequest, CreateResponse, DEFAULT_TTL_S, ErrorBody, ErrorCode, TTL_RANGE_S,

@@ -1,6 +1,6 @@
 //! Outstanding challenges: issue, look up, consume exactly once, and sweep.
 //!
-//! Each challenge is an [`Entry`] whose `state` moves once, by compare-and-swap, from
+//! Each challenge is an `Entry` whose `state` moves once, by compare-and-swap, from
 //! `OUTSTANDING` to `USED` or `EXPIRED`; that CAS is what makes single use atomic.
 //! Used and expired entries stay for `retain` after expiry so late validations get
 //! `replayed_challenge` or `expired_challenge` rather than "unknown", then the

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::metrics::{Latency, codec};
-use crate::report::model::{IntervalFigures, StepFigures};
+use crate::results::{IntervalFigures, LoadTick, StepFigures};
 
 /// Length of one interval of the timeline and of the `.hlog`.
 pub const INTERVAL: Duration = Duration::from_secs(1);
@@ -33,17 +33,6 @@ pub enum SampleOutcome {
     Timeout,
     ConnectionError,
     ProtocolError,
-}
-
-/// A live view for progress displays.
-#[derive(Debug, Clone, Default)]
-pub struct LoadTick {
-    pub elapsed: Duration,
-    pub requests: u64,
-    pub failed: u64,
-    /// Requests per second over the last interval.
-    pub rate: f64,
-    pub p99_us: u64,
 }
 
 #[derive(Default)]

@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderValue, Method};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::aggregate::{Sample, SampleOutcome};
 use super::transport::{Reply, UserConnection};
 use crate::checks::{status_matches, unmet};
 use crate::client::{Answer, TransportError};
-use crate::crypto::{ResponseKey, RsaPrivateKey};
-use crate::engine::Credentials;
+use crate::crypto::RsaPrivateKey;
+use crate::engine::credentials::{Credentials, Secret, decrypt_challenge, missing, random_hex64};
 use crate::plan::model::{
     Action, AuthForm, ChallengeRef, DecryptedField, Expect, KeyChoice, ResponseForm, Step, WaitStep,
 };
@@ -31,15 +30,13 @@ pub struct FlowError {
     pub message: String,
 }
 
-/// Who sends: the key's body fragment, Bearer header and HMAC state.
+/// Who sends: the key's body fragment, Bearer header and secret.
 #[derive(Clone)]
 struct Sender {
     /// `"key":"kc_…",` ready to splice into a body, or empty.
     body_key: String,
     bearer: Option<HeaderValue>,
-    secret: ResponseKey,
-    /// The secret itself, for the SDKs' "hash" form (SHA-256 of challenge + secret).
-    secret_text: String,
+    secret: Secret,
 }
 
 enum Compiled {
@@ -126,8 +123,7 @@ impl Flow {
             };
             compiled.push(match &step.action {
                 Action::Create(create) => {
-                    let sender = sender(credentials, &create.key, create.auth)
-                        .map_err(|m| fail(m.to_owned()))?;
+                    let sender = sender(credentials, &create.key, create.auth).map_err(&fail)?;
                     let mut body = String::from("{");
                     body.push_str(&sender.body_key);
                     if let Some(ttl) = create.ttl {
@@ -151,8 +147,7 @@ impl Flow {
                     }
                 }
                 Action::Validate(validate) => Compiled::Validate {
-                    sender: sender(credentials, &validate.key, validate.auth)
-                        .map_err(|m| fail(m.to_owned()))?,
+                    sender: sender(credentials, &validate.key, validate.auth).map_err(&fail)?,
                     challenge: match &validate.challenge {
                         ChallengeRef::Saved(name) => ChallengeSource::Saved(slot_of(name, &slots)?),
                         ChallengeRef::SavedDecrypted(name) => {
@@ -351,22 +346,7 @@ impl Flow {
             .and_then(|v| v.get("expires_in"))
             .and_then(Value::as_u64);
         let decrypted = match (&self.private_key, decrypt) {
-            (Some(key), true) => {
-                let key = Arc::clone(key);
-                let ciphertext = challenge.clone();
-                // RSA decryption is CPU-heavy: keep it off the reactor.
-                tokio::task::spawn_blocking(move || {
-                    use base64::Engine;
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(ciphertext.trim())
-                        .ok()?;
-                    let plain = key.decrypt_oaep_sha256(&bytes).ok()?;
-                    String::from_utf8(plain.to_vec()).ok()
-                })
-                .await
-                .ok()
-                .flatten()
-            }
+            (Some(key), true) => decrypt_challenge(Arc::clone(key), challenge.clone()).await,
             _ => None,
         };
         state.saved[slot] = Saved {
@@ -386,7 +366,6 @@ fn validate_body(
     response: &ResponseForm,
     decrypted_field: DecryptedField,
 ) -> Bytes {
-    let random = || hex::encode(rand::random::<[u8; 32]>());
     let saved_slot = match challenge {
         ChallengeSource::Saved(slot) | ChallengeSource::SavedDecrypted(slot) => {
             Some(&state.saved[*slot])
@@ -399,26 +378,10 @@ fn validate_body(
     let named = match challenge {
         ChallengeSource::Saved(slot) => state.saved[*slot].challenge.clone(),
         ChallengeSource::SavedDecrypted(_) => decrypted.clone(),
-        ChallengeSource::Random => random(),
+        ChallengeSource::Random => random_hex64(),
         ChallengeSource::Literal(text) => text.clone(),
     };
-    let response_text = match response {
-        ResponseForm::Hmac => sender.secret.response_hex(&named),
-        ResponseForm::HmacOtherSecret => {
-            ResponseKey::new(b"kc_not_the_secret").response_hex(&named)
-        }
-        ResponseForm::Tampered => {
-            let mut mac = sender.secret.response_hex(&named).into_bytes();
-            mac[0] = if mac[0] == b'0' { b'1' } else { b'0' };
-            String::from_utf8(mac).expect("hex is ASCII")
-        }
-        ResponseForm::Echo => named.clone(),
-        ResponseForm::Hash => hex::encode(Sha256::digest(format!("{named}{}", sender.secret_text))),
-        ResponseForm::Decrypted => decrypted.clone(),
-        ResponseForm::HmacDecrypted => sender.secret.response_hex(&decrypted),
-        ResponseForm::WrongDecryption => random(),
-        ResponseForm::Literal(text) => text.clone(),
-    };
+    let response_text = sender.secret.response(response, &named, &decrypted);
     let mut body = String::with_capacity(256);
     body.push('{');
     body.push_str(&sender.body_key);
@@ -434,7 +397,7 @@ fn validate_body(
         }
         DecryptedField::Wrong => {
             body.push_str(",\"decryptedChallenge\":");
-            body.push_str(&json_string(&random()));
+            body.push_str(&json_string(&random_hex64()));
         }
     }
     body.push('}');
@@ -454,31 +417,17 @@ fn bearer_value(key: &str) -> Option<HeaderValue> {
         })
 }
 
-fn sender(
-    credentials: &Credentials,
-    choice: &KeyChoice,
-    auth: AuthForm,
-) -> Result<Sender, &'static str> {
-    let key = credentials.key(choice);
-    let missing = match choice {
-        KeyChoice::Secondary => Some("needs a second API key (--second-api-key)"),
-        KeyChoice::Rsa => Some("needs an RSA key (--rsa-api-key and --private-key)"),
-        _ => None,
-    };
-    if let (None, Some(missing)) = (key, missing) {
-        return Err(missing);
-    }
-    let secret = credentials.secret(choice);
-    let in_body = matches!(auth, AuthForm::Body | AuthForm::Both);
-    let in_header = matches!(auth, AuthForm::Bearer | AuthForm::Both);
+fn sender(credentials: &Credentials, choice: &KeyChoice, auth: AuthForm) -> Result<Sender, String> {
+    let placement = credentials
+        .placement(choice, auth)
+        .map_err(|need| format!("needs {}", missing(need)))?;
     Ok(Sender {
-        body_key: match key.filter(|_| in_body) {
+        body_key: match placement.body {
             Some(key) => format!("\"key\":{},", json_string(key)),
             None => String::new(),
         },
-        bearer: key.filter(|_| in_header).and_then(bearer_value),
-        secret: ResponseKey::new(secret.as_bytes()),
-        secret_text: secret.to_owned(),
+        bearer: placement.bearer.and_then(bearer_value),
+        secret: Secret::new(credentials.secret(choice)),
     })
 }
 

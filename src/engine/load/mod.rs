@@ -5,7 +5,6 @@
 mod aggregate;
 mod flow;
 mod schedule;
-pub(crate) mod thresholds;
 mod transport;
 
 use std::sync::Arc;
@@ -15,16 +14,17 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use aggregate::LoadTick;
 use aggregate::{Sample, aggregate};
 use flow::Flow;
 use schedule::ArrivalSchedule;
 use transport::{Target, UserConnection};
 
-use super::RunSettings;
+use crate::engine::settings::RunSettings;
 use crate::metrics::codec;
-use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario};
-use crate::report::model::{CheckResult, LoadFigures, Outcome, ScenarioReport};
+use crate::metrics::thresholds;
+use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario, Threshold};
+use crate::results::{CheckResult, LoadFigures, Outcome, ScenarioReport};
+use crate::scale_out::WorkerSlice;
 
 /// Sample batches buffered between users and the aggregator; a full channel makes
 /// users wait rather than grow memory.
@@ -250,7 +250,7 @@ pub async fn run(
     };
     let mut checks = match worker {
         None => thresholds::evaluate(&spec.thresholds, &measured),
-        Some(worker) => thresholds::left_to_merge(&spec.thresholds, worker),
+        Some(worker) => left_to_merge(&spec.thresholds, worker),
     };
     if cancel.is_cancelled() {
         checks.push(CheckResult {
@@ -266,6 +266,26 @@ pub async fn run(
     scenario_report.rps = totals.requests as f64 / run_length;
     scenario_report.latency_us = totals.latency.summary();
     scenario_report
+}
+
+/// A worker's thresholds: skipped, because a worker holds only its share of the
+/// samples (its p99 is not the run's, its rps a fraction); `merge` judges them on the
+/// merged histograms and counts.
+fn left_to_merge(thresholds: &[Threshold], worker: WorkerSlice) -> Vec<CheckResult> {
+    thresholds
+        .iter()
+        .map(|threshold| CheckResult {
+            name: threshold.source.clone(),
+            outcome: Outcome::Skipped,
+            message: format!(
+                "{}: judged on the merged report (worker {} of {}; run `keyclaim-harness merge`)",
+                threshold.source,
+                worker.index(),
+                worker.workers()
+            ),
+            evidence: None,
+        })
+        .collect()
 }
 
 /// The open model's inputs, moved into its scheduler task.

@@ -1,6 +1,6 @@
 //! `report.html`: a self-contained page for people: a header, a table of scenarios, then
 //! each scenario's checks with their evidence, and for load scenarios their figures, a
-//! per-step table and inline SVG charts (see [`super::svg`]).
+//! per-step table and inline SVG charts (see `svg`).
 //!
 //! Evidence holds whatever the server under test answered, so every string from the report
 //! is written through [`Esc`], and a Content-Security-Policy forbids scripts and every
@@ -9,16 +9,21 @@
 //! its own function writing into one buffer, so new sections (e.g. inline SVG charts) slot
 //! in between without touching the others.
 
-use std::fmt::{self, Write as _};
+mod escape;
+mod svg;
 
-use crate::metrics::codec;
+use std::fmt::Write as _;
+
+pub use escape::Esc;
+
+use crate::metrics::{codec, units};
 use crate::redact::Redactor;
-use crate::report::model::{CheckResult, LoadFigures, Outcome, RunReport, ScenarioReport};
-use crate::report::{hdr, svg};
+use crate::report::hdr;
+use crate::results::{CheckResult, LoadFigures, Outcome, RunReport, ScenarioReport};
 
 /// The HTML page for `report`, redacted.
 pub fn render(report: &RunReport, redactor: &Redactor) -> String {
-    let report = super::redacted(report, redactor);
+    let report = report.redacted(redactor);
     let mut page = String::with_capacity(16 * 1024);
     document_start(&mut page, &report);
     run_header(&mut page, &report);
@@ -30,27 +35,6 @@ pub fn render(report: &RunReport, redactor: &Redactor) -> String {
     }
     document_end(&mut page);
     redactor.redact(&page).into_owned()
-}
-
-/// Text escaped for HTML element content and double- or single-quoted attribute values.
-pub struct Esc<'a>(pub &'a str);
-
-impl fmt::Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(pos) = rest.find(['&', '<', '>', '"', '\'']) {
-            f.write_str(&rest[..pos])?;
-            f.write_str(match rest.as_bytes()[pos] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[pos + 1..];
-        }
-        f.write_str(rest)
-    }
 }
 
 /// No scripts, no fetches: only the inline stylesheet (and `data:` images, for charts).
@@ -180,8 +164,8 @@ fn scenario_table(page: &mut String, report: &RunReport) {
             scenario.requests,
             scenario.errors,
             scenario.rps,
-            micros(scenario.latency_us.p50),
-            micros(scenario.latency_us.p99),
+            units::readable(scenario.latency_us.p50),
+            units::readable(scenario.latency_us.p99),
         );
     }
     page.push_str("</tbody>\n</table>\n");
@@ -228,11 +212,11 @@ fn scenario_details(
         "Latency",
         &format!(
             "p50 {} · p90 {} · p99 {} · p99.9 {} · max {}",
-            micros(l.p50),
-            micros(l.p90),
-            micros(l.p99),
-            micros(l.p999),
-            micros(l.max)
+            units::readable(l.p50),
+            units::readable(l.p90),
+            units::readable(l.p99),
+            units::readable(l.p999),
+            units::readable(l.max)
         ),
     );
     page.push_str("</dl>\n");
@@ -355,11 +339,11 @@ fn step_table(page: &mut String, load: &LoadFigures) {
             Esc(&step.name),
             step.requests,
             step.failed,
-            micros(l.p50),
-            micros(l.p90),
-            micros(l.p99),
-            micros(l.p999),
-            micros(l.max),
+            units::readable(l.p50),
+            units::readable(l.p90),
+            units::readable(l.p99),
+            units::readable(l.p999),
+            units::readable(l.max),
         );
     }
     page.push_str("</tbody>\n</table>\n");
@@ -449,29 +433,12 @@ fn tags(tags: &[String]) -> String {
 }
 
 /// Microseconds as people read them: "850 µs", "12.3 ms", "1.20 s".
-fn micros(us: u64) -> String {
-    match us {
-        0..1_000 => format!("{us} µs"),
-        1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
-        _ => format!("{:.2} s", us as f64 / 1e6),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn escapes_all_five() {
-        assert_eq!(
-            Esc(r#"<a href="x" title='y'>&</a>"#).to_string(),
-            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
-        );
-        assert_eq!(Esc("plain é").to_string(), "plain é");
-    }
-
     fn load_report(histogram: String) -> RunReport {
-        use crate::report::model::{LatencySummary, LoadFigures};
+        use crate::results::{LatencySummary, LoadFigures};
         let scenario = ScenarioReport {
             name: "closed-load".into(),
             id: None,
@@ -548,12 +515,5 @@ mod tests {
         let page = render(&load_report(String::new()), &Redactor::default());
         assert_eq!(page.matches("<svg").count(), 1, "only the timeline");
         assert!(page.contains("<p class=\"warning\">No latency chart: histogram does not decode"));
-    }
-
-    #[test]
-    fn micros_units() {
-        assert_eq!(micros(850), "850 µs");
-        assert_eq!(micros(12_345), "12.3 ms");
-        assert_eq!(micros(1_200_000), "1.20 s");
     }
 }

@@ -1,10 +1,10 @@
-//! Thresholds against what a load scenario measured: each becomes a check that says
-//! the figure it saw.
+//! Thresholds against what a load scenario measured (one process's, or a merge of
+//! several workers'): each becomes a check that says the figure it saw.
 
-use crate::metrics::Latency;
+use super::Latency;
+use super::units;
 use crate::plan::model::{Comparison, Metric, Threshold};
-use crate::report::model::{CheckResult, Outcome};
-use crate::scale_out::WorkerSlice;
+use crate::results::{CheckResult, Outcome};
 
 pub struct Measured<'a> {
     pub latency: &'a Latency,
@@ -36,13 +36,7 @@ fn value(metric: Metric, measured: &Measured<'_>) -> Option<f64> {
 
 fn show(metric: Metric, value: f64) -> String {
     match metric {
-        Metric::Percentile(_) | Metric::Mean | Metric::Max => {
-            if value >= 1_000.0 {
-                format!("{:.2}ms", value / 1_000.0)
-            } else {
-                format!("{value:.0}µs")
-            }
-        }
+        Metric::Percentile(_) | Metric::Mean | Metric::Max => units::compact(value),
         Metric::ErrorRate | Metric::DroppedRate => format!("{:.3}%", value * 100.0),
         Metric::Rps => format!("{value:.1}/s"),
         Metric::Requests => format!("{value:.0}"),
@@ -74,26 +68,6 @@ pub fn evaluate(thresholds: &[Threshold], measured: &Measured<'_>) -> Vec<CheckR
                 },
                 evidence: None,
             }
-        })
-        .collect()
-}
-
-/// A worker's thresholds: skipped, because a worker holds only its share of the
-/// samples (its p99 is not the run's, its rps a fraction); `merge` judges them on the
-/// merged histograms and counts.
-pub fn left_to_merge(thresholds: &[Threshold], worker: WorkerSlice) -> Vec<CheckResult> {
-    thresholds
-        .iter()
-        .map(|threshold| CheckResult {
-            name: threshold.source.clone(),
-            outcome: Outcome::Skipped,
-            message: format!(
-                "{}: judged on the merged report (worker {} of {}; run `keyclaim-harness merge`)",
-                threshold.source,
-                worker.index(),
-                worker.workers()
-            ),
-            evidence: None,
         })
         .collect()
 }

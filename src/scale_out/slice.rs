@@ -1,13 +1,14 @@
-//! Scale-out: the share of a run's load one worker drives (`run --worker-index I
-//! --workers N`), the shared start instant (`--start-at`), and the digest that ties the
-//! workers' reports to one run for `merge`.
+//! The share of a run's load one worker drives (`run --worker-index I --workers N`), the
+//! shared start instant (`--start-at`), and the digest that ties the workers' reports to
+//! one run for `merge`.
 
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario, Stage};
-use crate::report::model::WorkerTag;
+use crate::results::WorkerTag;
 
 /// Worker `index` of `workers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +122,24 @@ pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
             "{text}: {err}; give an RFC 3339 instant such as 2026-11-23T15:00:00Z, or seconds since the epoch"
         )
     })
+}
+
+/// Waits for `--start-at` (or an interrupt). A start already past is not an error — a
+/// worker scheduled late still contributes — but `merge` will see its offset.
+pub async fn wait_for_start(start_at: SystemTime, cancel: &CancellationToken) {
+    match start_at.duration_since(SystemTime::now()) {
+        Ok(wait) => {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => {}
+            }
+        }
+        Err(late) if late.duration() > Duration::from_secs(1) => tracing::warn!(
+            "--start-at was {} ago; starting now, out of step with the other workers",
+            humantime::format_duration(Duration::from_millis(late.duration().as_millis() as u64))
+        ),
+        Err(_) => {}
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,16 @@
-//! The default target: the reference server started in this process on 127.0.0.1:0
-//! with freshly generated keys, so `run` works on a bare machine.
+//! What a run points at: the user's target URL, or the reference server started in this
+//! process on 127.0.0.1:0 with freshly generated keys, so `run` works on a bare machine;
+//! how reports name it; and the report of a run that could not reach it.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use super::Credentials;
+use super::conformance::not_run;
+use super::credentials::Credentials;
 use crate::crypto::{RsaBackend, RsaPrivateKey, generate_key_pair};
+use crate::plan::model::Scenario;
+use crate::results::{CheckResult, Outcome, RunReport};
+use crate::scale_out::WorkerSlice;
 use crate::server::faults::FaultSet;
 use crate::server::keys::{KeySpec, Tier, generate_key_id};
 use crate::server::{RunningServer, ServerConfig, ServerError, spawn};
@@ -69,4 +75,62 @@ pub async fn start_embedded(
         },
         private_key_pem: pair.private_pkcs8_pem,
     })
+}
+
+/// The target as shown in reports: no userinfo, no query.
+pub fn target_label(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_username("").ok();
+            parsed.set_password(None).ok();
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string().trim_end_matches('/').to_owned()
+        }
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+/// What a run that could not reach its target leaves behind: every selected scenario
+/// failed with the reason, so a CI dashboard reading junit.xml shows the outage rather
+/// than a missing file.
+pub fn unreachable_report(
+    scenarios: &[Scenario],
+    target_label: &str,
+    why: &str,
+    plans: Vec<String>,
+    plan_digest: String,
+    strict: bool,
+    worker: Option<WorkerSlice>,
+) -> RunReport {
+    let scenarios: Vec<_> = scenarios
+        .iter()
+        .map(|scenario| {
+            not_run(
+                scenario,
+                CheckResult {
+                    name: "target reachable".into(),
+                    outcome: Outcome::Fail,
+                    message: format!(
+                        "{}: not run: cannot reach the target {target_label}: {why}",
+                        scenario.name
+                    ),
+                    evidence: None,
+                },
+            )
+        })
+        .collect();
+    RunReport {
+        passed: false,
+        interrupted: false,
+        strict,
+        plans,
+        target: target_label.to_owned(),
+        started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        elapsed_s: 0.0,
+        scenarios,
+        plan_digest,
+        worker: worker.map(WorkerSlice::tag),
+        merged: None,
+    }
 }

@@ -4,10 +4,57 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use clap::Args;
+
 use crate::crypto::{CryptoError, generate_key_pair};
+use crate::exit::ExitCode;
 
 pub const PRIVATE_FILE: &str = "private.pem";
 pub const PUBLIC_FILE: &str = "public.pem";
+
+#[derive(Debug, Args)]
+#[command(after_help = ExitCode::help(&[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]))]
+pub struct KeygenArgs {
+    /// Folder for private.pem (PKCS#8, mode 0600) and public.pem (SPKI).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// RSA modulus size.
+    #[arg(long, default_value_t = 2048, value_parser = parse_rsa_bits)]
+    pub bits: usize,
+    /// Overwrite existing key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn parse_rsa_bits(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(bits @ (2048 | 3072 | 4096 | 8192)) => Ok(bits),
+        _ => Err(format!(
+            "{value} is not a supported size; use 2048, 3072, 4096 or 8192"
+        )),
+    }
+}
+
+pub fn execute(args: KeygenArgs) -> ExitCode {
+    match write_key_pair(&args.out_dir, args.bits, args.force) {
+        Ok(files) => {
+            println!(
+                "private key: {} (mode 0600; keep it secret)",
+                files.private.display()
+            );
+            println!("public key:  {}", files.public.display());
+            ExitCode::Ok
+        }
+        Err(err @ KeygenError::Exists(_)) => {
+            eprintln!("error: {err}");
+            ExitCode::Usage
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::Failed
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeygenError {

@@ -1,4 +1,4 @@
-//! `keyclaim-harness crypto-bench`: how many HMAC responses and RSA-OAEP operations per
+//! What `keyclaim-harness crypto-bench` measures: how many HMAC responses and RSA-OAEP operations per
 //! second this machine does, on 1..N threads, per RSA backend, and how well that scales.
 //!
 //! Each measurement runs for a fixed window and stops by itself. Scaling is real parallel
@@ -12,55 +12,16 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use clap::ValueEnum;
+use indicatif::ProgressBar;
 use serde::Serialize;
 
-use crate::cli::{EXIT_FAILED, EXIT_USAGE};
 use crate::crypto::{
     CryptoError, GeneratedKeyPair, RESPONSE_HEX_LEN, ResponseKey, RsaBackend, RsaPrivateKey,
     RsaPublicKey, generate_key_pair,
 };
-
-/// `crypto-bench` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct CryptoBenchArgs {
-    /// Seconds each measurement runs (one path, backend and thread count); fractions allowed.
-    #[arg(long, default_value = "1", value_name = "N", value_parser = parse_seconds)]
-    pub seconds: Duration,
-    /// Highest thread count; every count from 1 to N is measured (default: available cores).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub threads: Option<u16>,
-    /// Output format: a table, or a JSON array (one object per path, backend and thread count).
-    #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
-    pub format: BenchFormat,
-    /// RSA backend to measure (default: every backend built). The rustcrypto backend
-    /// carries RUSTSEC-2023-0071 (Marvin timing side channel); see README.
-    #[arg(long, value_enum, value_name = "BACKEND")]
-    pub rsa_backend: Option<RsaBackend>,
-    /// Measure only this path (repeatable; default: all).
-    #[arg(long = "path", value_enum, value_name = "PATH")]
-    pub paths: Vec<BenchPath>,
-}
-
-fn parse_seconds(value: &str) -> Result<Duration, String> {
-    let seconds: f64 = value
-        .parse()
-        .map_err(|_| format!("{value} is not a number of seconds"))?;
-    if !(0.01..=3600.0).contains(&seconds) {
-        return Err(format!("{value} is out of range; use 0.01 to 3600 seconds"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchFormat {
-    Text,
-    Json,
-}
 
 /// One measured operation. The names are the ones scripts match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -134,8 +95,6 @@ pub struct Measurement {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoBenchError {
-    #[error("{0}")]
-    Usage(String),
     #[error("cannot generate the RSA-{bits} benchmark key: {source}")]
     KeyGeneration { bits: usize, source: CryptoError },
     #[error("{path} on {backend}: {source}")]
@@ -151,18 +110,6 @@ pub enum CryptoBenchError {
     },
     #[error("cannot start {threads} threads: {reason}")]
     ThreadPool { threads: usize, reason: String },
-    #[error("cannot write the results: {0}")]
-    Output(#[from] std::io::Error),
-}
-
-impl CryptoBenchError {
-    /// The documented exit code: 2 for argument errors, 1 for everything else.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            CryptoBenchError::Usage(_) => EXIT_USAGE,
-            _ => EXIT_FAILED,
-        }
-    }
 }
 
 /// What to measure, resolved from the arguments in one step.
@@ -175,37 +122,8 @@ pub struct BenchPlan {
 }
 
 impl BenchPlan {
-    pub fn from_args(args: &CryptoBenchArgs) -> Result<Self, CryptoBenchError> {
-        let mut paths = if args.paths.is_empty() {
-            BenchPath::value_variants().to_vec()
-        } else {
-            args.paths.clone()
-        };
-        paths.sort();
-        paths.dedup();
-        if args.rsa_backend.is_some() && paths.iter().all(|path| path.rsa_bits().is_none()) {
-            return Err(CryptoBenchError::Usage(
-                "--rsa-backend has no effect: no RSA path is selected".into(),
-            ));
-        }
-        let backends = match args.rsa_backend {
-            Some(backend) => vec![backend],
-            None => RsaBackend::ALL.to_vec(),
-        };
-        let max_threads = match args.threads {
-            Some(threads) => usize::from(threads),
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-        Ok(Self {
-            paths,
-            backends,
-            max_threads,
-            window: args.seconds,
-        })
-    }
-
     /// Every (path, backend) pair measured, in order.
-    fn targets(&self) -> Vec<(BenchPath, Option<RsaBackend>)> {
+    pub fn targets(&self) -> Vec<(BenchPath, Option<RsaBackend>)> {
         let mut targets = Vec::new();
         for &path in &self.paths {
             if path.rsa_bits().is_some() {
@@ -216,35 +134,6 @@ impl BenchPlan {
         }
         targets
     }
-}
-
-/// Runs the command: measures, then prints the table or JSON on stdout.
-pub fn run(args: &CryptoBenchArgs) -> Result<(), CryptoBenchError> {
-    let plan = BenchPlan::from_args(args)?;
-    let targets = plan.targets();
-    // indicatif hides a stderr bar by itself when stderr is not a terminal, so piped
-    // and CI runs get clean output.
-    let progress = ProgressBar::with_draw_target(
-        Some((targets.len() * plan.max_threads) as u64),
-        ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} measurements  {msg}",
-    ) {
-        progress.set_style(style);
-    }
-    progress.enable_steady_tick(Duration::from_millis(100));
-    let measured = measure(&plan, &progress);
-    progress.finish_and_clear();
-    let measurements = measured?;
-    let rendered = match args.format {
-        BenchFormat::Text => render_text(&plan, &measurements),
-        BenchFormat::Json => render_json(&measurements),
-    };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(rendered.as_bytes())?;
-    stdout.flush()?;
-    Ok(())
 }
 
 /// Measures every target of `plan` on 1..=max threads, reporting to `progress`.
@@ -509,56 +398,6 @@ fn group_thousands(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Debug, Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        args: CryptoBenchArgs,
-    }
-
-    fn parse(args: &[&str]) -> Result<CryptoBenchArgs, clap::Error> {
-        Wrapper::try_parse_from(std::iter::once("crypto-bench").chain(args.iter().copied()))
-            .map(|w| w.args)
-    }
-
-    #[test]
-    fn arguments_resolve_to_a_plan() {
-        let args = parse(&[
-            "--seconds",
-            "0.5",
-            "--threads",
-            "3",
-            "--path",
-            "rsa2048-oaep-decrypt",
-        ])
-        .unwrap();
-        let plan = BenchPlan::from_args(&args).unwrap();
-        assert_eq!(plan.window, Duration::from_millis(500));
-        assert_eq!(plan.max_threads, 3);
-        assert_eq!(plan.paths, [BenchPath::Rsa2048Decrypt]);
-        assert_eq!(plan.backends, RsaBackend::ALL);
-        let all = BenchPlan::from_args(&parse(&[]).unwrap()).unwrap();
-        assert_eq!(all.paths.len(), 7);
-        assert_eq!(all.targets().len(), 1 + 6 * RsaBackend::ALL.len());
-    }
-
-    #[test]
-    fn bad_arguments_are_refused() {
-        for bad in [
-            &["--seconds", "0"][..],
-            &["--seconds", "abc"],
-            &["--threads", "0"],
-            &["--path", "rsa1024-oaep-decrypt"],
-            &["--rsa-backend", "openssl"],
-            &["--format", "xml"],
-        ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
-        }
-        let pointless = parse(&["--rsa-backend", "rustcrypto", "--path", "hmac-sha256"]).unwrap();
-        let err = BenchPlan::from_args(&pointless).unwrap_err();
-        assert_eq!(err.exit_code(), EXIT_USAGE);
-    }
 
     #[test]
     fn hmac_measurement_is_time_bounded_and_counts_every_thread() {

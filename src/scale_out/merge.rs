@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::engine::load::thresholds::{self, Measured};
 use crate::metrics::Latency;
 use crate::metrics::codec::CodecError;
+use crate::metrics::thresholds::{self, Measured};
 use crate::plan::parse_threshold;
-use crate::report::model::{
+use crate::results::{
     CheckResult, IntervalFigures, LoadFigures, MergedFrom, Outcome, RunReport, ScenarioReport,
     StepFigures, worker_list,
 };

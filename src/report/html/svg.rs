@@ -15,9 +15,10 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
+use super::escape::Esc;
+use crate::metrics::units;
 use crate::report::hdr;
-use crate::report::html::Esc;
-use crate::report::model::IntervalFigures;
+use crate::results::IntervalFigures;
 
 /// The drawing's size in SVG units; CSS scales it down to the page's width.
 const WIDTH: f64 = 720.0;
@@ -252,7 +253,7 @@ pub fn latency_by_percentile(histogram: &Histogram<u64>) -> String {
     svg_start(&mut svg, HEIGHT, "Latency by percentile");
     let count = histogram.len();
     let decades = ((count.max(1) as f64).log10().ceil() as u32).clamp(4, 6);
-    let max_ms = histogram.max() as f64 / 1e3;
+    let max_ms = units::ms(histogram.max());
     let ticks = nice_ticks(max_ms, 5);
     let panel = Panel {
         top: panel_top,
@@ -277,12 +278,7 @@ pub fn latency_by_percentile(histogram: &Histogram<u64>) -> String {
         let points: Vec<(f64, f64)> =
             hdr::percentile_steps(histogram, hdr::TICKS_PER_HALF_DISTANCE)
                 .iter()
-                .map(|step| {
-                    (
-                        log_x(step.percentile / 100.0, x_max),
-                        step.value as f64 / hdr::MICROS_PER_MS,
-                    )
-                })
+                .map(|step| (log_x(step.percentile / 100.0, x_max), units::ms(step.value)))
                 .collect();
         panel.series(&mut svg, &points, BLUE, false);
         let marks = MARKED
@@ -295,8 +291,8 @@ pub fn latency_by_percentile(histogram: &Histogram<u64>) -> String {
                 "<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"#fff\" stroke=\"{BLUE}\" \
                  stroke-width=\"2\"><title>{}</title></circle>",
                 num(panel.x(log_x(q, x_max))),
-                num(panel.y(value as f64 / 1e3)),
-                Esc(&format!("{label} {:.3} ms", value as f64 / 1e3))
+                num(panel.y(units::ms(value))),
+                Esc(&format!("{label} {} ms", units::ms_fixed(value, 3)))
             );
         }
     }
@@ -356,7 +352,7 @@ pub fn throughput_and_p99(intervals: &[IntervalFigures]) -> String {
     let p99_max = shown
         .iter()
         .filter(|i| i.requests > 0)
-        .map(|i| i.latency_us.p99 as f64 / 1e3)
+        .map(|i| units::ms(i.latency_us.p99))
         .fold(0.0, f64::max);
     let p99_ticks = nice_ticks(p99_max * 1.05, 4);
     let bottom = Panel {
@@ -403,7 +399,7 @@ pub fn throughput_and_p99(intervals: &[IntervalFigures]) -> String {
         for run in shown.split(|i| i.requests == 0) {
             let p99: Vec<(f64, f64)> = run
                 .iter()
-                .map(|i| (middle(i), i.latency_us.p99 as f64 / 1e3))
+                .map(|i| (middle(i), units::ms(i.latency_us.p99)))
                 .collect();
             bottom.series(&mut svg, &p99, PURPLE, dots);
         }
@@ -417,7 +413,7 @@ pub fn throughput_and_p99(intervals: &[IntervalFigures]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::LatencySummary;
+    use crate::results::LatencySummary;
 
     fn interval(start_s: f64, requests: u64, p99: u64) -> IntervalFigures {
         IntervalFigures {

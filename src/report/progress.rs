@@ -3,8 +3,8 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::load::LoadTick;
-use crate::report::model::ScenarioReport;
+use crate::metrics::units;
+use crate::results::{LoadTick, ScenarioReport};
 
 pub struct ScenarioProgress {
     bar: ProgressBar,
@@ -51,12 +51,12 @@ impl ScenarioProgress {
     /// A load scenario's live figures: elapsed, requests, current rate, failures, p99.
     pub fn load_tick(&self, scenario: &str, tick: &LoadTick) {
         self.bar.set_message(format!(
-            "{scenario}: {:.0}s {} requests, {:.0}/s, {} failed, p99 {:.1}ms",
+            "{scenario}: {:.0}s {} requests, {:.0}/s, {} failed, p99 {}ms",
             tick.elapsed.as_secs_f64(),
             tick.requests,
             tick.rate,
             tick.failed,
-            tick.p99_us as f64 / 1_000.0
+            units::ms_fixed(tick.p99_us, 1)
         ));
     }
 

@@ -1,7 +1,11 @@
 //! What a run produced, in the shape every report format writes. The engine fills it;
-//! `report::{json, junit, html, console}` only read it.
+//! `report::{json, junit, html, console, hdr}` and `scale_out::merge` only read it.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::redact::Redactor;
 
 /// One check's verdict, as conformance suites report them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +25,16 @@ impl Outcome {
             Outcome::Fail => "fail",
             Outcome::NonStrict => "non-strict",
             Outcome::Skipped => "skipped",
+        }
+    }
+
+    /// Whether this outcome makes its scenario fail: a failure, or non-strict under
+    /// `--strict`.
+    pub fn counts_as_failure(self, strict: bool) -> bool {
+        match self {
+            Outcome::Fail => true,
+            Outcome::NonStrict => strict,
+            Outcome::Pass | Outcome::Skipped => false,
         }
     }
 }
@@ -239,5 +253,70 @@ impl RunReport {
             }
         }
         counts
+    }
+}
+
+/// A load scenario's live figures, about once a second, for progress displays.
+#[derive(Debug, Clone, Default)]
+pub struct LoadTick {
+    pub elapsed: Duration,
+    pub requests: u64,
+    pub failed: u64,
+    /// Requests per second over the last interval.
+    pub rate: f64,
+    pub p99_us: u64,
+}
+
+impl RunReport {
+    /// A copy with every string field passed through `redactor`.
+    pub fn redacted(&self, redactor: &Redactor) -> RunReport {
+        let mut report = self.clone();
+        if redactor.is_empty() {
+            return report;
+        }
+        let fix = |s: &mut String| {
+            if let std::borrow::Cow::Owned(clean) = redactor.redact(s) {
+                *s = clean;
+            }
+        };
+        report.plans.iter_mut().for_each(&fix);
+        fix(&mut report.target);
+        fix(&mut report.started_at);
+        for scenario in &mut report.scenarios {
+            fix(&mut scenario.name);
+            scenario.id.iter_mut().for_each(&fix);
+            scenario.tags.iter_mut().for_each(&fix);
+            scenario.description.iter_mut().for_each(&fix);
+            scenario.warnings.iter_mut().for_each(&fix);
+            for check in &mut scenario.checks {
+                fix(&mut check.name);
+                fix(&mut check.message);
+                if let Some(evidence) = &mut check.evidence {
+                    fix(&mut evidence.request);
+                    fix(&mut evidence.response);
+                }
+            }
+            // Status and error codes are whatever the server sent. Histograms are left
+            // alone: they are numbers, and rewriting an encoding could only corrupt it.
+            if let Some(load) = &mut scenario.load {
+                fix(&mut load.model);
+                fix(&mut load.executor);
+                let fix_keys = |counts: &mut std::collections::BTreeMap<String, u64>| {
+                    *counts = std::mem::take(counts).into_iter().fold(
+                        std::collections::BTreeMap::new(),
+                        |mut clean, (key, n)| {
+                            *clean.entry(redactor.redact(&key).into_owned()).or_insert(0) += n;
+                            clean
+                        },
+                    );
+                };
+                fix_keys(&mut load.status_counts);
+                fix_keys(&mut load.error_codes);
+                for step in &mut load.steps {
+                    fix(&mut step.name);
+                }
+            }
+        }
+        report
     }
 }

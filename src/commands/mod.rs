@@ -1,0 +1,39 @@
+//! The command line: one file per subcommand, each holding its clap `Args` and an
+//! `execute()` that returns the exit code. The binary parses [`Cli`] and dispatches.
+
+pub mod crypto_bench;
+pub mod keygen;
+pub mod merge;
+pub mod process;
+pub mod run;
+pub mod serve;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyclaim-harness",
+    version,
+    about = "Load-testing and conformance harness for KeyClaim-compatible challenge-response APIs",
+    after_help = ExitCode::help(&ExitCode::ALL)
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run test plans (conformance or load) against a target, or the embedded server.
+    Run(run::RunArgs),
+    /// Run the reference KeyClaim server.
+    Serve(serve::ServeArgs),
+    /// Generate an RSA key pair for the RSA flow (PKCS#8 private, SPKI public).
+    Keygen(keygen::KeygenArgs),
+    /// Measure HMAC and RSA-OAEP throughput (ops/s) on 1..N threads, per RSA backend.
+    CryptoBench(crypto_bench::CryptoBenchArgs),
+    /// Merge the reports of a scaled-out run's workers into one exact report.
+    Merge(merge::MergeArgs),
+}

@@ -1,0 +1,555 @@
+//! `run`: loads and selects the plans' scenarios, points them at the target (or starts
+//! the embedded reference server), runs them, writes the reports, and says which exit
+//! code the run earned.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+use super::process::{Console, runtime, shutdown_signal};
+use crate::client::{Client, Reach};
+use crate::crypto::{RsaBackend, RsaPrivateKey};
+use crate::engine::{
+    self, Credentials, EmbeddedTarget, LoadProgress, RetryPolicy, RunSettings, ScenarioDone,
+    start_embedded, target_label, unreachable_report,
+};
+use crate::exit::ExitCode;
+use crate::plan::model::{Action, Scenario};
+use crate::plan::{PlanError, apply_load_overrides, load_all, select};
+use crate::redact::Redactor;
+use crate::report::console;
+use crate::report::progress::ScenarioProgress;
+use crate::results::RunReport;
+use crate::scale_out::{WorkerSlice, parse_start_at, plan_digest, wait_for_start};
+use crate::server::faults::{Fault, FaultSet};
+use crate::server::keys::generate_key_id;
+
+#[derive(Debug, Args)]
+#[command(after_help = ExitCode::help(&ExitCode::ALL))]
+pub struct RunArgs {
+    /// Plan files (TOML; see scenarios/README.md).
+    #[arg(required = true, value_name = "PLAN")]
+    pub plans: Vec<PathBuf>,
+    /// Base URL of the KeyClaim API; none starts the embedded reference server.
+    #[arg(long, env = "KEYCLAIM_TARGET", value_name = "URL")]
+    pub target: Option<String>,
+    /// Start the embedded server with this fault (repeatable; see `serve --list-faults`).
+    #[arg(long = "fault", value_name = "NAME")]
+    pub faults: Vec<Fault>,
+    /// The API key to test with (needed with --target).
+    #[arg(
+        long,
+        env = "KEYCLAIM_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+    /// A second valid key, for the key-isolation scenario (skipped without it).
+    #[arg(
+        long,
+        env = "KEYCLAIM_SECOND_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub second_api_key: Option<String>,
+    /// A key with an RSA public key assigned (with --private-key; RSA scenarios are
+    /// skipped without both).
+    #[arg(
+        long,
+        env = "KEYCLAIM_RSA_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub rsa_api_key: Option<String>,
+    /// The RSA private key: a PEM file path, or the PEM text itself.
+    #[arg(
+        long,
+        env = "KEYCLAIM_PRIVATE_KEY",
+        hide_env_values = true,
+        value_name = "PEM"
+    )]
+    pub private_key: Option<String>,
+    /// HMAC secret of --api-key when it is not the key itself (default: the key).
+    #[arg(
+        long,
+        env = "KEYCLAIM_HMAC_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub hmac_secret: Option<String>,
+    /// Pin every open point: non-strict and skipped outcomes fail the run.
+    #[arg(long)]
+    pub strict: bool,
+    /// Run only this scenario (repeatable).
+    #[arg(long = "scenario", value_name = "NAME")]
+    pub scenarios: Vec<String>,
+    /// Run only scenarios with any of these tags (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "TAGS")]
+    pub tags: Vec<String>,
+    /// Where report.json, junit.xml and report.html go (default: `reports/<plan name>`).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Print only the final summary line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Per-request timeout, from send to the last body byte.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Per-scenario timeout, overriding the plans'.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub scenario_timeout: Option<Duration>,
+    /// Scenarios run at once (exclusive ones always run alone, last).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// Requests in each rate-limit burst, overriding the plans' max_requests.
+    #[arg(long, value_name = "N")]
+    pub burst: Option<u32>,
+    /// Run the selected scenarios in the open model at R arrivals per second.
+    #[arg(long, value_name = "R", conflicts_with = "users")]
+    pub rate: Option<f64>,
+    /// Run the selected scenarios in the closed model with N users.
+    #[arg(long, value_name = "N")]
+    pub users: Option<u32>,
+    /// RSA implementation for decrypting challenges (and the embedded server's
+    /// encryption); rustcrypto carries RUSTSEC-2023-0071.
+    #[arg(long, value_enum, default_value_t = RsaBackend::default())]
+    pub rsa_backend: RsaBackend,
+    /// Bound the selected load scenarios to this long, e.g. 30s.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Split every load scenario over this many worker processes (rates, users and
+    /// iterations divided evenly); this process drives share --worker-index. Merge the
+    /// workers' reports with `keyclaim-harness merge`.
+    #[arg(long, env = "KEYCLAIM_WORKERS", value_name = "N")]
+    pub workers: Option<u32>,
+    /// This worker's index, 0 to N-1 (on Kubernetes: $(JOB_COMPLETION_INDEX)). Worker 0
+    /// also runs the conformance scenarios.
+    #[arg(
+        long,
+        env = "KEYCLAIM_WORKER_INDEX",
+        value_name = "I",
+        requires = "workers"
+    )]
+    pub worker_index: Option<u32>,
+    /// Start the scenarios at this instant, so workers' timelines line up: RFC 3339
+    /// (2026-11-23T15:00:00Z) or seconds since the epoch.
+    #[arg(long, env = "KEYCLAIM_START_AT", value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<std::time::SystemTime>,
+}
+
+impl RunArgs {
+    /// The worker slice `--workers`/`--worker-index` give.
+    pub fn worker(&self) -> Result<Option<WorkerSlice>, RunError> {
+        self.workers
+            .map(|workers| WorkerSlice::new(self.worker_index.unwrap_or(0), workers))
+            .transpose()
+            .map_err(RunError::Usage)
+    }
+
+    /// The private key's PEM text: `--private-key` is the PEM itself or a file holding it.
+    fn private_key_pem(&self) -> Result<Option<Zeroizing<String>>, RunError> {
+        match &self.private_key {
+            None => Ok(None),
+            Some(value) if value.trim_start().starts_with("-----BEGIN") => {
+                Ok(Some(Zeroizing::new(value.clone())))
+            }
+            Some(path) => {
+                let pem = std::fs::read_to_string(path).map_err(|err| {
+                    RunError::Usage(format!("--private-key {path}: cannot read: {err}"))
+                })?;
+                warn_if_readable_by_others(std::path::Path::new(path));
+                Ok(Some(Zeroizing::new(pem)))
+            }
+        }
+    }
+
+    /// The checks that need no plan, so a bad flag is reported before anything runs.
+    fn check(&self) -> Result<(), RunError> {
+        if self.concurrency == 0 {
+            return Err(RunError::Usage("--concurrency must be at least 1".into()));
+        }
+        if self.timeout.is_zero() {
+            return Err(RunError::Usage("--timeout must be above zero".into()));
+        }
+        self.worker().map(drop)
+    }
+}
+
+/// A private key that others can read is a leak waiting to happen: say so.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                "{} is readable by group or others (mode {:o}); chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach the target {target}: {why}")]
+    Unreachable { target: String, why: String },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RunError::Plan(_) | RunError::Usage(_) => ExitCode::Usage,
+            RunError::Unreachable { .. } => ExitCode::Unreachable,
+            RunError::Failed(_) => ExitCode::Failed,
+        }
+    }
+}
+
+/// What a finished run produced.
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub report_dir: PathBuf,
+    pub redactor: Arc<Redactor>,
+}
+
+impl RunOutcome {
+    pub fn exit_code(&self) -> ExitCode {
+        if self.report.interrupted {
+            ExitCode::Interrupted
+        } else if self.report.passed {
+            ExitCode::Ok
+        } else {
+            ExitCode::Failed
+        }
+    }
+}
+
+/// What the caller wants to hear while a run goes on (progress displays).
+pub struct Observers {
+    pub on_start: Box<dyn FnOnce(usize) + Send>,
+    pub on_done: ScenarioDone,
+    pub on_load_tick: LoadProgress,
+}
+
+pub fn execute(args: RunArgs, console: &Console) -> ExitCode {
+    let private_key_pem = match args.check().and_then(|()| args.private_key_pem()) {
+        Ok(pem) => pem,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::Usage;
+        }
+    };
+    // On one core (e.g. pinned with taskset) a current-thread runtime saves the
+    // work-stealing scheduler's cross-thread wake-ups on every request.
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let runtime = match runtime(one_core.then_some(1)) {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::Failed;
+        }
+    };
+    if let Some(start_at) = args.start_at
+        && let Ok(wait) = start_at.duration_since(SystemTime::now())
+    {
+        eprintln!(
+            "starting at {} (in {})",
+            humantime::format_rfc3339_seconds(start_at),
+            humantime::format_duration(Duration::from_secs(wait.as_secs()))
+        );
+    }
+    let progress = Arc::new(ScenarioProgress::new(console.live && !args.quiet));
+    let cancel = CancellationToken::new();
+    let outcome = runtime.block_on(async {
+        let on_interrupt = cancel.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            eprintln!("interrupted: stopping, writing reports (again to quit at once)");
+            on_interrupt.cancel();
+            shutdown_signal().await;
+            std::process::exit(i32::from(ExitCode::Interrupted.code()));
+        });
+        let (on_start, on_done, on_tick) = (
+            Arc::clone(&progress),
+            Arc::clone(&progress),
+            Arc::clone(&progress),
+        );
+        let observers = Observers {
+            on_start: Box::new(move |count| on_start.start(count)),
+            on_done: Arc::new(move |report| on_done.scenario_done(report)),
+            on_load_tick: Arc::new(move |name, tick| on_tick.load_tick(name, tick)),
+        };
+        run(&args, private_key_pem, cancel.clone(), observers, console).await
+    });
+    progress.finish();
+    match outcome {
+        Ok(outcome) => {
+            console::print(
+                &outcome.report,
+                &outcome.redactor,
+                &outcome.report_dir,
+                args.quiet,
+                console.color,
+            );
+            outcome.exit_code()
+        }
+        Err(err) => {
+            match &err {
+                // A plan error renders its own `error:` header, compiler-style.
+                RunError::Plan(plan) => eprintln!("{plan}"),
+                other => eprintln!("error: {other}"),
+            }
+            err.exit_code()
+        }
+    }
+}
+
+/// The scenarios a run drives, and what ties its reports together.
+struct Prepared {
+    scenarios: Vec<Scenario>,
+    plan_names: Vec<String>,
+    plan_digest: String,
+    report_dir: PathBuf,
+}
+
+/// Loads the plans, selects the scenarios and applies the overrides.
+fn prepare(args: &RunArgs) -> Result<Prepared, RunError> {
+    let plans = load_all(&args.plans)?;
+    let plan_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let report_dir = args.report_dir.clone().unwrap_or_else(|| {
+        let stem = args.plans[0]
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        match args.worker().ok().flatten() {
+            Some(worker) => {
+                PathBuf::from("reports").join(format!("{stem}-worker-{}", worker.index()))
+            }
+            None => PathBuf::from("reports").join(stem),
+        }
+    });
+    let mut scenarios = select(plans, &args.scenarios, &args.tags).map_err(RunError::Usage)?;
+    apply_load_overrides(&mut scenarios, args.rate, args.users, args.duration)
+        .map_err(RunError::Usage)?;
+    if let Some(timeout) = args.scenario_timeout {
+        for scenario in &mut scenarios {
+            scenario.timeout = timeout;
+        }
+    }
+    let plan_digest = plan_digest(&scenarios);
+    Ok(Prepared {
+        scenarios,
+        plan_names,
+        plan_digest,
+        report_dir,
+    })
+}
+
+/// Where the run goes and with which keys: the user's target, or the embedded server.
+struct Connected {
+    embedded: Option<crate::server::RunningServer>,
+    url: String,
+    label: String,
+    credentials: Credentials,
+    /// Private keys' PEM text, to redact wherever it appears.
+    private_pems: Vec<Zeroizing<String>>,
+}
+
+async fn connect(
+    args: &RunArgs,
+    scenarios: &[Scenario],
+    private_key_pem: Option<Zeroizing<String>>,
+) -> Result<Connected, RunError> {
+    let private_key = match &private_key_pem {
+        Some(pem) => Some(Arc::new(
+            RsaPrivateKey::from_pem_with(pem, args.rsa_backend)
+                .map_err(|err| RunError::Usage(format!("--private-key: {err}")))?,
+        )),
+        None => None,
+    };
+    let mut private_pems: Vec<Zeroizing<String>> = private_key_pem.into_iter().collect();
+    let faults = FaultSet::new(args.faults.iter().copied());
+    match &args.target {
+        Some(url) => {
+            if !faults.is_empty() {
+                return Err(RunError::Usage(
+                    "--fault starts the embedded server with faults; it cannot be combined with --target".into(),
+                ));
+            }
+            let primary = args.api_key.clone().ok_or_else(|| {
+                RunError::Usage("--target needs --api-key (or KEYCLAIM_API_KEY)".into())
+            })?;
+            if args.rsa_api_key.is_some() != private_key.is_some() {
+                return Err(RunError::Usage(
+                    "--rsa-api-key and --private-key go together (the RSA scenarios need both)"
+                        .into(),
+                ));
+            }
+            Ok(Connected {
+                embedded: None,
+                url: url.clone(),
+                label: target_label(url),
+                credentials: Credentials {
+                    primary,
+                    hmac_secret: args.hmac_secret.clone(),
+                    secondary: args.second_api_key.clone(),
+                    rsa: args.rsa_api_key.clone(),
+                    private_key,
+                    unknown: generate_key_id(),
+                },
+                private_pems,
+            })
+        }
+        None => {
+            let probes_limits = scenarios.iter().any(|scenario| {
+                scenario
+                    .steps
+                    .iter()
+                    .any(|step| matches!(step.action, Action::Burst(_)))
+            });
+            let EmbeddedTarget {
+                server,
+                credentials,
+                private_key_pem,
+            } = start_embedded(faults, probes_limits, args.rsa_backend)
+                .await
+                .map_err(|err| RunError::Failed(err.to_string()))?;
+            let url = server.url();
+            private_pems.push(private_key_pem);
+            Ok(Connected {
+                label: format!("embedded reference server ({url})"),
+                url,
+                embedded: Some(server),
+                credentials,
+                private_pems,
+            })
+        }
+    }
+}
+
+/// A redactor for every key and private key the run holds.
+fn redactor(connected: &Connected) -> Arc<Redactor> {
+    let credentials = &connected.credentials;
+    let secrets: Vec<String> = [
+        Some(&credentials.primary),
+        credentials.hmac_secret.as_ref(),
+        credentials.secondary.as_ref(),
+        credentials.rsa.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
+    let mut redactor = Redactor::new(&secrets);
+    for pem in &connected.private_pems {
+        redactor.add_private_key_pem(pem);
+    }
+    Arc::new(redactor)
+}
+
+/// Runs the plans. `observers` hear the run's progress.
+pub async fn run(
+    args: &RunArgs,
+    private_key_pem: Option<Zeroizing<String>>,
+    cancel: CancellationToken,
+    observers: Observers,
+    console: &Console,
+) -> Result<RunOutcome, RunError> {
+    let Prepared {
+        scenarios,
+        plan_names,
+        plan_digest,
+        report_dir,
+    } = prepare(args)?;
+    let worker = args.worker()?;
+    let connected = connect(args, &scenarios, private_key_pem).await?;
+    let redactor = redactor(&connected);
+    console.panic_redactor.set(Arc::clone(&redactor)).ok();
+    let Connected {
+        embedded,
+        url,
+        label,
+        credentials,
+        ..
+    } = connected;
+
+    let client = Client::new(&url, args.timeout)
+        .map_err(|err| RunError::Usage(format!("--target {label}: {err}")))?;
+    // Exit 3 is for a target that cannot be connected to at all; one that connects
+    // and then misbehaves is tested, and its scenarios fail with the evidence. An
+    // interrupt during the probe skips it: the scenarios then stop at once.
+    let reach = tokio::select! {
+        reach = client.reachable() => Some(reach),
+        () = cancel.cancelled() => None,
+    };
+    match reach {
+        Some(Err(err)) => {
+            let why = redactor.redact(&err.to_string()).into_owned();
+            let report = unreachable_report(
+                &scenarios,
+                &label,
+                &why,
+                plan_names,
+                plan_digest,
+                args.strict,
+                worker,
+            );
+            // Best effort: the exit code already says what happened.
+            if let Err(err) = crate::report::write_all(&report, &report_dir, &redactor) {
+                tracing::warn!("cannot write the reports: {err}");
+            }
+            if let Some(server) = embedded {
+                server.shutdown().await.ok();
+            }
+            return Err(RunError::Unreachable { target: label, why });
+        }
+        Some(Ok(Reach::NoAnswer(why))) => tracing::warn!(
+            "{label} accepted a connection but gave no HTTP answer to GET / ({}); running the scenarios anyway",
+            redactor.redact(&why.to_string())
+        ),
+        Some(Ok(Reach::Answered)) | None => {}
+    }
+    let settings = Arc::new(RunSettings {
+        client,
+        credentials,
+        strict: args.strict,
+        concurrency: args.concurrency,
+        burst: args.burst,
+        retry: RetryPolicy::default(),
+        redactor: Arc::clone(&redactor),
+        target_label: label,
+        plan_names,
+        request_timeout: args.timeout,
+        load_progress: observers.on_load_tick,
+        worker,
+        plan_digest,
+    });
+    if let Some(start_at) = args.start_at {
+        wait_for_start(start_at, &cancel).await;
+    }
+    (observers.on_start)(scenarios.len());
+    let report = engine::run(scenarios, settings, cancel, observers.on_done).await;
+    if let Some(server) = embedded {
+        server.shutdown().await.ok();
+    }
+    crate::report::write_all(&report, &report_dir, &redactor)
+        .map_err(|err| RunError::Failed(format!("cannot write the reports: {err}")))?;
+    Ok(RunOutcome {
+        report,
+        report_dir,
+        redactor,
+    })
+}

@@ -1,0 +1,406 @@
+//! The steps of a conformance scenario: each builds its requests from the plan and the
+//! challenges earlier steps saved, sends them, and hands what came back to the judge.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::burst;
+use super::retry::{Counters, Request, Sent, send_with_retry};
+use super::verdict::{Judge, StepVerdict, answer_unmet};
+use crate::client::{Answer, Exchange};
+use crate::engine::credentials::{Secret, decrypt_challenge, random_hex64, uses_decryption};
+use crate::engine::settings::RunSettings;
+use crate::plan::model::{
+    Action, AuthForm, BurstStep, ChallengeRef, ConcurrentStep, CreateStep, DecryptedField,
+    KeyChoice, RawStep, Scenario, Step, ValidateStep, WaitStep,
+};
+use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, VALIDATE_PATH};
+use crate::results::{CheckResult, ScenarioReport};
+
+/// A challenge a create step saved.
+struct Saved {
+    /// As issued (the base64 ciphertext for RSA).
+    challenge: String,
+    expires_in: Option<u64>,
+    requested_ttl: Option<u64>,
+    created_at: Instant,
+    /// The RSA plaintext, when the challenge was encrypted and opened.
+    decrypted: Option<String>,
+}
+
+/// One scenario's run: what its steps saved and found so far.
+pub struct Run<'a> {
+    settings: &'a RunSettings,
+    pub judge: Judge<'a>,
+    saved: HashMap<String, Saved>,
+    counters: Counters,
+    /// Requests retried after `rate_limited` answers.
+    retries: u64,
+    pub checks: Vec<CheckResult>,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(scenario: &'a Scenario, settings: &'a RunSettings) -> Self {
+        Run {
+            settings,
+            judge: Judge {
+                scenario,
+                strict: settings.strict,
+                redactor: &settings.redactor,
+            },
+            saved: HashMap::new(),
+            counters: Counters::default(),
+            retries: 0,
+            checks: Vec::new(),
+        }
+    }
+
+    pub fn finish(self, elapsed: Duration) -> ScenarioReport {
+        self.judge
+            .finish(self.checks, &self.counters, self.retries, elapsed)
+    }
+
+    pub async fn step(&mut self, number: usize, step: &Step) -> StepVerdict {
+        match &step.action {
+            Action::Create(create) => self.create(number, step, create).await,
+            Action::Validate(validate) => match self.validate_request(validate) {
+                Ok((body, bearer)) => {
+                    let exchange = self
+                        .send(Request {
+                            method: "POST",
+                            path: VALIDATE_PATH,
+                            body: body.to_string(),
+                            content_type: None,
+                            bearer: bearer.as_deref(),
+                            keyed: validate.key.is_configured(),
+                        })
+                        .await;
+                    let (must, should) = answer_unmet(&step.expect, &exchange, None);
+                    self.judge.step(number, step, Some(&exchange), must, should)
+                }
+                Err(problem) => self
+                    .judge
+                    .step(number, step, None, vec![problem], Vec::new()),
+            },
+            Action::Wait(wait) => {
+                tokio::time::sleep(self.wait_for(wait)).await;
+                StepVerdict {
+                    checks: Vec::new(),
+                    stop: false,
+                }
+            }
+            Action::Concurrent(concurrent) => self.concurrent(number, step, concurrent).await,
+            Action::Burst(burst) => self.burst(number, step, burst).await,
+            Action::Raw(raw) => self.raw(number, step, raw).await,
+        }
+    }
+
+    /// Sends with retries (see [`send_with_retry`]), counting what it cost.
+    async fn send(&mut self, request: Request<'_>) -> Exchange {
+        let sent = send_with_retry(self.settings, request).await;
+        self.absorb(&sent);
+        sent.exchange
+    }
+
+    fn absorb(&mut self, sent: &Sent) {
+        self.counters.merge(&sent.counters);
+        self.retries += sent.retries;
+    }
+
+    fn secret(&self, choice: &KeyChoice) -> Secret {
+        Secret::new(self.settings.credentials.secret(choice))
+    }
+
+    /// Puts the key where `auth` says; returns the Bearer token to send, if any.
+    fn place_key(&self, body: &mut Value, choice: &KeyChoice, auth: AuthForm) -> Option<String> {
+        // A scenario whose keys the run lacks is skipped before its steps (`needs`).
+        let placement = self.settings.credentials.placement(choice, auth).ok()?;
+        if let Some(key) = placement.body {
+            body["key"] = Value::String(key.to_owned());
+        }
+        placement.bearer.map(str::to_owned)
+    }
+
+    fn wait_for(&self, wait: &WaitStep) -> Duration {
+        match wait {
+            WaitStep::For(duration) => *duration,
+            WaitStep::Expiry { saved, margin } => match self.saved.get(saved) {
+                Some(saved) => {
+                    let ttl = saved
+                        .expires_in
+                        .or(saved.requested_ttl)
+                        .unwrap_or(DEFAULT_TTL_S);
+                    (saved.created_at + Duration::from_secs(ttl) + *margin)
+                        .saturating_duration_since(Instant::now())
+                }
+                None => Duration::ZERO,
+            },
+        }
+    }
+
+    async fn create(&mut self, number: usize, step: &Step, create: &CreateStep) -> StepVerdict {
+        let mut body = json!({});
+        if let Some(ttl) = create.ttl {
+            body["ttl"] = json!(ttl);
+        }
+        if let Some(encrypted) = create.encrypted {
+            body["encrypted"] = json!(encrypted);
+        }
+        let bearer = self.place_key(&mut body, &create.key, create.auth);
+        let body = body.to_string();
+        let mut seen = HashSet::new();
+        let mut repeated = None;
+        let mut last = None;
+        for _ in 0..create.repeat.max(1) {
+            let exchange = self
+                .send(Request {
+                    method: "POST",
+                    path: CREATE_PATH,
+                    body: body.clone(),
+                    content_type: None,
+                    bearer: bearer.as_deref(),
+                    keyed: create.key.is_configured(),
+                })
+                .await;
+            let (must, should) = answer_unmet(&step.expect, &exchange, create.ttl);
+            if !must.is_empty() {
+                return self.judge.step(number, step, Some(&exchange), must, should);
+            }
+            if let Some(challenge) = exchange
+                .answer()
+                .and_then(|a| a.field("challenge"))
+                .and_then(Value::as_str)
+                && !seen.insert(challenge.to_owned())
+                && repeated.is_none()
+            {
+                repeated = Some(exchange.clone());
+            }
+            last = Some((exchange, should));
+        }
+        let (exchange, should) = last.expect("repeat is at least one");
+        if step.expect.distinct
+            && let Some(repeat) = repeated
+        {
+            let problem = format!("{} distinct challenges (one repeated)", create.repeat);
+            return self
+                .judge
+                .step(number, step, Some(&repeat), vec![problem], Vec::new());
+        }
+        if let Some(name) = &create.save
+            && let Err(problem) = self.save(name, &exchange, create).await
+        {
+            return self
+                .judge
+                .step(number, step, Some(&exchange), vec![problem], Vec::new());
+        }
+        self.judge
+            .step(number, step, Some(&exchange), Vec::new(), should)
+    }
+
+    /// Keeps a created challenge; for the RSA key, opens it with the private key.
+    async fn save(
+        &mut self,
+        name: &str,
+        exchange: &Exchange,
+        create: &CreateStep,
+    ) -> Result<(), String> {
+        let answer: &Answer = exchange
+            .answer()
+            .ok_or_else(|| format!("a challenge to save as `{name}` ({})", exchange.brief()))?;
+        let challenge = answer
+            .field("challenge")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| format!("a `challenge` string to save as `{name}`"))?
+            .to_owned();
+        let mut decrypted = None;
+        if create.key == KeyChoice::Rsa
+            && let Some(private) = self.settings.credentials.private_key.clone()
+        {
+            decrypted = Some(
+                decrypt_challenge(private, challenge.clone())
+                    .await
+                    .ok_or_else(|| {
+                        "a challenge that the private key opens (base64 of RSA-OAEP with SHA-256)"
+                            .to_owned()
+                    })?,
+            );
+        }
+        self.saved.insert(
+            name.to_owned(),
+            Saved {
+                challenge,
+                expires_in: answer.field("expires_in").and_then(Value::as_u64),
+                requested_ttl: create.ttl,
+                created_at: Instant::now() - exchange.latency,
+                decrypted,
+            },
+        );
+        Ok(())
+    }
+
+    fn saved(&self, name: &str) -> Result<&Saved, String> {
+        self.saved.get(name).ok_or_else(|| {
+            format!("the challenge `{name}` saved by an earlier step (it was not created)")
+        })
+    }
+
+    fn decrypted_of(&self, reference: &ChallengeRef) -> Result<String, String> {
+        let name = match reference {
+            ChallengeRef::Saved(name) | ChallengeRef::SavedDecrypted(name) => name,
+            _ => return Err("an RSA challenge to take the decryption of".into()),
+        };
+        self.saved(name)?.decrypted.clone().ok_or_else(|| {
+            format!("`{name}` to be an RSA challenge (create it with key = \"rsa\")")
+        })
+    }
+
+    /// The validate body and Bearer token for a step, or why it cannot be built.
+    fn validate_request(&self, step: &ValidateStep) -> Result<(Value, Option<String>), String> {
+        let challenge = match &step.challenge {
+            ChallengeRef::Saved(name) => self.saved(name)?.challenge.clone(),
+            ChallengeRef::SavedDecrypted(_) => self.decrypted_of(&step.challenge)?,
+            ChallengeRef::Random => random_hex64(),
+            ChallengeRef::Literal(text) => text.clone(),
+        };
+        let decrypted = if uses_decryption(&step.response) {
+            self.decrypted_of(&step.challenge)?
+        } else {
+            String::new()
+        };
+        let response = self
+            .secret(&step.key)
+            .response(&step.response, &challenge, &decrypted);
+        let mut body = json!({ "challenge": challenge, "response": response });
+        match step.decrypted_challenge {
+            DecryptedField::Absent => {}
+            DecryptedField::Decrypted => {
+                body["decryptedChallenge"] = json!(self.decrypted_of(&step.challenge)?)
+            }
+            DecryptedField::Wrong => body["decryptedChallenge"] = json!(random_hex64()),
+        }
+        let bearer = self.place_key(&mut body, &step.key, step.auth);
+        Ok((body, bearer))
+    }
+
+    async fn concurrent(
+        &mut self,
+        number: usize,
+        step: &Step,
+        concurrent: &ConcurrentStep,
+    ) -> StepVerdict {
+        let (body, bearer) = match self.validate_request(&concurrent.validate) {
+            Ok(request) => request,
+            Err(problem) => {
+                return self
+                    .judge
+                    .step(number, step, None, vec![problem], Vec::new());
+            }
+        };
+        let body = body.to_string();
+        let settings = self.settings;
+        let sends = (0..concurrent.count).map(|_| {
+            send_with_retry(
+                settings,
+                Request {
+                    method: "POST",
+                    path: VALIDATE_PATH,
+                    body: body.clone(),
+                    content_type: None,
+                    bearer: bearer.as_deref(),
+                    keyed: concurrent.validate.key.is_configured(),
+                },
+            )
+        });
+        let mut exchanges = Vec::with_capacity(concurrent.count as usize);
+        for sent in futures::future::join_all(sends).await {
+            self.absorb(&sent);
+            exchanges.push(sent.exchange);
+        }
+        let valid: Vec<&Exchange> = exchanges
+            .iter()
+            .filter(|e| e.answer().and_then(Answer::valid) == Some(true))
+            .collect();
+        let mut must = Vec::new();
+        let mut shown = valid.get(1).copied().or(exchanges.first());
+        if let Some(expected) = step.expect.valid_count
+            && valid.len() as u32 != expected
+        {
+            must.push(format!(
+                "exactly {expected} valid=true of {} concurrent validations, got {}",
+                concurrent.count,
+                valid.len()
+            ));
+        }
+        let mut should = Vec::new();
+        if must.is_empty() {
+            // The other expectations apply to every answer that was not valid=true.
+            for exchange in exchanges
+                .iter()
+                .filter(|e| e.answer().and_then(Answer::valid) != Some(true))
+            {
+                let (m, s) = answer_unmet(&step.expect, exchange, None);
+                if !m.is_empty() {
+                    must = m;
+                    shown = Some(exchange);
+                    break;
+                }
+                if should.is_empty() && !s.is_empty() {
+                    should = s;
+                }
+            }
+        }
+        self.judge.step(number, step, shown, must, should)
+    }
+
+    async fn burst(&mut self, number: usize, step: &Step, burst: &BurstStep) -> StepVerdict {
+        let max = self.settings.burst.unwrap_or(burst.max_requests);
+        let key = self.settings.credentials.key(&burst.key);
+        let secret = self.secret(&burst.key);
+        let (tally, give_up_after) = burst::send(self.settings, burst, key, &secret, max).await;
+        self.counters.merge(&tally.counters);
+        match &tally.first_limited {
+            Some(limited) => {
+                let (must, should) = answer_unmet(&step.expect, limited, None);
+                self.judge.step(number, step, Some(limited), must, should)
+            }
+            None if step.expect.rate_limited => {
+                let stopped = if tally.gave_up {
+                    format!("; stopped after {give_up_after} in a row got no answer")
+                } else {
+                    String::new()
+                };
+                let problem = format!(
+                    "a rate_limited answer within {} requests (got {}{stopped})",
+                    tally.counters.requests,
+                    tally.summary()
+                );
+                self.judge
+                    .step(number, step, tally.last.as_ref(), vec![problem], Vec::new())
+            }
+            None => self
+                .judge
+                .step(number, step, tally.last.as_ref(), Vec::new(), Vec::new()),
+        }
+    }
+
+    async fn raw(&mut self, number: usize, step: &Step, raw: &RawStep) -> StepVerdict {
+        let bearer = raw
+            .bearer
+            .then(|| self.settings.credentials.primary.clone());
+        let exchange = self
+            .send(Request {
+                method: &raw.method,
+                path: &raw.path,
+                body: raw.body.clone(),
+                content_type: raw.content_type.as_deref(),
+                bearer: bearer.as_deref(),
+                keyed: raw.bearer,
+            })
+            .await;
+        let (must, should) = answer_unmet(&step.expect, &exchange, None);
+        self.judge.step(number, step, Some(&exchange), must, should)
+    }
+}

@@ -1,0 +1,17 @@
+//! What every request handler shares: the keys, the challenge store and the settings
+//! the routes read.
+
+use std::time::Duration;
+
+use super::faults::FaultSet;
+use super::keys::KeyRegistry;
+use super::store::ChallengeStore;
+
+pub(crate) struct AppState {
+    pub keys: KeyRegistry,
+    pub store: ChallengeStore,
+    pub faults: FaultSet,
+    pub body_limit: usize,
+    pub body_timeout: Duration,
+    pub max_outstanding: u64,
+}
