@@ -4,7 +4,7 @@
 //! target that never answers, and during load runs against a target that answers and
 //! one that does not. (tests/load_engine.rs has SIGINT during a load run.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

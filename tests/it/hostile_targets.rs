@@ -5,7 +5,7 @@
 //! connected to), write every report, carry evidence of what happened, and go on to
 //! later scenarios; nothing panics and no key leaks.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

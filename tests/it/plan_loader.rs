@@ -2,7 +2,7 @@
 //! mistake into a placed error (rendered text pinned for the ones people see most), and
 //! fuzzing that no input makes it panic.
 
-#[path = "../fuzz/plan_check.rs"]
+#[path = "../../fuzz/plan_check.rs"]
 mod plan_check;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! and `merge` turns their reports into one whose counts are the sums and whose
 //! percentiles are those of every sample together, exactly; mixed-up inputs are refused.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

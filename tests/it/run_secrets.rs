@@ -1,8 +1,6 @@
 //! No key or private-key material ever leaves a run (console, logs, reports) in any
 //! encoding, and hostile answer text is escaped in the HTML report.
 
-mod common;
-
 use std::path::Path;
 
 use base64::Engine;

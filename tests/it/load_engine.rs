@@ -3,7 +3,7 @@
 //! intended start, so no coordinated omission), the closed model's do not, thresholds
 //! judge the run, and the HdrHistogram files are written.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! correct server and fails against the faulty one. The `match` in `guarantee_broken`
 //! is exhaustive, so a new fault does not compile until it has a probe.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Shared helpers for integration tests: start the reference server on port 0 and
 //! talk KeyClaim to it over real HTTP; run the binary under a deadline (`binary`); a
 //! loopback target that misbehaves on purpose (`hostile`).
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code)] // not every helper is used by every build of the tests
 
 pub mod binary;
 pub mod hostile;

@@ -1,7 +1,7 @@
 //! The reference server over real HTTP on loopback: every documented guarantee, both
 //! auth forms, the RSA flow, and each class of bad input.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,8 +5,8 @@
 //! Deadlines here are short (300 ms) so the tests are quick; every wait has a generous
 //! upper bound that catches a hang, and nothing asserts how fast the server is.
 
-mod common;
-#[path = "../fuzz/http_check.rs"]
+use crate::common;
+#[path = "../../fuzz/http_check.rs"]
 mod http_check;
 
 use std::time::{Duration, Instant};

@@ -1,0 +1,20 @@
+//! The integration tests, as one test binary: each module is one area (the server, the
+//! conformance suite, load, reports, scale-out ...). One binary links the library (and
+//! aws-lc) once instead of once per file, which dominates `cargo test` on two cores.
+
+mod common;
+mod conformance;
+mod crypto_kat;
+mod deploy;
+mod hostile_targets;
+mod html_browser;
+mod interrupts;
+mod load_engine;
+mod plan_loader;
+mod reports;
+mod run_secrets;
+mod scale_out;
+mod serve_cli;
+mod server;
+mod server_faults;
+mod server_hardening;
