@@ -175,7 +175,7 @@ bench() {
 start_serve() {
     local out=$work/serve.out line="" pid
     : >"$out"
-    taskset -c "$SERVER_CPU" "$BIN" serve --listen 127.0.0.1:0 --threads 1 \
+    taskset -c "$SERVER_CPU" "$BIN" serve --listen 127.0.0.1:0 --threads 1 --rate-limit 0 \
         --api-key "$API_KEY" --max-outstanding 100000000 >"$out" 2>"$work/serve.err" &
     pid=$!
     pids+=("$pid")

@@ -73,7 +73,7 @@ cp "$BIN" "$work/keyclaim-harness"
 BIN=$work/keyclaim-harness
 
 # ---- the server ----------------------------------------------------------------
-"$BIN" serve --listen 127.0.0.1:0 --retain-expired "$RETAIN" \
+"$BIN" serve --listen 127.0.0.1:0 --rate-limit 0 --retain-expired "$RETAIN" \
     >"$work/serve.out" 2>"$work/serve.err" &
 server_pid=$!
 pids+=("$server_pid")

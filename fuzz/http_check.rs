@@ -2,9 +2,9 @@
 //! answers, each with a framing a client can follow, and JSON where it says JSON.
 //!
 //! Shared by the `server_request` fuzz target and its proptest stand-in in
-//! `tests/server_hardening.rs` (included there with `#[path]`), so both hold the server
-//! to the same property, and [`exchange`], which drives one in-memory connection for
-//! both. Needs `httparse`, `serde_json` and tokio.
+//! `tests/it/server_hardening.rs` (included in `tests/it/common/` with `#[path]`), so
+//! both hold the server to the same property, and [`exchange`], which drives one
+//! in-memory connection for both. Needs `httparse`, `serde_json` and tokio.
 
 use std::time::Duration;
 

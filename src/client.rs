@@ -54,6 +54,10 @@ pub struct Answer {
     pub truncated: bool,
     /// The body as JSON, when it parses.
     pub json: Option<Value>,
+    /// A member name that appears twice in one object of the body (`{"valid": true,
+    /// "valid": false}`): such a body means different things to different parsers
+    /// (serde and Python keep the last, others the first), so it is no answer at all.
+    pub duplicate_key: Option<String>,
 }
 
 impl Answer {
@@ -85,7 +89,8 @@ impl Answer {
     /// message says the target answered.
     pub fn brief(&self) -> String {
         let mut parts = vec![self.status.to_string()];
-        if let Some(valid) = self.valid() {
+        // As sent: `valid="false"` is not `valid=false`.
+        if let Some(valid) = self.field("valid") {
             parts.push(format!("valid={valid}"));
         }
         if let Some(code) = self.error_code() {
@@ -259,13 +264,76 @@ async fn receive(builder: reqwest::RequestBuilder) -> Result<Answer, TransportEr
     } else {
         serde_json::from_slice(&body).ok()
     };
+    let duplicate_key = json.as_ref().and_then(|_| first_duplicate_key(&body));
     Ok(Answer {
         status,
         retry_after,
         text: String::from_utf8_lossy(&body).into_owned(),
         truncated,
         json,
+        duplicate_key,
     })
+}
+
+/// The first member name that occurs twice in one object of the JSON `body`, at any
+/// depth; `None` when there is none or the body is not JSON.
+pub fn first_duplicate_key(body: &[u8]) -> Option<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    /// Walks any JSON value, recording the first duplicated name it meets.
+    struct Walk<'a>(&'a RefCell<Option<String>>);
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Walk(self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if !seen.insert(name.clone()) && self.0.borrow().is_none() {
+                    *self.0.borrow_mut() = Some(name);
+                }
+                map.next_value_seed(Walk(self.0))?;
+            }
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    Walk(&found).deserialize(&mut deserializer).ok()?;
+    found.into_inner()
 }
 
 fn classify(err: reqwest::Error) -> TransportError {
@@ -317,7 +385,27 @@ mod tests {
             text: text.to_owned(),
             truncated,
             json: serde_json::from_str(text).ok().filter(|_| !truncated),
+            duplicate_key: first_duplicate_key(text.as_bytes()),
         }
+    }
+
+    #[test]
+    fn duplicated_names_are_found_at_any_depth() {
+        assert_eq!(
+            first_duplicate_key(br#"{"valid":true,"valid":false}"#).as_deref(),
+            Some("valid")
+        );
+        assert_eq!(
+            first_duplicate_key(br#"{"quota":{"used":1,"used":2},"valid":true}"#).as_deref(),
+            Some("used")
+        );
+        assert_eq!(
+            first_duplicate_key(br#"[{"a":1},{"a":2}]"#),
+            None,
+            "one name in two objects is no duplicate"
+        );
+        assert_eq!(first_duplicate_key(br#"{"valid":true}"#), None);
+        assert_eq!(first_duplicate_key(b"not json"), None);
     }
 
     #[test]

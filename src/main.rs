@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
 use keyclaim_harness::commands::process::Console;
-use keyclaim_harness::commands::{Cli, Command, crypto_bench, keygen, merge, run, serve};
+use keyclaim_harness::commands::{Cli, Command, crypto_bench, keygen, merge, run, selftest, serve};
 use keyclaim_harness::redact::{Redactor, panic_text};
 
 fn main() -> std::process::ExitCode {
@@ -25,6 +25,7 @@ fn main() -> std::process::ExitCode {
         Command::Keygen(args) => keygen::execute(args),
         Command::Merge(args) => merge::execute(args, &console),
         Command::CryptoBench(args) => crypto_bench::execute(args),
+        Command::Selftest(args) => selftest::execute(args),
     };
     code.into()
 }

@@ -15,7 +15,11 @@ pub enum Outcome {
     Fail,
     /// Allowed, but not the recommended behaviour (a failure under `--strict`).
     NonStrict,
+    /// Could not run here (no RSA key given, interrupted); a failure under `--strict`.
     Skipped,
+    /// Judged elsewhere: by worker 0 (conformance scenarios of a scaled-out run) or on
+    /// the merged report (a worker's thresholds). Never a failure of this report.
+    Delegated,
 }
 
 impl Outcome {
@@ -25,18 +29,43 @@ impl Outcome {
             Outcome::Fail => "fail",
             Outcome::NonStrict => "non-strict",
             Outcome::Skipped => "skipped",
+            Outcome::Delegated => "delegated",
         }
     }
 
-    /// Whether this outcome makes its scenario fail: a failure, or non-strict under
-    /// `--strict`.
+    /// Whether this outcome makes its scenario fail: the one rule every report, the
+    /// engine and `merge` use. A failure always; non-strict and skipped under `--strict`
+    /// (which pins every open point and allows no gaps); delegated never.
     pub fn counts_as_failure(self, strict: bool) -> bool {
         match self {
             Outcome::Fail => true,
-            Outcome::NonStrict => strict,
-            Outcome::Pass | Outcome::Skipped => false,
+            Outcome::NonStrict | Outcome::Skipped => strict,
+            Outcome::Pass | Outcome::Delegated => false,
         }
     }
+
+    /// Skipped or delegated: the check did not judge the target here.
+    pub fn is_skip(self) -> bool {
+        matches!(self, Outcome::Skipped | Outcome::Delegated)
+    }
+}
+
+/// A scenario's verdict as every report shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    Failed,
+    /// Every check was skipped or delegated, and that is not a failure here.
+    Skipped,
+}
+
+/// The scenario verdict from its checks under a profile: `(passed, skipped)` as
+/// [`ScenarioReport`] records them. Passed when no check counts as a failure; skipped
+/// when there are checks and none of them judged the target.
+pub fn verdict(checks: &[CheckResult], strict: bool) -> (bool, bool) {
+    let passed = !checks.iter().any(|c| c.outcome.counts_as_failure(strict));
+    let skipped = !checks.is_empty() && checks.iter().all(|c| c.outcome.is_skip());
+    (passed, skipped)
 }
 
 /// The request and answer that show a check's outcome; secrets already redacted.
@@ -76,9 +105,9 @@ pub struct ScenarioReport {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// No check failed (non-strict counts as failed under `--strict`).
+    /// No check counts as a failure ([`Outcome::counts_as_failure`]).
     pub passed: bool,
-    /// Every check was skipped.
+    /// Every check was skipped or delegated (see [`verdict`]).
     pub skipped: bool,
     pub checks: Vec<CheckResult>,
     /// HTTP requests sent.
@@ -221,6 +250,20 @@ pub struct MergedFrom {
     pub missing: Vec<u32>,
 }
 
+impl ScenarioReport {
+    /// What reports show: a failure wins over a skip (a skip is a failure under
+    /// `--strict`), so the console, JUnit, HTML and the exit code always agree.
+    pub fn status(&self) -> Status {
+        if !self.passed {
+            Status::Failed
+        } else if self.skipped {
+            Status::Skipped
+        } else {
+            Status::Passed
+        }
+    }
+}
+
 impl RunReport {
     /// Which part of a scaled-out run this report covers, for people: "worker 1 of 3",
     /// "merged from workers 0, 1, 2 of 3"; `None` for a run in one process.
@@ -241,7 +284,7 @@ impl RunReport {
         ))
     }
 
-    /// Counts of check outcomes: (pass, fail, non-strict, skipped).
+    /// Counts of check outcomes: (pass, fail, non-strict, skipped or delegated).
     pub fn outcome_counts(&self) -> (usize, usize, usize, usize) {
         let mut counts = (0, 0, 0, 0);
         for check in self.scenarios.iter().flat_map(|s| &s.checks) {
@@ -249,7 +292,7 @@ impl RunReport {
                 Outcome::Pass => counts.0 += 1,
                 Outcome::Fail => counts.1 += 1,
                 Outcome::NonStrict => counts.2 += 1,
-                Outcome::Skipped => counts.3 += 1,
+                Outcome::Skipped | Outcome::Delegated => counts.3 += 1,
             }
         }
         counts

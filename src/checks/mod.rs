@@ -1,5 +1,12 @@
 //! Expectations against answers: pure functions that say which expectations an answer
-//! leaves unmet, in words a failure message can quote. No IO.
+//! leaves unmet, in words a failure message can quote (`syntax` holds the rules every
+//! KeyClaim answer must keep). No IO.
+
+mod randomness;
+mod syntax;
+
+pub use randomness::{MIN_RANDOM_BITS, random_bits};
+pub use syntax::{is_hex, malformed, quota_shape_ok};
 
 use base64::Engine;
 use serde_json::Value;
@@ -94,29 +101,53 @@ pub fn describe_status(expect: &StatusExpect) -> String {
 fn field_problem(expect: &FieldExpect, answer: &Answer, ttl: Option<u64>) -> Option<String> {
     let name = &expect.field;
     let value = answer.field(name);
-    let ok = match (&expect.shape, value) {
+    let (shape, optional) = match &expect.shape {
+        Shape::Optional(inner) => (inner.as_ref(), true),
+        shape => (shape, false),
+    };
+    let ok = match (shape, value) {
         (Shape::Absent, value) => value.is_none(),
-        (_, None) => false,
-        (Shape::Present, Some(_)) => true,
-        (Shape::HexAtLeast(min), Some(v)) => v
+        (_, None) => optional,
+        (shape, Some(v)) => shape_holds(shape, v, ttl),
+    };
+    (!ok).then(|| {
+        let wanted = describe_shape(shape, name, ttl);
+        if optional {
+            format!("{wanted} when present")
+        } else {
+            wanted
+        }
+    })
+}
+
+/// Whether a present field's value has `shape`.
+fn shape_holds(shape: &Shape, v: &Value, ttl: Option<u64>) -> bool {
+    match shape {
+        Shape::Absent => false,
+        Shape::Present => true,
+        Shape::HexAtLeast(min) => v
             .as_str()
             .is_some_and(|s| s.len() >= *min && s.bytes().all(|b| b.is_ascii_hexdigit())),
-        (Shape::LowerHex(len), Some(v)) => v.as_str().is_some_and(|s| {
+        Shape::LowerHex(len) => v.as_str().is_some_and(|s| {
             s.len() == *len
                 && s.bytes()
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         }),
-        (Shape::Base64, Some(v)) => v.as_str().is_some_and(|s| {
+        Shape::Base64 => v.as_str().is_some_and(|s| {
             !s.is_empty() && base64::engine::general_purpose::STANDARD.decode(s).is_ok()
         }),
-        (Shape::EqualsTtl, Some(v)) => ttl.is_some_and(|ttl| v.as_u64() == Some(ttl)),
-        (Shape::AtMostTtl, Some(v)) => v
+        Shape::EqualsTtl => ttl.is_some_and(|ttl| v.as_u64() == Some(ttl)),
+        Shape::AtMostTtl => v
             .as_u64()
             .is_some_and(|n| n >= 1 && ttl.is_none_or(|ttl| n <= ttl)),
-        (Shape::Bool(expected), Some(v)) => v.as_bool() == Some(*expected),
-        (Shape::Quota, Some(v)) => quota_shape_ok(v),
-    };
-    (!ok).then(|| match &expect.shape {
+        Shape::Bool(expected) => v.as_bool() == Some(*expected),
+        Shape::Quota => quota_shape_ok(v),
+        Shape::Optional(inner) => shape_holds(inner, v, ttl),
+    }
+}
+
+fn describe_shape(shape: &Shape, name: &str, ttl: Option<u64>) -> String {
+    match shape {
         Shape::Absent => format!("no `{name}` field"),
         Shape::Present => format!("a `{name}` field"),
         Shape::HexAtLeast(min) => format!("`{name}` as hex of at least {min} characters"),
@@ -126,19 +157,12 @@ fn field_problem(expect: &FieldExpect, answer: &Answer, ttl: Option<u64>) -> Opt
         Shape::AtMostTtl => format!("`{name}` from 1 to the requested ttl ({})", fmt_ttl(ttl)),
         Shape::Bool(b) => format!("`{name}` = {b}"),
         Shape::Quota => format!("`{name}` as {{used, remaining, quota: number or \"unlimited\"}}"),
-    })
+        Shape::Optional(inner) => describe_shape(inner, name, ttl),
+    }
 }
 
 fn fmt_ttl(ttl: Option<u64>) -> String {
     ttl.map_or_else(|| "default".to_owned(), |t| t.to_string())
-}
-
-fn quota_shape_ok(value: &Value) -> bool {
-    let number = |key: &str| value.get(key).is_some_and(Value::is_number);
-    let limit_ok = value
-        .get("quota")
-        .is_some_and(|q| q.is_u64() || q.as_str() == Some("unlimited"));
-    number("used") && number("remaining") && limit_ok
 }
 
 #[cfg(test)]
@@ -153,6 +177,7 @@ mod tests {
             text: body.to_string(),
             truncated: false,
             json: Some(body),
+            duplicate_key: None,
         }
     }
 
@@ -244,6 +269,7 @@ mod tests {
             text: "<html>".into(),
             truncated: false,
             json: None,
+            duplicate_key: None,
         };
         assert_eq!(unmet(&expect, &html, None).len(), 2);
         let ok = answer(401, json!({"error": "invalid_key"}), None);

@@ -6,6 +6,7 @@ pub mod keygen;
 pub mod merge;
 pub mod process;
 pub mod run;
+pub mod selftest;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -36,4 +37,7 @@ pub enum Command {
     CryptoBench(crypto_bench::CryptoBenchArgs),
     /// Merge the reports of a scaled-out run's workers into one exact report.
     Merge(merge::MergeArgs),
+    /// Prove the conformance suite: run it against the embedded server with every
+    /// fault (each must be caught) and in every style (each must pass).
+    Selftest(selftest::SelftestArgs),
 }

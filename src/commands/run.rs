@@ -14,8 +14,8 @@ use super::process::{Console, runtime, shutdown_signal};
 use crate::client::{Client, Reach};
 use crate::crypto::{RsaBackend, RsaPrivateKey};
 use crate::engine::{
-    self, Credentials, EmbeddedTarget, LoadProgress, RetryPolicy, RunSettings, ScenarioDone,
-    start_embedded, target_label, unreachable_report,
+    self, Credentials, Embedded, EmbeddedTarget, LoadProgress, RetryPolicy, RunSettings,
+    ScenarioDone, SignatureScheme, start_embedded, target_label, unreachable_report,
 };
 use crate::exit::ExitCode;
 use crate::plan::model::{Action, Scenario};
@@ -26,7 +26,7 @@ use crate::report::progress::ScenarioProgress;
 use crate::results::RunReport;
 use crate::scale_out::{WorkerSlice, parse_start_at, plan_digest, wait_for_start};
 use crate::server::faults::{Fault, FaultSet};
-use crate::server::keys::generate_key_id;
+use crate::server::style::{Style, StyleSet};
 
 #[derive(Debug, Args)]
 #[command(after_help = ExitCode::help(&ExitCode::ALL))]
@@ -40,6 +40,9 @@ pub struct RunArgs {
     /// Start the embedded server with this fault (repeatable; see `serve --list-faults`).
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<Fault>,
+    /// Start the embedded server in this style (repeatable; see `serve --list-styles`).
+    #[arg(long = "style", value_name = "NAME")]
+    pub styles: Vec<Style>,
     /// The API key to test with (needed with --target).
     #[arg(
         long,
@@ -84,6 +87,16 @@ pub struct RunArgs {
     /// Pin every open point: non-strict and skipped outcomes fail the run.
     #[arg(long)]
     pub strict: bool,
+    /// The verdict-signature scheme the target uses, to check every signature exactly
+    /// (keyclaim-v1 is the reference server's, SPEC.md §6); without it a signature is
+    /// only checked to be hex, distinct per verdict, and not the client's response.
+    #[arg(
+        long,
+        env = "KEYCLAIM_SIGNATURE_SCHEME",
+        value_enum,
+        value_name = "SCHEME"
+    )]
+    pub signature_scheme: Option<SignatureScheme>,
     /// Run only this scenario (repeatable).
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
@@ -384,32 +397,34 @@ async fn connect(
     let faults = FaultSet::new(args.faults.iter().copied());
     match &args.target {
         Some(url) => {
-            if !faults.is_empty() {
+            if !faults.is_empty() || !args.styles.is_empty() {
                 return Err(RunError::Usage(
-                    "--fault starts the embedded server with faults; it cannot be combined with --target".into(),
+                    "--fault and --style start the embedded server so; they cannot be combined with --target".into(),
                 ));
             }
             let primary = args.api_key.clone().ok_or_else(|| {
                 RunError::Usage("--target needs --api-key (or KEYCLAIM_API_KEY)".into())
             })?;
-            if args.rsa_api_key.is_some() != private_key.is_some() {
-                return Err(RunError::Usage(
-                    "--rsa-api-key and --private-key go together (the RSA scenarios need both)"
-                        .into(),
-                ));
-            }
+            let rsa = match (args.rsa_api_key.clone(), private_key) {
+                (Some(key), Some(private)) => Some((key, private)),
+                (None, None) => None,
+                _ => {
+                    return Err(RunError::Usage(
+                        "--rsa-api-key and --private-key go together (the RSA scenarios need both)"
+                            .into(),
+                    ));
+                }
+            };
             Ok(Connected {
                 embedded: None,
                 url: url.clone(),
                 label: target_label(url),
-                credentials: Credentials {
+                credentials: Credentials::new(
                     primary,
-                    hmac_secret: args.hmac_secret.clone(),
-                    secondary: args.second_api_key.clone(),
-                    rsa: args.rsa_api_key.clone(),
-                    private_key,
-                    unknown: generate_key_id(),
-                },
+                    args.hmac_secret.clone(),
+                    args.second_api_key.clone(),
+                    rsa,
+                ),
                 private_pems,
             })
         }
@@ -424,9 +439,15 @@ async fn connect(
                 server,
                 credentials,
                 private_key_pem,
-            } = start_embedded(faults, probes_limits, args.rsa_backend)
-                .await
-                .map_err(|err| RunError::Failed(err.to_string()))?;
+            } = start_embedded(Embedded {
+                faults,
+                styles: StyleSet::new(args.styles.iter().copied()),
+                rate_limited: probes_limits,
+                backend: args.rsa_backend,
+                key_pair: None,
+            })
+            .await
+            .map_err(|err| RunError::Failed(err.to_string()))?;
             let url = server.url();
             private_pems.push(private_key_pem);
             Ok(Connected {
@@ -442,18 +463,7 @@ async fn connect(
 
 /// A redactor for every key and private key the run holds.
 fn redactor(connected: &Connected) -> Arc<Redactor> {
-    let credentials = &connected.credentials;
-    let secrets: Vec<String> = [
-        Some(&credentials.primary),
-        credentials.hmac_secret.as_ref(),
-        credentials.secondary.as_ref(),
-        credentials.rsa.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .cloned()
-    .collect();
-    let mut redactor = Redactor::new(&secrets);
+    let mut redactor = Redactor::new(connected.credentials.secrets());
     for pem in &connected.private_pems {
         redactor.add_private_key_pem(pem);
     }
@@ -536,6 +546,7 @@ pub async fn run(
         load_progress: observers.on_load_tick,
         worker,
         plan_digest,
+        signature_scheme: args.signature_scheme,
     });
     if let Some(start_at) = args.start_at {
         wait_for_start(start_at, &cancel).await;

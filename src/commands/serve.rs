@@ -12,10 +12,11 @@ use crate::crypto::RsaBackend;
 use crate::exit::ExitCode;
 use crate::server::faults::{Fault, FaultSet};
 use crate::server::keys::{KeyRegistry, KeySpec, Tier, generate_key_id, load_keys_file};
+use crate::server::style::{Style, StyleSet};
 use crate::server::{
     DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_OUTSTANDING, DEFAULT_RATE_LIMIT, DEFAULT_RETAIN_EXPIRED,
-    DEFAULT_SEND_TIMEOUT, PauseSchedule, ServerConfig,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_OUTSTANDING, DEFAULT_RETAIN_EXPIRED,
+    DEFAULT_SEND_TIMEOUT, PauseSchedule, SERVE_RATE_BURST, SERVE_RATE_LIMIT, ServerConfig,
 };
 
 #[derive(Debug, Args)]
@@ -41,14 +42,24 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "business")]
     pub tier: Tier,
     /// Requests per second per key; 0 turns rate limiting off.
-    #[arg(long, default_value_t = DEFAULT_RATE_LIMIT, value_name = "N")]
+    #[arg(long, default_value_t = SERVE_RATE_LIMIT, value_name = "N")]
     pub rate_limit: u32,
+    /// Requests a key may send at once before --rate-limit counts (at least the rate).
+    #[arg(long, default_value_t = SERVE_RATE_BURST, value_name = "N")]
+    pub rate_burst: u32,
     /// Break one documented guarantee on purpose (repeatable; see --list-faults).
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<Fault>,
     /// Print every fault, one per line, and exit.
     #[arg(long)]
     pub list_faults: bool,
+    /// Make one choice the KeyClaim docs leave open differently from the reference
+    /// (repeatable; see --list-styles). Still a correct server.
+    #[arg(long = "style", value_name = "NAME")]
+    pub styles: Vec<Style>,
+    /// Print every style, one per line, and exit.
+    #[arg(long)]
+    pub list_styles: bool,
     /// Stall all answers every DUR (with --pause-for), e.g. 5s.
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, requires = "pause_for")]
     pub pause_every: Option<Duration>,
@@ -121,7 +132,12 @@ impl ServeArgs {
             keys.push(KeySpec::new(id.clone(), self.tier));
         }
         // Refuse bad prefixes and duplicates here, as argument errors.
-        KeyRegistry::new(&keys, self.rate_limit, self.rsa_backend)?;
+        KeyRegistry::new(
+            &keys,
+            self.rate_limit,
+            Some(self.rate_burst),
+            self.rsa_backend,
+        )?;
         let pause = match (self.pause_every, self.pause_for) {
             (Some(every), Some(pause_for)) => {
                 anyhow::ensure!(
@@ -155,7 +171,9 @@ impl ServeArgs {
             config: ServerConfig {
                 keys,
                 rate_limit: self.rate_limit,
+                rate_burst: Some(self.rate_burst),
                 faults: FaultSet::new(self.faults.iter().copied()),
+                styles: StyleSet::new(self.styles.iter().copied()),
                 pause,
                 max_outstanding: self.max_outstanding,
                 retain_expired: self.retain_expired.into(),
@@ -175,6 +193,10 @@ impl ServeArgs {
 pub fn execute(args: ServeArgs) -> ExitCode {
     if args.list_faults {
         print!("{}", crate::server::faults::list_faults());
+        return ExitCode::Ok;
+    }
+    if args.list_styles {
+        print!("{}", crate::server::style::list_styles());
         return ExitCode::Ok;
     }
     let resolved = match args.resolve() {

@@ -18,6 +18,9 @@ pub struct Credentials {
     pub private_key: Option<Arc<RsaPrivateKey>>,
     /// A well-formed key no server issued, fresh per run.
     pub unknown: String,
+    /// The primary key without its last character, and with one more: near misses.
+    primary_truncated: String,
+    primary_extended: String,
 }
 
 /// Where a request carries its key: in the body's `key`, as a Bearer token, or both.
@@ -29,6 +32,43 @@ pub struct KeyPlacement<'a> {
 }
 
 impl Credentials {
+    pub fn new(
+        primary: String,
+        hmac_secret: Option<String>,
+        secondary: Option<String>,
+        rsa: Option<(String, Arc<RsaPrivateKey>)>,
+    ) -> Self {
+        let mut primary_truncated = primary.clone();
+        primary_truncated.pop();
+        let (rsa, private_key) = rsa.unzip();
+        Self {
+            primary_extended: format!("{primary}0"),
+            primary_truncated,
+            primary,
+            hmac_secret,
+            secondary,
+            rsa,
+            private_key,
+            unknown: crate::server::keys::generate_key_id(),
+        }
+    }
+
+    /// Everything a report must never show: the keys, the HMAC secret, and the near
+    /// misses (most of the primary key).
+    pub fn secrets(&self) -> Vec<String> {
+        [
+            Some(&self.primary),
+            self.hmac_secret.as_ref(),
+            self.secondary.as_ref(),
+            self.rsa.as_ref(),
+            Some(&self.primary_truncated),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+
     /// The key a request names, `None` for `KeyChoice::Absent` or a key the run lacks.
     pub fn key(&self, choice: &KeyChoice) -> Option<&str> {
         match choice {
@@ -36,6 +76,8 @@ impl Credentials {
             KeyChoice::Secondary => self.secondary.as_deref(),
             KeyChoice::Rsa => self.rsa.as_deref(),
             KeyChoice::Unknown => Some(&self.unknown),
+            KeyChoice::PrimaryTruncated => Some(&self.primary_truncated),
+            KeyChoice::PrimaryExtended => Some(&self.primary_extended),
             KeyChoice::Absent => None,
         }
     }
@@ -49,6 +91,14 @@ impl Credentials {
             }
             other => self.key(other).unwrap_or_default(),
         }
+    }
+
+    /// The HMAC secret of `key`, when it is one of the run's own keys.
+    pub fn secret_of(&self, key: &str) -> Option<&str> {
+        [KeyChoice::Primary, KeyChoice::Secondary, KeyChoice::Rsa]
+            .into_iter()
+            .find(|choice| self.key(choice) == Some(key))
+            .map(|choice| self.secret(&choice))
     }
 
     pub fn has(&self, need: Need) -> bool {
@@ -116,19 +166,34 @@ impl Secret {
                 let other = format!("kc_not_the_secret_{}", random_hex64());
                 ResponseKey::new(other.as_bytes()).response_hex(named)
             }
-            ResponseForm::Tampered => {
-                let mut mac = self.key.response_hex(named).into_bytes();
-                mac[0] = if mac[0] == b'0' { b'1' } else { b'0' };
-                String::from_utf8(mac).expect("hex is ASCII")
+            ResponseForm::Tampered => tamper(self.key.response_hex(named), |_| 0),
+            ResponseForm::TamperedMiddle => tamper(self.key.response_hex(named), |len| len / 2),
+            ResponseForm::TamperedLast => tamper(self.key.response_hex(named), |len| len - 1),
+            ResponseForm::Truncated => {
+                let mut mac = self.key.response_hex(named);
+                mac.pop();
+                mac
             }
+            ResponseForm::Extended => self.key.response_hex(named) + "0",
+            ResponseForm::Empty => String::new(),
+            ResponseForm::Uppercase => self.key.response_hex(named).to_ascii_uppercase(),
             ResponseForm::Echo => named.to_owned(),
             ResponseForm::Hash => hex::encode(Sha256::digest(format!("{named}{}", self.text))),
+            ResponseForm::Custom => hex::encode(Sha256::digest(format!("{named}:{}", self.text))),
             ResponseForm::Decrypted => decrypted.to_owned(),
             ResponseForm::HmacDecrypted => self.key.response_hex(decrypted),
             ResponseForm::WrongDecryption => random_hex64(),
             ResponseForm::Literal(text) => text.clone(),
         }
     }
+}
+
+/// `mac` with the hex digit at `at(len)` changed (to another hex digit).
+fn tamper(mac: String, at: fn(usize) -> usize) -> String {
+    let mut bytes = mac.into_bytes();
+    let index = at(bytes.len());
+    bytes[index] = if bytes[index] == b'0' { b'1' } else { b'0' };
+    String::from_utf8(bytes).expect("hex is ASCII")
 }
 
 /// Whether `form` answers with (or from) the RSA plaintext.

@@ -6,9 +6,11 @@
 mod conformance;
 mod credentials;
 mod load;
+pub mod selftest;
 mod settings;
 mod target;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -17,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use conformance::not_run;
 pub use credentials::Credentials;
-pub use settings::{LoadProgress, RetryPolicy, RunSettings, ScenarioDone};
-pub use target::{EmbeddedTarget, start_embedded, target_label, unreachable_report};
+pub use settings::{LoadProgress, RetryPolicy, RunSettings, ScenarioDone, SignatureScheme};
+pub use target::{Embedded, EmbeddedTarget, start_embedded, target_label, unreachable_report};
 
 use crate::plan::model::Scenario;
 use crate::results::{CheckResult, Outcome, RunReport, ScenarioReport};
@@ -40,7 +42,7 @@ async fn run_one(
             scenario,
             CheckResult {
                 name: "worker".into(),
-                outcome: Outcome::Skipped,
+                outcome: Outcome::Delegated,
                 message: format!(
                     "{}: conformance scenarios run on worker 0 only (this is worker {} of {})",
                     scenario.name,
@@ -49,6 +51,7 @@ async fn run_one(
                 ),
                 evidence: None,
             },
+            settings.strict,
         );
     }
     match &scenario.load {
@@ -72,6 +75,30 @@ pub async fn run(
     cancel: CancellationToken,
     on_done: ScenarioDone,
 ) -> RunReport {
+    run_each(
+        scenarios,
+        settings,
+        cancel,
+        on_done,
+        |scenario, settings, cancel| async move { run_one(&scenario, &settings, &cancel).await },
+    )
+    .await
+}
+
+/// [`run`], with what runs one scenario as a parameter, so that a test can hand it one
+/// that panics. `run_one` only builds a scenario's future; its work happens when that
+/// is polled, inside the scenario's own task.
+async fn run_each<R, F>(
+    scenarios: Vec<Scenario>,
+    settings: Arc<RunSettings>,
+    cancel: CancellationToken,
+    on_done: ScenarioDone,
+    run_one: R,
+) -> RunReport
+where
+    R: Fn(Scenario, Arc<RunSettings>, CancellationToken) -> F,
+    F: Future<Output = ScenarioReport> + Send + 'static,
+{
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let (exclusive, shared): (Vec<_>, Vec<_>) = scenarios
@@ -93,9 +120,10 @@ pub async fn run(
             Arc::clone(&on_done),
         );
         let shown = scenario.clone();
+        let scenario = run_one(scenario, settings, cancel);
         let task = tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("never closed");
-            let report = run_one(&scenario, &settings, &cancel).await;
+            let report = scenario.await;
             on_done(&report);
             (index, report)
         });
@@ -115,10 +143,8 @@ pub async fn run(
     }
     // Exclusive scenarios (rate limiting) would disturb others: one at a time, last.
     for (index, scenario) in exclusive {
-        let (task_settings, task_cancel) = (Arc::clone(&settings), cancel.clone());
         let shown = scenario.clone();
-        let task =
-            tokio::spawn(async move { run_one(&scenario, &task_settings, &task_cancel).await });
+        let task = tokio::spawn(run_one(scenario, Arc::clone(&settings), cancel.clone()));
         let report = match task.await {
             Ok(report) => report,
             Err(err) => conformance::crashed(&shown, &err.to_string()),
@@ -140,5 +166,139 @@ pub async fn run(
         plan_digest: settings.plan_digest.clone(),
         worker: settings.worker.map(WorkerSlice::tag),
         merged: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::client::Client;
+    use crate::redact::Redactor;
+
+    fn settings() -> Arc<RunSettings> {
+        Arc::new(RunSettings {
+            // Never used: the runner below sends nothing.
+            client: Client::new("http://127.0.0.1:9", Duration::from_secs(1)).unwrap(),
+            credentials: Credentials::new("kc_engine_test_key_0123".into(), None, None, None),
+            strict: false,
+            concurrency: 4,
+            burst: None,
+            retry: RetryPolicy::default(),
+            redactor: Arc::new(Redactor::default()),
+            target_label: "test".into(),
+            plan_names: vec!["panics".into()],
+            request_timeout: Duration::from_secs(1),
+            load_progress: Arc::new(|_, _| {}),
+            worker: None,
+            plan_digest: String::new(),
+            signature_scheme: None,
+        })
+    }
+
+    /// Two scenarios whose task panics, one running beside others and one exclusive,
+    /// between scenarios that do not.
+    const PLAN: &str = r#"
+[[scenario]]
+name = "before"
+[[scenario.step]]
+create = {}
+
+[[scenario]]
+name = "boom"
+[[scenario.step]]
+create = {}
+
+[[scenario]]
+name = "after"
+[[scenario.step]]
+create = {}
+
+[[scenario]]
+name = "boom-alone"
+exclusive = true
+[[scenario.step]]
+create = {}
+
+[[scenario]]
+name = "last"
+exclusive = true
+[[scenario.step]]
+create = {}
+"#;
+
+    /// A panic in a scenario's task (a harness bug) costs that scenario only: it is
+    /// reported in its place as a failed check named `harness` that quotes the panic,
+    /// the other scenarios, exclusive ones included, still run and keep their
+    /// reports, and every scenario is announced to `on_done` once.
+    #[tokio::test]
+    async fn a_scenario_whose_task_panics_is_a_failed_harness_check_and_the_run_goes_on() {
+        let plan = crate::plan::load_str(Path::new("panics.toml"), PLAN).unwrap();
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let on_done: ScenarioDone = {
+            let done = Arc::clone(&done);
+            Arc::new(move |report: &ScenarioReport| {
+                done.lock().unwrap().push(report.name.clone());
+            })
+        };
+        let report = run_each(
+            plan.scenarios,
+            settings(),
+            CancellationToken::new(),
+            on_done,
+            |scenario, _, _| async move {
+                assert!(
+                    !scenario.name.starts_with("boom"),
+                    "injected panic in {}",
+                    scenario.name
+                );
+                not_run(
+                    &scenario,
+                    CheckResult {
+                        name: "ran".into(),
+                        outcome: Outcome::Pass,
+                        message: format!("{} ran", scenario.name),
+                        evidence: None,
+                    },
+                    false,
+                )
+            },
+        )
+        .await;
+
+        let names: Vec<&str> = report.scenarios.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["before", "boom", "after", "boom-alone", "last"]);
+        for scenario in &report.scenarios {
+            if scenario.name.starts_with("boom") {
+                assert!(!scenario.passed, "{scenario:?}");
+                assert_eq!(scenario.checks.len(), 1, "{scenario:?}");
+                let check = &scenario.checks[0];
+                assert_eq!(
+                    (check.name.as_str(), check.outcome),
+                    ("harness", Outcome::Fail)
+                );
+                assert!(
+                    check
+                        .message
+                        .contains("the harness failed while running this scenario")
+                        && check
+                            .message
+                            .contains(&format!("injected panic in {}", scenario.name)),
+                    "{}",
+                    check.message
+                );
+            } else {
+                assert!(scenario.passed, "{scenario:?}");
+                assert_eq!(scenario.checks[0].name, "ran", "{scenario:?}");
+            }
+        }
+        assert!(!report.passed);
+        assert!(!report.interrupted);
+        let mut announced = done.lock().unwrap().clone();
+        announced.sort();
+        assert_eq!(announced, ["after", "before", "boom", "boom-alone", "last"]);
     }
 }

@@ -35,6 +35,35 @@ impl Default for RetryPolicy {
     }
 }
 
+/// A verdict-signature scheme the user says the target uses, so the suite can check
+/// every signature exactly (`--signature-scheme`). The vendor's is not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignatureScheme {
+    /// The reference server's (SPEC.md §6): lowercase hex HMAC-SHA256 under the key's
+    /// secret of `"keyclaim-verdict:v1:" + challenge + ":true"`.
+    #[value(name = "keyclaim-v1")]
+    KeyclaimV1,
+}
+
+impl SignatureScheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureScheme::KeyclaimV1 => "keyclaim-v1",
+        }
+    }
+
+    /// The signature a valid verdict on `challenge` carries under `secret`.
+    pub fn sign(self, secret: &str, challenge: &str) -> String {
+        match self {
+            SignatureScheme::KeyclaimV1 => crate::protocol::verdict_signature(
+                &crate::crypto::ResponseKey::new(secret.as_bytes()),
+                challenge,
+                true,
+            ),
+        }
+    }
+}
+
 /// Everything a run needs besides the scenarios.
 pub struct RunSettings {
     pub client: Client,
@@ -57,4 +86,6 @@ pub struct RunSettings {
     pub worker: Option<WorkerSlice>,
     /// See [`RunReport::plan_digest`](crate::results::RunReport::plan_digest).
     pub plan_digest: String,
+    /// Check every verdict signature exactly against this scheme.
+    pub signature_scheme: Option<SignatureScheme>,
 }

@@ -7,19 +7,16 @@ use std::time::SystemTime;
 
 use super::conformance::not_run;
 use super::credentials::Credentials;
-use crate::crypto::{RsaBackend, RsaPrivateKey, generate_key_pair};
+use crate::crypto::{GeneratedKeyPair, RsaBackend, RsaPrivateKey, generate_key_pair};
 use crate::plan::model::Scenario;
 use crate::results::{CheckResult, Outcome, RunReport};
 use crate::scale_out::WorkerSlice;
 use crate::server::faults::FaultSet;
 use crate::server::keys::{KeySpec, Tier, generate_key_id};
-use crate::server::{RunningServer, ServerConfig, ServerError, spawn};
-
-/// Requests per second per key on the embedded server when a burst step will probe
-/// rate limiting: low enough that the burst crosses it quickly, high enough that other
-/// scenarios seldom meet it. Without burst steps there is no limit, so load runs
-/// measure the server, not its limiter.
-pub const EMBEDDED_RATE_LIMIT: u32 = 200;
+use crate::server::style::StyleSet;
+use crate::server::{
+    RunningServer, SERVE_RATE_BURST, SERVE_RATE_LIMIT, ServerConfig, ServerError, spawn,
+};
 
 /// Outstanding challenges per key on the embedded server.
 pub const EMBEDDED_MAX_OUTSTANDING: u64 = 10_000_000;
@@ -39,14 +36,34 @@ pub enum EmbeddedError {
     Server(#[from] ServerError),
 }
 
-pub async fn start_embedded(
-    faults: FaultSet,
-    rate_limited: bool,
-    backend: RsaBackend,
-) -> Result<EmbeddedTarget, EmbeddedError> {
-    let pair = tokio::task::spawn_blocking(|| generate_key_pair(2048))
-        .await
-        .expect("key generation does not panic")?;
+/// How to start the embedded server.
+pub struct Embedded {
+    pub faults: FaultSet,
+    pub styles: StyleSet,
+    /// A burst step will probe rate limiting: turn the limit on.
+    pub rate_limited: bool,
+    pub backend: RsaBackend,
+    /// The RSA key pair of its RSA key; a fresh one when `None` (selftest starts many
+    /// servers and shares one pair).
+    pub key_pair: Option<Arc<GeneratedKeyPair>>,
+}
+
+pub async fn start_embedded(embedded: Embedded) -> Result<EmbeddedTarget, EmbeddedError> {
+    let Embedded {
+        faults,
+        styles,
+        rate_limited,
+        backend,
+        key_pair,
+    } = embedded;
+    let pair = match key_pair {
+        Some(pair) => pair,
+        None => Arc::new(
+            tokio::task::spawn_blocking(|| generate_key_pair(2048))
+                .await
+                .expect("key generation does not panic")?,
+        ),
+    };
     let private = RsaPrivateKey::from_pem_with(&pair.private_pkcs8_pem, backend)?;
     let (primary, secondary, rsa) = (generate_key_id(), generate_key_id(), generate_key_id());
     let mut rsa_spec = KeySpec::new(rsa.clone(), Tier::Business);
@@ -56,24 +73,30 @@ pub async fn start_embedded(
         KeySpec::new(secondary.clone(), Tier::Business),
         rsa_spec,
     ]);
-    config.rate_limit = if rate_limited { EMBEDDED_RATE_LIMIT } else { 0 };
+    // When a burst step probes rate limiting, `serve`'s limit: its burst allowance covers
+    // every other scenario of a run (none waits on the limit, so no timing check is
+    // pushed past its moment), and its rate is low enough that the burst crosses it even
+    // on a loaded machine. Otherwise none, so load runs measure the server.
+    if rate_limited {
+        config.rate_limit = SERVE_RATE_LIMIT;
+        config.rate_burst = Some(SERVE_RATE_BURST);
+    }
     // Load runs create far more challenges than any client would hold; the cap is for
     // deployments, not for a generator measuring the server.
     config.max_outstanding = EMBEDDED_MAX_OUTSTANDING;
     config.faults = faults;
+    config.styles = styles;
     config.rsa_backend = backend;
     let server = spawn("127.0.0.1:0", config).await?;
     Ok(EmbeddedTarget {
         server,
-        credentials: Credentials {
+        credentials: Credentials::new(
             primary,
-            hmac_secret: None,
-            secondary: Some(secondary),
-            rsa: Some(rsa),
-            private_key: Some(Arc::new(private)),
-            unknown: generate_key_id(),
-        },
-        private_key_pem: pair.private_pkcs8_pem,
+            None,
+            Some(secondary),
+            Some((rsa, Arc::new(private))),
+        ),
+        private_key_pem: pair.private_pkcs8_pem.clone(),
     })
 }
 
@@ -117,6 +140,7 @@ pub fn unreachable_report(
                     ),
                     evidence: None,
                 },
+                strict,
             )
         })
         .collect();

@@ -21,6 +21,12 @@ const SHAPES: &[&str] = &[
     "present",
     "absent",
     "quota",
+    "hex?",
+    "hex64?",
+    "base64?",
+    "quota?",
+    "true?",
+    "false?",
 ];
 const STATUS_HELP: &str = "write a code like 200, a class like \"4xx\", or a list like [403, 429]";
 
@@ -71,6 +77,25 @@ pub fn expect(
             ));
         }
         out.rate_limited = *r.get_ref();
+    }
+    if let Some(r) = &raw.random {
+        match action {
+            Action::Create(c) if c.repeat > 1 => out.random = *r.get_ref(),
+            Action::Create(_) => {
+                return Err(source
+                    .error(r.span(), "`random` needs a create step with `repeat` above 1")
+                    .with_help("`random` compares the challenges of repeated creates; add e.g. `repeat = 20`"));
+            }
+            _ => {
+                return Err(misfit(
+                    source,
+                    r.span(),
+                    "random",
+                    action,
+                    "`random` judges the challenges of a create step with `repeat` above 1",
+                ));
+            }
+        }
     }
     if let Some(d) = &raw.distinct {
         match action {
@@ -304,6 +329,42 @@ fn fields(
         }
         let shape = match value.get_ref() {
             RawValue::Bool(b) => Shape::Bool(*b),
+            // `shape?`: the shape when the field is there; absent is fine too.
+            RawValue::Str(word) if word.ends_with('?') => {
+                let inner = &word[..word.len() - 1];
+                match inner {
+                    "hex" => Shape::Optional(Box::new(Shape::HexAtLeast(32))),
+                    "hex64" => Shape::Optional(Box::new(Shape::LowerHex(64))),
+                    "base64" => Shape::Optional(Box::new(Shape::Base64)),
+                    "quota" => Shape::Optional(Box::new(Shape::Quota)),
+                    "true" => Shape::Optional(Box::new(Shape::Bool(true))),
+                    "false" => Shape::Optional(Box::new(Shape::Bool(false))),
+                    "ttl" | "ttl-or-less" | "present" | "absent" => {
+                        return Err(source
+                            .error(value.span(), format!("shape `{word}` cannot be optional"))
+                            .with_help(match inner {
+                                "present" | "absent" => format!(
+                                    "`{inner}` already says whether `{field}` is there; drop the `?`"
+                                ),
+                                _ => format!(
+                                    "`{inner}` is checked only when `{field}` is there anyway if the create sends a ttl; drop the `?`"
+                                ),
+                            }));
+                    }
+                    other => {
+                        let help = match suggest(word, SHAPES) {
+                            Some(close) => format!("did you mean `{close}`?"),
+                            None => format!("expected {}, true or false", one_of(SHAPES)),
+                        };
+                        return Err(source
+                            .error(
+                                value.span(),
+                                format!("unknown shape `{other}?` for field `{field}`"),
+                            )
+                            .with_help(help));
+                    }
+                }
+            }
             RawValue::Str(word) => match word.as_str() {
                 "hex" => Shape::HexAtLeast(32),
                 "hex64" => Shape::LowerHex(64),

@@ -5,6 +5,7 @@
 //!
 //! The format is described for users in `scenarios/README.md`.
 
+pub mod builtin;
 mod error;
 mod expect;
 mod load;

@@ -22,6 +22,9 @@ pub struct Scenario {
     /// The requirement quoted in failure messages, e.g. "a used challenge MUST answer
     /// replayed_challenge".
     pub requirement: Option<String>,
+    /// What SPEC.md recommends beyond the requirement (its SHOULD), quoted in
+    /// `recommended` checks' messages.
+    pub recommendation: Option<String>,
     pub description: Option<String>,
     pub tags: Vec<String>,
     /// Runs alone, after every non-exclusive scenario (rate limiting disturbs others).
@@ -158,6 +161,11 @@ pub enum KeyChoice {
     Rsa,
     /// A well-formed `kc_` key that no server issued (random per run).
     Unknown,
+    /// The primary key without its last character: unknown, but a prefix of a known
+    /// key (a server that compares with `startsWith` takes it).
+    PrimaryTruncated,
+    /// The primary key with one more character: unknown, but it starts with a known key.
+    PrimaryExtended,
     /// No key at all.
     Absent,
 }
@@ -201,6 +209,9 @@ pub struct ValidateStep {
     pub challenge: ChallengeRef,
     pub response: ResponseForm,
     pub decrypted_challenge: DecryptedField,
+    /// Whose secret computes the response; `None` for the request's own key. Another
+    /// key's makes a request that holds a correct response but the wrong key.
+    pub hmac_key: Option<KeyChoice>,
 }
 
 /// Which challenge a validation names.
@@ -210,6 +221,10 @@ pub enum ChallengeRef {
     Saved(String),
     /// A saved RSA challenge, by its decrypted plaintext (the API page's reading).
     SavedDecrypted(String),
+    /// A saved challenge in uppercase: the same challenge to a server that reads hex
+    /// either way, an unknown one to a strict one; never a fresh one. Responses are
+    /// computed from the challenge as issued.
+    SavedUppercase(String),
     /// 64 random hex characters no server issued.
     Random,
     Literal(String),
@@ -222,12 +237,27 @@ pub enum ResponseForm {
     Hmac,
     /// HMAC under a secret that is not the key's.
     HmacOtherSecret,
-    /// The correct HMAC with one hex digit changed.
+    /// The correct HMAC with its first hex digit changed.
     Tampered,
+    /// The correct HMAC with the digit in its middle changed.
+    TamperedMiddle,
+    /// The correct HMAC with its last hex digit changed.
+    TamperedLast,
+    /// The correct HMAC without its last character.
+    Truncated,
+    /// The correct HMAC with one more hex digit.
+    Extended,
+    /// An empty string.
+    Empty,
+    /// The correct HMAC in uppercase hex.
+    Uppercase,
     /// The challenge itself (the SDKs' "echo").
     Echo,
     /// hex(SHA-256(challenge + secret)) (the SDKs' "hash").
     Hash,
+    /// hex(SHA-256(challenge + ":" + secret)) (the SDKs' "custom", with the secret as its
+    /// data).
+    Custom,
     /// The decrypted RSA challenge (the Python guide's reading).
     Decrypted,
     /// HMAC of the decrypted RSA challenge.
@@ -243,15 +273,25 @@ pub enum DecryptedField {
     Absent,
     Decrypted,
     Wrong,
+    /// The same text as the `response` field (what the Python guide sends for RSA).
+    SameAsResponse,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WaitStep {
     For(Duration),
-    /// Until the saved challenge's `expires_in` has passed, plus `margin`.
+    /// Until the saved challenge's `expires_in` has passed, plus `margin`. A wait
+    /// longer than `at_most` is not made: the rest of the scenario is skipped.
     Expiry {
         saved: String,
         margin: Duration,
+        at_most: Option<Duration>,
+    },
+    /// Until `before` ahead of the saved challenge's advertised expiry: a validation
+    /// then must still succeed.
+    BeforeExpiry {
+        saved: String,
+        before: Duration,
     },
 }
 
@@ -269,6 +309,10 @@ pub struct BurstStep {
     pub max_requests: u32,
     /// Requests in flight at once.
     pub concurrency: u32,
+    /// Fresh challenges (created before the burst) to validate while the limit holds:
+    /// each attempt refused as rate-limited must leave its challenge valid once the
+    /// limit lifts. 0 for none.
+    pub probe_validations: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,6 +354,9 @@ pub struct Expect {
     pub rate_limited: bool,
     /// Create steps with `repeat`: no challenge repeats.
     pub distinct: bool,
+    /// Create steps with `repeat`: the challenges vary in at least 128 bits' worth of
+    /// characters (a counter or a timestamp does not).
+    pub random: bool,
     pub recommended: Option<Box<Expect>>,
 }
 
@@ -326,6 +373,7 @@ impl Expect {
             valid_count,
             rate_limited,
             distinct,
+            random,
             recommended: _,
         } = self;
         error.is_some()
@@ -336,6 +384,7 @@ impl Expect {
             || valid_count.is_some()
             || *rate_limited
             || *distinct
+            || *random
     }
 
     /// Nothing but (at most) the status: the answer's body need not be read.
@@ -403,4 +452,6 @@ pub enum Shape {
     Absent,
     /// A `quota` object: {used, remaining, quota: number | "unlimited"}.
     Quota,
+    /// The inner shape when the field is present; absent is fine (`"hex?"`).
+    Optional(Box<Shape>),
 }

@@ -41,6 +41,7 @@ pub struct RawScenario {
     pub name: Option<Spanned<String>>,
     pub id: Option<Spanned<String>>,
     pub requirement: Option<Spanned<String>>,
+    pub recommendation: Option<Spanned<String>>,
     pub description: Option<Spanned<String>>,
     pub tags: Option<Vec<Spanned<String>>>,
     pub exclusive: Option<bool>,
@@ -85,7 +86,7 @@ pub struct RawStage {
 pub struct RawStep {
     pub create: Option<Spanned<RawCreate>>,
     pub validate: Option<Spanned<RawValidate>>,
-    /// `"2s"` or `{ expiry_of = "c", margin = "1s" }`.
+    /// `"2s"`, `{ expiry_of = "c", margin = "1s" }` or `{ expiry_of = "c", before = "1s" }`.
     pub wait: Option<Spanned<RawValue>>,
     pub concurrent: Option<Spanned<RawConcurrent>>,
     pub burst: Option<Spanned<RawBurst>>,
@@ -117,6 +118,7 @@ pub struct RawValidate {
     /// A response word or `{ literal = "..." }`.
     pub response: Option<Spanned<RawValue>>,
     pub decrypted_challenge: Option<Spanned<String>>,
+    pub hmac_key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +135,7 @@ pub struct RawBurst {
     pub key: Option<Spanned<String>>,
     pub max_requests: Option<Spanned<i64>>,
     pub concurrency: Option<Spanned<i64>>,
+    pub probe_validations: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +160,7 @@ pub struct RawExpect {
     pub json_body: Option<Spanned<bool>>,
     pub rate_limited: Option<Spanned<bool>>,
     pub distinct: Option<Spanned<bool>>,
+    pub random: Option<Spanned<bool>>,
     pub valid_count: Option<Spanned<i64>>,
     pub recommended: Option<Spanned<Box<RawExpect>>>,
 }

@@ -23,19 +23,36 @@ use super::values::{DURATION_HELP, duration, int_in, is_name, unknown_word};
 /// Slack after a challenge's expiry before a `wait = { expiry_of }` step ends, so the
 /// next request lands after the server's clock says "expired", not on the edge.
 const DEFAULT_MARGIN: Duration = Duration::from_secs(1);
-const KEYS: &[&str] = &["primary", "secondary", "rsa", "unknown", "none"];
+const KEYS: &[&str] = &[
+    "primary",
+    "secondary",
+    "rsa",
+    "unknown",
+    "primary-truncated",
+    "primary-extended",
+    "none",
+];
 const AUTHS: &[&str] = &["body", "bearer", "both"];
 const RESPONSES: &[&str] = &[
     "hmac",
     "hmac-other-secret",
     "tampered",
+    "tampered-middle",
+    "tampered-last",
+    "truncated",
+    "extended",
+    "empty",
+    "uppercase",
     "echo",
     "hash",
+    "custom",
     "decrypted",
     "hmac-decrypted",
     "wrong-decryption",
 ];
-const DECRYPTED: &[&str] = &["decrypted", "wrong"];
+const DECRYPTED: &[&str] = &["decrypted", "wrong", "response"];
+/// Keys whose secret can compute a response (`hmac_key`): the run's own keys.
+const SECRET_KEYS: &[&str] = &["primary", "secondary", "rsa"];
 const ENDPOINTS: &[&str] = &["create", "validate"];
 const ACTIONS: &[&str] = &["create", "validate", "wait", "concurrent", "burst", "raw"];
 
@@ -211,6 +228,7 @@ fn validate(
         Some(d) => match d.get_ref().as_str() {
             "decrypted" => DecryptedField::Decrypted,
             "wrong" => DecryptedField::Wrong,
+            "response" => DecryptedField::SameAsResponse,
             other => {
                 return Err(unknown_word(
                     source,
@@ -222,12 +240,23 @@ fn validate(
             }
         },
     };
+    let hmac_key = match &v.hmac_key {
+        None => None,
+        Some(at) if !SECRET_KEYS.contains(&at.get_ref().as_str()) => {
+            return Err(
+                unknown_word(source, at.span(), at.get_ref(), "hmac_key", SECRET_KEYS)
+                    .with_note("only the run's own keys have a secret to compute a response with"),
+            );
+        }
+        Some(at) => Some(key(source, Some(at), needs)?),
+    };
     Ok(ValidateStep {
         key: key(source, v.key.as_ref(), needs)?,
         auth: auth(source, v.auth.as_ref())?,
         challenge: challenge(source, challenge_at, saved)?,
         response,
         decrypted_challenge,
+        hmac_key,
     })
 }
 
@@ -239,24 +268,23 @@ fn challenge(
     match at.get_ref() {
         RawValue::Str(s) if s == "random" => Ok(ChallengeRef::Random),
         RawValue::Str(s) => {
-            let (name, decrypted) = match s.strip_suffix(".decrypted") {
-                Some(name) => (name, true),
-                None => (s.as_str(), false),
-            };
+            let (name, form): (&str, fn(String) -> ChallengeRef) =
+                if let Some(name) = s.strip_suffix(".decrypted") {
+                    (name, ChallengeRef::SavedDecrypted)
+                } else if let Some(name) = s.strip_suffix(".uppercase") {
+                    (name, ChallengeRef::SavedUppercase)
+                } else {
+                    (s.as_str(), ChallengeRef::Saved)
+                };
             if !is_name(name, false) {
                 return Err(source
                     .error(at.span(), format!("invalid challenge reference `{s}`"))
                     .with_help(
-                        "name a saved challenge (`c`, or `c.decrypted` for its plaintext), \
-                         or use \"random\" or { literal = \"...\" }",
+                        "name a saved challenge (`c`, `c.decrypted` for its plaintext, \
+                         `c.uppercase` for it in uppercase), or use \"random\" or { literal = \"...\" }",
                     ));
             }
-            let name = saved_name(source, at.span(), name, saved)?;
-            Ok(if decrypted {
-                ChallengeRef::SavedDecrypted(name)
-            } else {
-                ChallengeRef::Saved(name)
-            })
+            Ok(form(saved_name(source, at.span(), name, saved)?))
         }
         RawValue::Table(entries) => Ok(ChallengeRef::Literal(literal(
             source,
@@ -325,8 +353,15 @@ fn response(source: &Source<'_>, at: &Spanned<RawValue>) -> Result<ResponseForm,
         "hmac" => ResponseForm::Hmac,
         "hmac-other-secret" => ResponseForm::HmacOtherSecret,
         "tampered" => ResponseForm::Tampered,
+        "tampered-middle" => ResponseForm::TamperedMiddle,
+        "tampered-last" => ResponseForm::TamperedLast,
+        "truncated" => ResponseForm::Truncated,
+        "extended" => ResponseForm::Extended,
+        "empty" => ResponseForm::Empty,
+        "uppercase" => ResponseForm::Uppercase,
         "echo" => ResponseForm::Echo,
         "hash" => ResponseForm::Hash,
+        "custom" => ResponseForm::Custom,
         "decrypted" => ResponseForm::Decrypted,
         "hmac-decrypted" => ResponseForm::HmacDecrypted,
         "wrong-decryption" => ResponseForm::WrongDecryption,
@@ -388,7 +423,9 @@ fn wait(
         RawValue::Str(s) => Ok(WaitStep::For(duration(source, at.span(), s, "wait")?)),
         RawValue::Table(entries) => {
             let mut saved_as = None;
-            let mut margin = DEFAULT_MARGIN;
+            let mut margin = None;
+            let mut before = None;
+            let mut at_most = None;
             for (key, value) in entries {
                 let RawValue::Str(s) = value.get_ref() else {
                     return Err(source.error(
@@ -402,20 +439,54 @@ fn wait(
                 };
                 match key.get_ref().as_str() {
                     "expiry_of" => saved_as = Some(saved_name(source, value.span(), s, saved)?),
-                    "margin" => margin = duration(source, value.span(), s, "margin")?,
+                    "margin" => {
+                        margin = Some((key.span(), duration(source, value.span(), s, "margin")?))
+                    }
+                    "at_most" => at_most = Some(duration(source, value.span(), s, "at_most")?),
+                    "before" => {
+                        let ahead = duration(source, value.span(), s, "before")?;
+                        if ahead.is_zero() {
+                            return Err(source
+                                .error(value.span(), "`before` must be more than zero")
+                                .with_help("`before = \"1s\"` ends the wait 1 s ahead of the advertised expiry"));
+                        }
+                        before = Some((key.span(), ahead));
+                    }
                     other => {
                         return Err(source
                             .error(key.span(), format!("unknown field `{other}` in a wait step"))
-                            .with_help(did_you_mean(other, &["expiry_of", "margin"])));
+                            .with_help(did_you_mean(
+                                other,
+                                &["expiry_of", "margin", "before", "at_most"],
+                            )));
                     }
                 }
+            }
+            if let (Some((margin_at, _)), Some((before_at, _))) = (&margin, &before) {
+                let later = if margin_at.start > before_at.start {
+                    margin_at
+                } else {
+                    before_at
+                };
+                return Err(source
+                    .error(later.clone(), "a wait has both `margin` and `before`")
+                    .with_help(
+                        "`margin` waits past the expiry, `before` stops ahead of it: keep one",
+                    ));
             }
             let Some(saved) = saved_as else {
                 return Err(source
                     .error(at.span(), "a wait table needs `expiry_of`")
                     .with_help("write `wait = { expiry_of = \"c\" }`, or a duration like `wait = \"2s\"`"));
             };
-            Ok(WaitStep::Expiry { saved, margin })
+            Ok(match before {
+                Some((_, before)) => WaitStep::BeforeExpiry { saved, before },
+                None => WaitStep::Expiry {
+                    saved,
+                    margin: margin.map_or(DEFAULT_MARGIN, |(_, margin)| margin),
+                    at_most,
+                },
+            })
         }
         other => Err(source
             .error(
@@ -472,6 +543,13 @@ fn burst(source: &Source<'_>, b: &RawBurst, needs: &mut Needs) -> Result<BurstSt
             1000,
         )?,
         concurrency: int_in(source, b.concurrency.as_ref(), "concurrency", 1..=1024, 32)?,
+        probe_validations: int_in(
+            source,
+            b.probe_validations.as_ref(),
+            "probe_validations",
+            0..=100,
+            0,
+        )?,
     })
 }
 
@@ -557,6 +635,8 @@ fn key(
             KeyChoice::Rsa
         }
         "unknown" => KeyChoice::Unknown,
+        "primary-truncated" => KeyChoice::PrimaryTruncated,
+        "primary-extended" => KeyChoice::PrimaryExtended,
         "none" => KeyChoice::Absent,
         other => return Err(unknown_word(source, at.span(), other, "key", KEYS)),
     })

@@ -132,6 +132,7 @@ fn scenario(
         name: name.clone(),
         id: s.id.as_ref().map(|v| v.get_ref().clone()),
         requirement: s.requirement.as_ref().map(|v| v.get_ref().clone()),
+        recommendation: s.recommendation.as_ref().map(|v| v.get_ref().clone()),
         description: s.description.as_ref().map(|v| v.get_ref().clone()),
         tags,
         // Load scenarios always run alone: they would disturb anything beside them, and

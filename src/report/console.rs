@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use crate::metrics::units;
 use crate::redact::Redactor;
-use crate::results::{CheckResult, LatencySummary, Outcome, RunReport, ScenarioReport};
+use crate::results::{CheckResult, LatencySummary, Outcome, RunReport, ScenarioReport, Status};
 
 /// Widest a name or id column gets; longer ones are cut with "…".
 const MAX_NAME_WIDTH: usize = 40;
@@ -89,12 +89,10 @@ impl Paint {
 
 /// A scenario's verdict word and colour.
 fn scenario_outcome(scenario: &ScenarioReport) -> (&'static str, &'static str) {
-    if scenario.skipped {
-        ("SKIP", DIM)
-    } else if scenario.passed {
-        ("PASS", GREEN)
-    } else {
-        ("FAIL", RED)
+    match scenario.status() {
+        Status::Skipped => ("SKIP", DIM),
+        Status::Passed => ("PASS", GREEN),
+        Status::Failed => ("FAIL", RED),
     }
 }
 
@@ -104,7 +102,9 @@ fn check_outcome(outcome: Outcome, strict: bool) -> (&'static str, &'static str)
         Outcome::Fail => ("FAIL", RED),
         Outcome::NonStrict if strict => ("NON-STRICT", RED),
         Outcome::NonStrict => ("NON-STRICT", YELLOW),
+        Outcome::Skipped if strict => ("SKIP", RED),
         Outcome::Skipped => ("SKIP", DIM),
+        Outcome::Delegated => ("DELEGATED", DIM),
     }
 }
 
@@ -266,7 +266,10 @@ fn warnings(out: &mut String, report: &RunReport, paint: Paint) {
 fn failed_checks(out: &mut String, report: &RunReport, paint: Paint) {
     for scenario in &report.scenarios {
         for check in &scenario.checks {
-            if !matches!(check.outcome, Outcome::Fail | Outcome::NonStrict) {
+            // Every check that fails the run, and the non-strict ones it allows.
+            if !check.outcome.counts_as_failure(report.strict)
+                && check.outcome != Outcome::NonStrict
+            {
                 continue;
             }
             // A blank line before each check keeps its evidence visibly its own.
@@ -284,10 +287,10 @@ fn failed_check(
     paint: Paint,
 ) {
     let (word, color) = check_outcome(check.outcome, strict);
-    let note = if check.outcome == Outcome::NonStrict && !check.outcome.counts_as_failure(strict) {
-        " (allowed; fails under --strict)"
-    } else {
-        ""
+    let note = match check.outcome {
+        Outcome::NonStrict if !strict => " (allowed; fails under --strict)",
+        Outcome::NonStrict | Outcome::Skipped if strict => " (a failure under --strict)",
+        _ => "",
     };
     let _ = writeln!(
         out,
@@ -341,13 +344,18 @@ fn evidence_field(out: &mut String, label: &str, text: &str, paint: Paint) {
 
 fn verdict_line(out: &mut String, report: &RunReport, paint: Paint) {
     let total = report.scenarios.len();
-    let skipped = report.scenarios.iter().filter(|s| s.skipped).count();
-    let passed = report
-        .scenarios
-        .iter()
-        .filter(|s| !s.skipped && s.passed)
-        .count();
-    let failed = total - skipped - passed;
+    let count = |status| {
+        report
+            .scenarios
+            .iter()
+            .filter(|s| s.status() == status)
+            .count()
+    };
+    let (passed, failed, skipped) = (
+        count(Status::Passed),
+        count(Status::Failed),
+        count(Status::Skipped),
+    );
     let (pass, fail, non_strict, skip) = report.outcome_counts();
     out.push('\n');
     if report.interrupted {

@@ -14,7 +14,7 @@ use quick_junit::{
 };
 
 use crate::redact::Redactor;
-use crate::results::{CheckResult, Outcome, RunReport, ScenarioReport};
+use crate::results::{CheckResult, Outcome, RunReport, ScenarioReport, Status};
 
 /// Classname for scenarios without an id.
 const DEFAULT_CLASSNAME: &str = "keyclaim";
@@ -61,37 +61,39 @@ fn test_case(scenario: &ScenarioReport, strict: bool) -> TestCase {
         .iter()
         .filter(|c| c.outcome.counts_as_failure(strict))
         .collect();
-    let status = if scenario.skipped {
-        let mut status = TestCaseStatus::skipped();
-        let reason = scenario
-            .checks
-            .iter()
-            .map(|c| c.message.as_str())
-            .find(|m| !m.is_empty())
-            .unwrap_or("every check was skipped");
-        status.set_message(reason);
-        status
-    } else if !scenario.passed {
-        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        match failing.first() {
-            Some(first) => {
-                // Attribute values lose their newlines in every XML parser; say so explicitly.
-                status.set_message(first.message.replace('\n', " "));
-                status.set_type(first.outcome.as_str());
-                status.set_description(failure_text(&failing));
-            }
-            // The engine may fail a scenario with no failing check (e.g. every request
-            // errored); say so rather than emit an empty failure.
-            None => {
-                status.set_message(format!(
-                    "scenario failed: {} of {} requests errored",
-                    scenario.errors, scenario.requests
-                ));
-            }
+    let status = match scenario.status() {
+        Status::Skipped => {
+            let mut status = TestCaseStatus::skipped();
+            let reason = scenario
+                .checks
+                .iter()
+                .map(|c| c.message.as_str())
+                .find(|m| !m.is_empty())
+                .unwrap_or("every check was skipped");
+            status.set_message(reason);
+            status
         }
-        status
-    } else {
-        TestCaseStatus::success()
+        Status::Failed => {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            match failing.first() {
+                Some(first) => {
+                    // Attribute values lose their newlines in every XML parser; say so explicitly.
+                    status.set_message(first.message.replace('\n', " "));
+                    status.set_type(first.outcome.as_str());
+                    status.set_description(failure_text(&failing));
+                }
+                // The engine may fail a scenario with no failing check (e.g. every request
+                // errored); say so rather than emit an empty failure.
+                None => {
+                    status.set_message(format!(
+                        "scenario failed: {} of {} requests errored",
+                        scenario.errors, scenario.requests
+                    ));
+                }
+            }
+            status
+        }
+        Status::Passed => TestCaseStatus::success(),
     };
 
     let mut case = TestCase::new(&scenario.name, status);

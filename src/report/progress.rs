@@ -4,7 +4,7 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::metrics::units;
-use crate::results::{LoadTick, ScenarioReport};
+use crate::results::{LoadTick, ScenarioReport, Status};
 
 pub struct ScenarioProgress {
     bar: ProgressBar,
@@ -37,12 +37,10 @@ impl ScenarioProgress {
     }
 
     pub fn scenario_done(&self, report: &ScenarioReport) {
-        let mark = if report.skipped {
-            "skipped"
-        } else if report.passed {
-            "ok"
-        } else {
-            "FAILED"
+        let mark = match report.status() {
+            Status::Skipped => "skipped",
+            Status::Passed => "ok",
+            Status::Failed => "FAILED",
         };
         self.bar.set_message(format!("{} {mark}", report.name));
         self.bar.inc(1);

@@ -14,7 +14,7 @@ use crate::metrics::thresholds::{self, Measured};
 use crate::plan::parse_threshold;
 use crate::results::{
     CheckResult, IntervalFigures, LoadFigures, MergedFrom, Outcome, RunReport, ScenarioReport,
-    StepFigures, worker_list,
+    StepFigures, verdict, worker_list,
 };
 
 /// A worker interval whose start lies further than this from the merged timeline's
@@ -111,6 +111,7 @@ pub fn read(dir: &Path) -> Result<WorkerReport, MergeError> {
 pub fn merge(mut inputs: Vec<WorkerReport>, allow_missing: bool) -> Result<RunReport, MergeError> {
     let from = check_inputs(&mut inputs, allow_missing)?;
     let first = &inputs[0];
+    let strict = inputs.iter().any(|i| i.report.strict);
 
     let mut scenarios = Vec::with_capacity(first.report.scenarios.len());
     for position in 0..first.report.scenarios.len() {
@@ -119,9 +120,9 @@ pub fn merge(mut inputs: Vec<WorkerReport>, allow_missing: bool) -> Result<RunRe
             .map(|input| (input, &input.report.scenarios[position]))
             .collect();
         let merged = if shares.iter().any(|(_, s)| s.load.is_some()) {
-            merge_load(&shares)?
+            merge_load(&shares, strict)?
         } else {
-            merge_conformance(&shares, &from.missing)
+            merge_conformance(&shares, &from.missing, strict)
         };
         scenarios.push(merged);
     }
@@ -152,7 +153,7 @@ pub fn merge(mut inputs: Vec<WorkerReport>, allow_missing: bool) -> Result<RunRe
     Ok(RunReport {
         passed: scenarios.iter().all(|s| s.passed),
         interrupted: inputs.iter().any(|i| i.report.interrupted),
-        strict: inputs.iter().any(|i| i.report.strict),
+        strict,
         plans: first.report.plans.clone(),
         target: targets.join(", "),
         started_at: start.map_or_else(
@@ -264,6 +265,7 @@ fn check_inputs(
 fn merge_conformance(
     shares: &[(&WorkerReport, &ScenarioReport)],
     missing: &[u32],
+    strict: bool,
 ) -> ScenarioReport {
     let ran = shares
         .iter()
@@ -282,7 +284,7 @@ fn merge_conformance(
                 ),
                 evidence: None,
             }];
-            report.skipped = true;
+            (report.passed, report.skipped) = verdict(&report.checks, strict);
             report
         }
     }
@@ -297,7 +299,10 @@ struct IntervalSum {
     latency: Latency,
 }
 
-fn merge_load(shares: &[(&WorkerReport, &ScenarioReport)]) -> Result<ScenarioReport, MergeError> {
+fn merge_load(
+    shares: &[(&WorkerReport, &ScenarioReport)],
+    strict: bool,
+) -> Result<ScenarioReport, MergeError> {
     let first = shares[0].1;
     let loads: Vec<(&WorkerReport, &LoadFigures)> = shares
         .iter()
@@ -472,8 +477,9 @@ fn merge_load(shares: &[(&WorkerReport, &ScenarioReport)]) -> Result<ScenarioRep
         id: first.id.clone(),
         tags: first.tags.clone(),
         description: first.description.clone(),
-        passed: checks.iter().all(|c| c.outcome != Outcome::Fail),
-        skipped: !checks.is_empty() && checks.iter().all(|c| c.outcome == Outcome::Skipped),
+        passed: verdict(&checks, strict).0,
+        // It ran on the workers: a merged load scenario is never a skip.
+        skipped: false,
         checks,
         requests,
         errors: shares.iter().map(|(_, s)| s.errors).sum(),

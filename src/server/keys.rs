@@ -191,6 +191,9 @@ pub fn load_keys_file(path: &Path, default_tier: Tier) -> Result<Vec<KeySpec>, K
 pub struct KeyState {
     pub id: String,
     pub response_key: ResponseKey,
+    /// The secret itself; only the faults that accept the SDKs' other response forms
+    /// (hashes of challenge and secret) need it.
+    secret: zeroize::Zeroizing<String>,
     pub public_key: Option<RsaPublicKey>,
     pub tier: Tier,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -215,9 +218,12 @@ impl std::fmt::Debug for KeyState {
 pub struct QuotaExhausted;
 
 impl KeyState {
+    /// `default_rate_limit` is the server's; `burst`, requests a key may send at once
+    /// before the rate counts (at least its per-second rate).
     pub fn new(
         spec: &KeySpec,
         default_rate_limit: u32,
+        burst: Option<u32>,
         backend: RsaBackend,
     ) -> Result<Self, crate::crypto::CryptoError> {
         let secret = spec.secret.as_deref().unwrap_or(&spec.id);
@@ -227,11 +233,16 @@ impl KeyState {
             .map(|pem| RsaPublicKey::from_pem_with(pem, backend))
             .transpose()?;
         let per_second = spec.rate_limit.unwrap_or(default_rate_limit);
-        let limiter =
-            NonZeroU32::new(per_second).map(|n| RateLimiter::direct(Quota::per_second(n)));
+        let limiter = NonZeroU32::new(per_second).map(|n| {
+            let burst = burst
+                .and_then(NonZeroU32::new)
+                .map_or(n, |burst| burst.max(n));
+            RateLimiter::direct(Quota::per_second(n).allow_burst(burst))
+        });
         Ok(Self {
             id: spec.id.clone(),
             response_key: ResponseKey::new(secret.as_bytes()),
+            secret: zeroize::Zeroizing::new(secret.to_owned()),
             public_key,
             tier: spec.tier,
             limiter,
@@ -239,6 +250,11 @@ impl KeyState {
             used: AtomicU64::new(0),
             outstanding: AtomicU64::new(0),
         })
+    }
+
+    /// The HMAC secret (the key itself unless the keys file gives another).
+    pub fn secret(&self) -> &str {
+        &self.secret
     }
 
     /// `Err(seconds)` to wait when the key is over its rate.
@@ -285,6 +301,9 @@ impl KeyState {
 /// Every key the server answers for.
 pub struct KeyRegistry {
     keys: DashMap<String, Arc<KeyState>>,
+    rate_burst: Option<u32>,
+    /// The first key configured (the `missing-key-create` fault issues for it).
+    first: Option<Arc<KeyState>>,
     default_rate_limit: u32,
     backend: RsaBackend,
 }
@@ -293,9 +312,11 @@ impl KeyRegistry {
     pub fn new(
         specs: &[KeySpec],
         default_rate_limit: u32,
+        rate_burst: Option<u32>,
         backend: RsaBackend,
     ) -> Result<Self, KeysError> {
         let keys = DashMap::with_capacity(specs.len());
+        let mut first = None;
         let mut seen = HashMap::new();
         for spec in specs {
             if !spec.id.starts_with(KEY_PREFIX) {
@@ -308,23 +329,50 @@ impl KeyRegistry {
                     key: redact_key(&spec.id),
                 });
             }
-            let state = KeyState::new(spec, default_rate_limit, backend).map_err(|source| {
-                KeysError::KeyPublicKey {
-                    key: redact_key(&spec.id),
-                    source,
-                }
-            })?;
-            keys.insert(spec.id.clone(), Arc::new(state));
+            let state =
+                KeyState::new(spec, default_rate_limit, rate_burst, backend).map_err(|source| {
+                    KeysError::KeyPublicKey {
+                        key: redact_key(&spec.id),
+                        source,
+                    }
+                })?;
+            let state = Arc::new(state);
+            first.get_or_insert_with(|| Arc::clone(&state));
+            keys.insert(spec.id.clone(), state);
         }
         Ok(Self {
             keys,
+            rate_burst,
+            first,
             default_rate_limit,
             backend,
         })
     }
 
+    /// The first key configured.
+    pub fn first(&self) -> Option<Arc<KeyState>> {
+        self.first.clone()
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<KeyState>> {
         self.keys.get(id).map(|entry| Arc::clone(entry.value()))
+    }
+
+    /// The first key for which `matches(known id)` holds (the faults that compare keys
+    /// loosely).
+    pub fn find(&self, matches: impl Fn(&str) -> bool) -> Option<Arc<KeyState>> {
+        self.keys
+            .iter()
+            .find(|entry| matches(entry.key()))
+            .map(|entry| Arc::clone(entry.value()))
+    }
+
+    /// Every configured key.
+    pub fn all(&self) -> Vec<Arc<KeyState>> {
+        self.keys
+            .iter()
+            .map(|entry| Arc::clone(entry.value()))
+            .collect()
     }
 
     /// For the `accept-unknown-key` fault: any `kc_` key becomes a key on first use.
@@ -335,8 +383,13 @@ impl KeyRegistry {
         let spec = KeySpec::new(id, Tier::Business);
         let entry = self.keys.entry(id.to_owned()).or_insert_with(|| {
             Arc::new(
-                KeyState::new(&spec, self.default_rate_limit, self.backend)
-                    .expect("a key without a public key always builds"),
+                KeyState::new(
+                    &spec,
+                    self.default_rate_limit,
+                    self.rate_burst,
+                    self.backend,
+                )
+                .expect("a key without a public key always builds"),
             )
         });
         Some(Arc::clone(entry.value()))
@@ -395,6 +448,7 @@ secret = "other"
         let bad = KeyRegistry::new(
             &[KeySpec::new("secret_value_123", Tier::Pro)],
             0,
+            None,
             RsaBackend::default(),
         );
         let err = bad.err().unwrap().to_string();
@@ -403,7 +457,7 @@ secret = "other"
             KeySpec::new("kc_dup_secret", Tier::Pro),
             KeySpec::new("kc_dup_secret", Tier::Pro),
         ];
-        let err = KeyRegistry::new(&twice, 0, RsaBackend::default())
+        let err = KeyRegistry::new(&twice, 0, None, RsaBackend::default())
             .err()
             .unwrap()
             .to_string();
@@ -417,7 +471,7 @@ secret = "other"
     fn quota_counts_and_stops_at_the_limit() {
         let mut spec = KeySpec::new("kc_q", Tier::Free);
         spec.quota = Some(2);
-        let key = KeyState::new(&spec, 0, RsaBackend::default()).unwrap();
+        let key = KeyState::new(&spec, 0, None, RsaBackend::default()).unwrap();
         assert!(key.charge_validation().is_ok());
         assert!(key.charge_validation().is_ok());
         assert!(key.charge_validation().is_err());

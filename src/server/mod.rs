@@ -15,9 +15,11 @@ pub mod faults;
 mod idle;
 mod io;
 pub mod keys;
+mod misanswer;
 mod routes;
 mod state;
 pub mod store;
+pub mod style;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,11 +44,19 @@ use crate::protocol::{CREATE_PATH, VALIDATE_PATH};
 use faults::FaultSet;
 use keys::{KeyRegistry, KeySpec, KeysError};
 use state::AppState;
-use store::ChallengeStore;
+use store::{ChallengeStore, StoreConfig};
+use style::StyleSet;
 
-/// Requests per second per key; 0 = no limit, so load tests measure the server, not
-/// its limiter, unless asked.
+/// Requests per second per key of a [`ServerConfig::new`]: none, so in-process servers
+/// (tests, the embedded target) measure the server, not its limiter, unless they ask.
 pub const DEFAULT_RATE_LIMIT: u32 = 0;
+/// What `serve` limits each key to unless told otherwise: a public server without a
+/// limit is the `never-rate-limit` fault, and its own suite fails it. Load tests of
+/// `serve` pass `--rate-limit 0`.
+pub const SERVE_RATE_LIMIT: u32 = 50;
+/// Requests a key may send at once before `serve`'s rate counts: a whole conformance run
+/// (but its rate-limit burst) fits, so no scenario waits on the limit.
+pub const SERVE_RATE_BURST: u32 = 500;
 /// Largest request body accepted; KeyClaim bodies are a few hundred bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 /// Outstanding challenges one key may hold before create answers `rate_limited`.
@@ -76,7 +86,11 @@ pub struct ServerConfig {
     pub keys: Vec<KeySpec>,
     /// Requests per second per key; 0 = no limit. A key's own limit wins.
     pub rate_limit: u32,
+    /// Requests a key may send at once before its rate counts; `None` = the rate.
+    pub rate_burst: Option<u32>,
     pub faults: FaultSet,
+    /// The choices the docs leave open, when not the reference's.
+    pub styles: StyleSet,
     pub pause: Option<PauseSchedule>,
     pub max_outstanding: u64,
     pub retain_expired: Duration,
@@ -104,7 +118,9 @@ impl ServerConfig {
         Self {
             keys,
             rate_limit: DEFAULT_RATE_LIMIT,
+            rate_burst: None,
             faults: FaultSet::default(),
+            styles: StyleSet::default(),
             pause: None,
             max_outstanding: DEFAULT_MAX_OUTSTANDING,
             retain_expired: DEFAULT_RETAIN_EXPIRED,
@@ -166,10 +182,28 @@ pub struct Server {
 impl Server {
     /// Builds the app for `config`; bad keys fail here.
     pub fn new(config: &ServerConfig) -> Result<Self, ServerError> {
+        let keys = KeyRegistry::new(
+            &config.keys,
+            config.rate_limit,
+            config.rate_burst,
+            config.rsa_backend,
+        )?;
+        let all_keys = if config.faults.has(faults::Fault::HmacAnyKey) {
+            keys.all()
+        } else {
+            Vec::new()
+        };
         let state = Arc::new(AppState {
-            keys: KeyRegistry::new(&config.keys, config.rate_limit, config.rsa_backend)?,
-            store: ChallengeStore::new(config.max_outstanding, config.retain_expired),
-            faults: config.faults.clone(),
+            keys,
+            store: ChallengeStore::new(StoreConfig {
+                max_outstanding_per_key: config.max_outstanding,
+                retain: config.retain_expired,
+                faults: config.faults,
+                styles: config.styles,
+                all_keys,
+            }),
+            faults: config.faults,
+            styles: config.styles,
             body_limit: config.body_limit,
             body_timeout: config.body_timeout,
             max_outstanding: config.max_outstanding,
@@ -181,6 +215,12 @@ impl Server {
             .fallback(routes::not_found)
             .method_not_allowed_fallback(routes::method_not_allowed)
             .with_state(Arc::clone(&state));
+        if misanswer::needed(&config.faults) {
+            router = router.layer(middleware::from_fn_with_state(
+                config.faults,
+                misanswer::layer,
+            ));
+        }
         if let Some(schedule) = config.pause {
             let started = Instant::now();
             router = router.layer(middleware::from_fn_with_state(
@@ -276,7 +316,7 @@ async fn serve_built(
             // A sweep walks the whole map: on the blocking pool it never holds up the
             // reactor threads that answer requests.
             let state = Arc::clone(&state);
-            tokio::task::spawn_blocking(move || state.store.sweep(&state.faults))
+            tokio::task::spawn_blocking(move || state.store.sweep())
                 .await
                 .ok();
         }

@@ -1,4 +1,6 @@
 //! The HTTP surface: create, validate, health, and JSON answers for everything else.
+//! Where the docs leave a choice open, the server's [`Style`]s pick; where a fault
+//! breaks a guarantee, it is named at the line that breaks it.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -17,10 +19,19 @@ use super::faults::Fault;
 use super::keys::KeyState;
 use super::state::AppState;
 use super::store::{Presented, Refusal};
+use super::style::Style;
 use crate::protocol::{
     CreateRequest, CreateResponse, DEFAULT_TTL_S, ErrorBody, ErrorCode, TTL_RANGE_S,
     ValidateRequest, ValidateResponse, bearer_token, resolve_key, verdict_signature,
 };
+
+/// TTLs above this are shortened under the `ttl-cap-20` style.
+const STYLE_TTL_CAP_S: u64 = 20;
+/// What the `silent-ttl-cap` fault keeps a challenge for at most.
+const SILENT_TTL_CAP_S: u64 = 10;
+/// "Never" for the `default-ttl-forever` fault: far beyond any run, still a valid
+/// `Instant` offset.
+const FOREVER: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// A non-verdict error answer: status, code, message, and `Retry-After` when rate-limited.
 pub struct ApiError {
@@ -53,13 +64,16 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidKey, message)
     }
 
-    fn rate_limited(retry_after_s: u64) -> Self {
+    fn rate_limited(app: &AppState, retry_after_s: u64, message: Cow<'static, str>) -> Self {
+        if app.styles.has(Style::RateLimit403) {
+            return Self::new(StatusCode::FORBIDDEN, ErrorCode::RateLimited, message);
+        }
         Self {
             retry_after_s: Some(retry_after_s),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::RateLimited,
-                "rate limit exceeded for this key; retry after the Retry-After seconds",
+                message,
             )
         }
     }
@@ -133,45 +147,94 @@ async fn parse_body<T: DeserializeOwned>(app: &AppState, body: Body) -> Result<T
         .map_err(|err| ApiError::bad_request(app, format!("invalid JSON body: {err}")))
 }
 
+/// Who is asking: their key's state, and whether it came as a Bearer token.
+struct Caller {
+    key: Arc<KeyState>,
+    via_bearer: bool,
+}
+
+/// Why a request has no caller.
+enum NoCaller {
+    /// No key at all, in either form.
+    Missing,
+    Refused(ApiError),
+}
+
 /// Finds the caller's key (Bearer header or body `key`) and charges its rate limit.
 fn authenticate(
     app: &AppState,
     headers: &HeaderMap,
     body_key: Option<&str>,
-) -> Result<Arc<KeyState>, ApiError> {
+) -> Result<Caller, NoCaller> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token);
     let key = resolve_key(bearer, body_key)
         .map_err(|_| {
-            ApiError::invalid_key("the body's key and the Authorization Bearer key differ")
+            NoCaller::Refused(ApiError::invalid_key(
+                "the body's key and the Authorization Bearer key differ",
+            ))
         })?
-        .ok_or_else(|| {
-            ApiError::invalid_key(
-                "no API key: send \"key\" in the body or Authorization: Bearer kc_...",
-            )
-        })?;
-    let state = if app.faults.has(Fault::AcceptUnknownKey) {
+        .ok_or(NoCaller::Missing)?;
+    let via_bearer = bearer.is_some();
+    let adopt = app.faults.has(Fault::AcceptUnknownKey)
+        || (via_bearer && app.faults.has(Fault::BearerUnknownKey));
+    let state = if adopt {
         app.keys.get_or_adopt(key)
+    } else if app.faults.has(Fault::KeyPrefixMatch) {
+        app.keys
+            .find(|known| !key.is_empty() && known.starts_with(key))
+    } else if app.faults.has(Fault::KeyStartsWithKnown) {
+        app.keys.find(|known| key.starts_with(known))
     } else {
         app.keys.get(key)
     };
-    let state = state.ok_or_else(|| ApiError::invalid_key("API key is invalid or inactive"))?;
+    let state = state.ok_or_else(|| {
+        NoCaller::Refused(ApiError::invalid_key("API key is invalid or inactive"))
+    })?;
     if !app.faults.has(Fault::NeverRateLimit) {
-        state.check_rate().map_err(ApiError::rate_limited)?;
+        state.check_rate().map_err(|wait| {
+            NoCaller::Refused(ApiError::rate_limited(
+                app,
+                wait,
+                "rate limit exceeded for this key; retry after the Retry-After seconds".into(),
+            ))
+        })?;
     }
-    Ok(state)
+    Ok(Caller {
+        key: state,
+        via_bearer,
+    })
+}
+
+/// The answer to a request that carries no key.
+fn missing_key(app: &AppState) -> ApiError {
+    if app.styles.has(Style::MissingKey400) {
+        return ApiError::bad_request(
+            app,
+            "no API key: send \"key\" in the body or Authorization: Bearer kc_...",
+        );
+    }
+    ApiError::invalid_key("no API key: send \"key\" in the body or Authorization: Bearer kc_...")
 }
 
 // Handlers take the whole request: extracting `HeaderMap` would clone every header.
 pub async fn create(
     State(app): State<Arc<AppState>>,
     request: Request,
-) -> Result<Json<CreateResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let request: CreateRequest = parse_body(&app, body).await?;
-    let key = authenticate(&app, &parts.headers, request.key.as_deref())?;
+    let (key, via_bearer) = match authenticate(&app, &parts.headers, request.key.as_deref()) {
+        Ok(caller) => (caller.key, caller.via_bearer),
+        // Deliberately broken: a keyless create is issued for the first key.
+        Err(NoCaller::Missing) if app.faults.has(Fault::MissingKeyCreate) => {
+            (app.keys.first().ok_or_else(|| missing_key(&app))?, false)
+        }
+        Err(NoCaller::Missing) => return Err(missing_key(&app)),
+        Err(NoCaller::Refused(refusal)) => return Err(refusal),
+    };
     let ttl = request.ttl.unwrap_or(DEFAULT_TTL_S);
     if !TTL_RANGE_S.contains(&ttl) {
         return Err(ApiError::bad_request(
@@ -189,35 +252,37 @@ pub async fn create(
             "encrypted challenges need a public key assigned to this API key",
         ));
     }
-    let issued = app.store.issue(&key, Duration::from_secs(ttl)).map_err(|_| {
-        ApiError {
-            retry_after_s: Some(ttl),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
-                format!(
-                    "this key has {} outstanding challenges, the most allowed; validate or let some expire",
-                    app.max_outstanding
-                ),
+    let (expires_in, lifetime) = lifetime(&app, ttl, request.ttl.is_none());
+    let issued = app.store.issue(&key, ttl, lifetime).map_err(|_| {
+        ApiError::rate_limited(
+            &app,
+            ttl,
+            format!(
+                "this key has {} outstanding challenges, the most allowed; validate or let some expire",
+                app.max_outstanding
             )
-        }
+            .into(),
+        )
     })?;
-    let plaintext_rsa = app.faults.has(Fault::PlaintextRsa);
+    let plaintext_rsa = app.faults.has(Fault::PlaintextRsa)
+        || (via_bearer && app.faults.has(Fault::RsaBearerPlaintext));
     match key.public_key.as_ref().filter(|_| !plaintext_rsa) {
         None => {
-            let challenge = issued.hex().to_owned();
+            let challenge = issued.wire().to_owned();
             app.store.insert(issued, None);
             Ok(Json(CreateResponse {
                 challenge,
-                expires_in: ttl,
-                encrypted: None,
-            }))
+                expires_in,
+                encrypted: app.faults.has(Fault::EncryptedOnPlain).then_some(true),
+            })
+            .into_response())
         }
         Some(public_key) => {
+            let plaintext = issued.wire().as_bytes();
             let ciphertext = if app.faults.has(Fault::RsaOaepSha1) {
-                public_key.encrypt_oaep_sha1(issued.hex().as_bytes())
+                public_key.encrypt_oaep_sha1(plaintext)
             } else {
-                public_key.encrypt_oaep_sha256(issued.hex().as_bytes())
+                public_key.encrypt_oaep_sha256(plaintext)
             };
             let ciphertext = match ciphertext {
                 Ok(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -230,59 +295,167 @@ pub async fn create(
                     ));
                 }
             };
+            let plaintext = issued.wire().to_owned();
             app.store.insert(issued, Some(&ciphertext));
-            Ok(Json(CreateResponse {
+            let answer = CreateResponse {
                 challenge: ciphertext,
-                expires_in: ttl,
-                encrypted: Some(true),
-            }))
+                expires_in,
+                encrypted: (!app.styles.has(Style::NoEncryptedFlag)).then_some(true),
+            };
+            if app.faults.has(Fault::RsaPlaintextLeak) {
+                // Deliberately broken: the plaintext rides along, "for debugging".
+                let mut leaky = serde_json::to_value(answer).expect("answers serialize");
+                leaky["challenge_id"] = serde_json::Value::from(plaintext);
+                return Ok(Json(leaky).into_response());
+            }
+            Ok(Json(answer).into_response())
         }
     }
 }
 
-pub async fn validate(
-    State(app): State<Arc<AppState>>,
-    request: Request,
-) -> Result<Json<ValidateResponse>, ApiError> {
+/// What a create with `ttl` advertises as `expires_in`, and how long the challenge
+/// really lives; `defaulted` when the client sent no `ttl`.
+fn lifetime(app: &AppState, ttl: u64, defaulted: bool) -> (u64, Duration) {
+    let ttl = if app.styles.has(Style::TtlCap20) {
+        ttl.min(STYLE_TTL_CAP_S)
+    } else {
+        ttl
+    };
+    let faults = &app.faults;
+    if faults.is_empty() {
+        return (ttl, Duration::from_secs(ttl));
+    }
+    // Each deliberately broken: a lifetime other than the one `expires_in` says.
+    if faults.has(Fault::LengthenTtl) {
+        return (ttl * 2, Duration::from_secs(ttl * 2));
+    }
+    if faults.has(Fault::EarlyExpiry) {
+        return (ttl, Duration::from_secs(ttl) / 2);
+    }
+    if faults.has(Fault::SilentTtlCap) {
+        return (ttl, Duration::from_secs(ttl.min(SILENT_TTL_CAP_S)));
+    }
+    if faults.has(Fault::DefaultTtlForever) && defaulted {
+        return (ttl, FOREVER);
+    }
+    (ttl, Duration::from_secs(ttl))
+}
+
+pub async fn validate(State(app): State<Arc<AppState>>, request: Request) -> Response {
+    match judge(&app, request).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn judge(app: &AppState, request: Request) -> Result<Response, Response> {
     let (parts, body) = request.into_parts();
-    let request: ValidateRequest = parse_body(&app, body).await?;
-    let key = authenticate(&app, &parts.headers, request.key.as_deref())?;
+    let request: ValidateRequest = parse_body(app, body)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let caller = match authenticate(app, &parts.headers, request.key.as_deref()) {
+        Ok(caller) => caller,
+        // Deliberately broken: a keyless validation is judged for the challenge's owner.
+        Err(NoCaller::Missing) if app.faults.has(Fault::MissingKeyValidate) => Caller {
+            key: app
+                .store
+                .owner_of(&request.challenge)
+                .ok_or_else(|| refused_key(app, missing_key(app)))?,
+            via_bearer: false,
+        },
+        Err(NoCaller::Missing) => return Err(refused_key(app, missing_key(app))),
+        Err(NoCaller::Refused(refusal)) => {
+            let consumes = match refusal.code {
+                ErrorCode::InvalidKey => app.faults.has(Fault::UnknownKeyConsumes),
+                ErrorCode::RateLimited => app.faults.has(Fault::RateLimitConsumes),
+                _ => false,
+            };
+            if consumes {
+                // Deliberately broken: the challenge is used up before the refusal.
+                app.store.consume(&request.challenge);
+            }
+            return Err(refused_key(app, refusal));
+        }
+    };
+    let key = caller.key;
     key.charge_validation().map_err(|_| {
         ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::RateLimited,
             "this key's validation quota is used up",
         )
+        .into_response()
     })?;
     let presented = Presented {
         challenge: &request.challenge,
         response: &request.response,
         decrypted_challenge: request.decrypted_challenge.as_deref(),
+        via_bearer: caller.via_bearer,
     };
-    let verdict = app.store.validate(&key, &presented, &app.faults).await;
-    let quota = Some(key.quota_info());
-    Ok(Json(match verdict {
-        Ok(()) => ValidateResponse {
-            valid: true,
-            signature: key
-                .tier
-                .signs_verdicts()
-                .then(|| verdict_signature(&key.response_key, &request.challenge, true)),
-            quota,
-            error: None,
-            message: None,
-        },
-        Err(refusal) => {
-            let (code, message) = refusal_answer(refusal, &app);
-            ValidateResponse {
-                valid: false,
-                signature: None,
+    let verdict = app.store.validate(&key, &presented).await;
+    let quota = (!app.styles.has(Style::NoQuota)).then(|| key.quota_info());
+    Ok(match verdict {
+        Ok(()) => {
+            let signature = (key.tier.signs_verdicts() && !app.styles.has(Style::NoSignatures))
+                .then(|| signature(app, &key, &request));
+            Json(ValidateResponse {
+                valid: true,
+                signature,
                 quota,
-                error: Some(code.as_str().to_owned()),
-                message: Some(message.to_owned()),
-            }
+                error: None,
+                message: None,
+            })
+            .into_response()
         }
-    }))
+        Err(refusal) => {
+            let (code, message) = refusal_answer(refusal, app);
+            (
+                refusal_status(refusal, app),
+                Json(ValidateResponse {
+                    valid: false,
+                    // Deliberately broken: the same signature as a valid verdict's.
+                    signature: app
+                        .faults
+                        .has(Fault::UnboundSignature)
+                        .then(|| signature(app, &key, &request)),
+                    quota,
+                    error: Some(code.as_str().to_owned()),
+                    message: Some(message.to_owned()),
+                }),
+            )
+                .into_response()
+        }
+    })
+}
+
+/// A key refusal on validate: the error answer, or, in the `invalid-key-verdict`
+/// style, a verdict that says `invalid_key`.
+fn refused_key(app: &AppState, refusal: ApiError) -> Response {
+    if refusal.code == ErrorCode::InvalidKey && app.styles.has(Style::InvalidKeyVerdict) {
+        return Json(ValidateResponse {
+            valid: false,
+            signature: None,
+            quota: None,
+            error: Some(ErrorCode::InvalidKey.as_str().to_owned()),
+            message: Some(refusal.message.into_owned()),
+        })
+        .into_response();
+    }
+    refusal.into_response()
+}
+
+/// The verdict signature (SPEC.md §6), or what a fault makes of it.
+fn signature(app: &AppState, key: &KeyState, request: &ValidateRequest) -> String {
+    if app.faults.has(Fault::SignatureIsResponse) {
+        return request.response.clone();
+    }
+    if app.faults.has(Fault::UnboundSignature) {
+        // Covers the challenge, not the verdict.
+        return hex::encode(
+            key.response_key
+                .mac(format!("keyclaim-verdict:v1:{}", request.challenge).as_bytes()),
+        );
+    }
+    verdict_signature(&key.response_key, &request.challenge, true)
 }
 
 fn refusal_answer(refusal: Refusal, app: &AppState) -> (ErrorCode, &'static str) {
@@ -294,8 +467,16 @@ fn refusal_answer(refusal: Refusal, app: &AppState) -> (ErrorCode, &'static str)
             ErrorCode::ReplayedChallenge,
             "challenge has already been used",
         ),
+        Refusal::Expired if app.faults.has(Fault::ExpiredWrongCode) => (
+            ErrorCode::ReplayedChallenge,
+            "challenge has already been used",
+        ),
         Refusal::Expired => (ErrorCode::ExpiredChallenge, "challenge has expired"),
         Refusal::BadResponse => (ErrorCode::InvalidSignature, "response signature is invalid"),
+        Refusal::Unknown if app.styles.has(Style::UnknownChallenge404) => (
+            ErrorCode::NotFound,
+            "unknown challenge: not issued to this key, or long expired",
+        ),
         Refusal::Unknown => (
             ErrorCode::InvalidSignature,
             "unknown challenge: not issued to this key, or long expired",
@@ -303,21 +484,51 @@ fn refusal_answer(refusal: Refusal, app: &AppState) -> (ErrorCode, &'static str)
     }
 }
 
+/// The status of a refused verdict: 200 (what every vendor client reads as a verdict),
+/// or what a style picks.
+fn refusal_status(refusal: Refusal, app: &AppState) -> StatusCode {
+    let styles = &app.styles;
+    if refusal == Refusal::Unknown && styles.has(Style::UnknownChallenge404) {
+        return StatusCode::NOT_FOUND;
+    }
+    if styles.has(Style::Refusals403) {
+        return StatusCode::FORBIDDEN;
+    }
+    if styles.has(Style::Refusals4xx) {
+        return match refusal {
+            Refusal::Replayed => StatusCode::CONFLICT,
+            Refusal::Expired => StatusCode::GONE,
+            Refusal::BadResponse => StatusCode::BAD_REQUEST,
+            Refusal::Unknown => StatusCode::NOT_FOUND,
+        };
+    }
+    StatusCode::OK
+}
+
 pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-pub async fn not_found() -> ApiError {
+pub async fn not_found(State(app): State<Arc<AppState>>) -> Response {
+    if app.faults.has(Fault::UnknownPath200) {
+        return Json(serde_json::json!({})).into_response();
+    }
     ApiError::new(
         StatusCode::NOT_FOUND,
         ErrorCode::NotFound,
         "no such endpoint; KeyClaim has POST /api/challenge/create and POST /api/challenge/validate",
     )
+    .into_response()
 }
 
-pub async fn method_not_allowed() -> ApiError {
+pub async fn method_not_allowed(State(app): State<Arc<AppState>>) -> ApiError {
+    let status = if app.styles.has(Style::Method501) {
+        StatusCode::NOT_IMPLEMENTED
+    } else {
+        StatusCode::METHOD_NOT_ALLOWED
+    };
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
+        status,
         ErrorCode::MethodNotAllowed,
         "method not allowed; KeyClaim endpoints take POST",
     )

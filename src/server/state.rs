@@ -6,11 +6,13 @@ use std::time::Duration;
 use super::faults::FaultSet;
 use super::keys::KeyRegistry;
 use super::store::ChallengeStore;
+use super::style::StyleSet;
 
 pub(crate) struct AppState {
     pub keys: KeyRegistry,
     pub store: ChallengeStore,
     pub faults: FaultSet,
+    pub styles: StyleSet,
     pub body_limit: usize,
     pub body_timeout: Duration,
     pub max_outstanding: u64,

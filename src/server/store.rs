@@ -8,7 +8,7 @@
 //! sweeper visits each challenge twice (at expiry and at forgetting), never the whole map.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::faults::{Fault, FaultSet};
 use super::keys::KeyState;
+use super::style::{Style, StyleSet};
 
 const OUTSTANDING: u8 = 0;
 const USED: u8 = 1;
@@ -32,6 +33,10 @@ const REMOVED: u8 = 3;
 /// How long the `replay-race` fault leaves between its check and its use: long enough
 /// that concurrent validations reliably interleave, as with a database round trip.
 const REPLAY_RACE_WINDOW: Duration = Duration::from_millis(150);
+/// How long the `forget-used` fault remembers that a challenge was used.
+const FORGET_USED_AFTER: Duration = Duration::from_secs(2);
+/// Hex characters of a challenge under the `short-challenges` fault (32 bits).
+const SHORT_CHALLENGE_HEX: usize = 8;
 
 /// Lock shards of the challenge map. Many small shards keep each of the sweeper's
 /// per-shard write locks short, so a request never waits behind a sweep of the whole map.
@@ -52,12 +57,6 @@ struct Entry {
 }
 
 impl Entry {
-    fn hex(&self) -> [u8; 64] {
-        let mut hex = [0u8; 64];
-        hex::encode_to_slice(self.id, &mut hex).expect("64 bytes hold 32 in hex");
-        hex
-    }
-
     /// Moves the entry out of `OUTSTANDING`; true for the one caller that did it.
     fn leave_outstanding(&self, to: u8) -> Result<(), u8> {
         self.state
@@ -87,6 +86,18 @@ pub struct Presented<'a> {
     pub challenge: &'a str,
     pub response: &'a str,
     pub decrypted_challenge: Option<&'a str>,
+    /// The key came as a Bearer token (for the `bearer-cross-key` fault).
+    pub via_bearer: bool,
+}
+
+/// What a store is told at start: its bounds, and how it is broken or styled.
+pub struct StoreConfig {
+    pub max_outstanding_per_key: u64,
+    pub retain: Duration,
+    pub faults: FaultSet,
+    pub styles: StyleSet,
+    /// Every configured key, for the `hmac-any-key` fault only (empty otherwise).
+    pub all_keys: Vec<Arc<KeyState>>,
 }
 
 pub struct ChallengeStore {
@@ -100,39 +111,117 @@ pub struct ChallengeStore {
     epoch: Instant,
     max_outstanding_per_key: u64,
     retain: Duration,
+    faults: FaultSet,
+    styles: StyleSet,
+    /// What the faults that change how challenges are made or remembered need; idle
+    /// (and empty) on a correct server.
+    broken: Broken,
+}
+
+/// State only faults use.
+#[derive(Default)]
+struct Broken {
+    /// `counter-challenges`: the last challenge number handed out.
+    counter: AtomicU64,
+    /// `reuse-pending`: per key id and TTL, the last challenge handed out.
+    pending: DashMap<(String, u64), ChallengeId, FxBuildHasher>,
+    /// `forget-used`: when each challenge was used.
+    used_at: DashMap<ChallengeId, Instant, FxBuildHasher>,
+    /// `replay-other-auth`: whether each challenge was used with a Bearer key.
+    used_via_bearer: DashMap<ChallengeId, bool, FxBuildHasher>,
+    /// `hmac-any-key`: every configured key.
+    all_keys: Vec<Arc<KeyState>>,
 }
 
 impl ChallengeStore {
-    pub fn new(max_outstanding_per_key: u64, retain: Duration) -> Self {
+    pub fn new(config: StoreConfig) -> Self {
         Self {
             entries: DashMap::with_capacity_and_hasher_and_shard_amount(0, FxBuildHasher, SHARDS),
             due: Mutex::new(BTreeMap::new()),
             epoch: Instant::now(),
-            max_outstanding_per_key,
-            retain,
+            max_outstanding_per_key: config.max_outstanding_per_key,
+            retain: config.retain,
+            faults: config.faults,
+            styles: config.styles,
+            broken: Broken {
+                all_keys: config.all_keys,
+                ..Broken::default()
+            },
         }
     }
 
-    /// Issues a fresh challenge from the CSPRNG; returns its lowercase hex.
-    pub fn issue(&self, owner: &Arc<KeyState>, ttl: Duration) -> Result<Issued, AtCap> {
+    /// Issues a fresh challenge from the CSPRNG that lives `lifetime`; `ttl` is what the
+    /// client asked for (the `reuse-pending` fault keys on it).
+    pub fn issue(
+        &self,
+        owner: &Arc<KeyState>,
+        ttl: u64,
+        lifetime: Duration,
+    ) -> Result<Issued, AtCap> {
         let outstanding = owner.outstanding.fetch_add(1, Ordering::Relaxed);
         if outstanding >= self.max_outstanding_per_key {
             owner.outstanding.fetch_sub(1, Ordering::Relaxed);
             return Err(AtCap);
         }
-        let id: ChallengeId = rand::random();
-        let mut hex = [0u8; 64];
-        hex::encode_to_slice(id, &mut hex).expect("64 bytes hold 32 in hex");
+        let id = if self.faults.is_empty() {
+            rand::random()
+        } else {
+            self.broken_id(owner, ttl)
+        };
         Ok(Issued {
-            hex,
+            wire: self.wire(&id).to_string(),
             entry: Entry {
                 owner: Arc::clone(owner),
                 id,
-                expires_at: Instant::now() + ttl,
+                expires_at: Instant::now() + lifetime,
                 encrypted: false,
                 state: AtomicU8::new(OUTSTANDING),
             },
         })
+    }
+
+    /// A challenge id as the faults that break issuing make it.
+    fn broken_id(&self, owner: &KeyState, ttl: u64) -> ChallengeId {
+        let faults = &self.faults;
+        if faults.has(Fault::ReusePending)
+            && let Some(pending) = self.broken.pending.get(&(owner.id.clone(), ttl))
+            && let Some(entry) = self.entries.get(pending.value())
+            && entry.state.load(Ordering::Acquire) == OUTSTANDING
+        {
+            return entry.id;
+        }
+        let mut id: ChallengeId = rand::random();
+        if faults.has(Fault::CounterChallenges)
+            || (faults.has(Fault::RsaPredictable) && owner.public_key.is_some())
+        {
+            let n = self.broken.counter.fetch_add(1, Ordering::Relaxed) + 1;
+            id = [0; 32];
+            id[24..].copy_from_slice(&n.to_be_bytes());
+        }
+        if faults.has(Fault::ShortChallenges) {
+            id[SHORT_CHALLENGE_HEX / 2..].fill(0);
+        }
+        if faults.has(Fault::ReusePending) {
+            self.broken.pending.insert((owner.id.clone(), ttl), id);
+        }
+        id
+    }
+
+    /// The challenge as clients see it: lowercase hex of the id (or what a fault or
+    /// style makes of it), on the stack: every validation needs it.
+    fn wire(&self, id: &ChallengeId) -> Wire {
+        let mut wire = Wire {
+            hex: [0; 64],
+            len: 64,
+        };
+        hex::encode_to_slice(id, &mut wire.hex).expect("64 bytes hold 32 in hex");
+        if self.faults.has(Fault::ShortChallenges) {
+            wire.len = SHORT_CHALLENGE_HEX;
+        }
+        if self.styles.has(Style::UppercaseChallenges) {
+            wire.hex.make_ascii_uppercase();
+        }
+        wire
     }
 
     /// Makes an issued challenge valid, under its id and, when it was handed out
@@ -142,9 +231,24 @@ impl ChallengeStore {
         let id = entry.id;
         entry.encrypted = ciphertext_b64.is_some();
         let second = self.second_at(entry.expires_at);
-        let entry = Arc::new(entry);
         let alias = ciphertext_b64.map(ciphertext_alias);
-        if let Some(alias) = alias {
+        if let Some(alias) = alias
+            && self.faults.has(Fault::RsaTwoEntries)
+        {
+            // Deliberately broken: the ciphertext names a second, independent entry, so
+            // the challenge can be used once by each name.
+            entry.owner.outstanding.fetch_add(1, Ordering::Relaxed);
+            let twin = Entry {
+                owner: Arc::clone(&entry.owner),
+                state: AtomicU8::new(OUTSTANDING),
+                ..entry
+            };
+            self.entries.insert(alias, Arc::new(twin));
+        }
+        let entry = Arc::new(entry);
+        if let Some(alias) = alias
+            && !self.faults.has(Fault::RsaTwoEntries)
+        {
             self.entries.insert(alias, Arc::clone(&entry));
         }
         self.entries.insert(id, entry);
@@ -168,7 +272,15 @@ impl ChallengeStore {
 
     fn lookup(&self, challenge: &str) -> Option<(Arc<Entry>, bool)> {
         let mut id = [0u8; 32];
-        if hex::decode_to_slice(challenge, &mut id).is_ok() {
+        let padded;
+        let hex =
+            if self.faults.has(Fault::ShortChallenges) && challenge.len() == SHORT_CHALLENGE_HEX {
+                padded = format!("{challenge:0<64}");
+                padded.as_str()
+            } else {
+                challenge
+            };
+        if hex::decode_to_slice(hex, &mut id).is_ok() {
             return self
                 .entries
                 .get(&id)
@@ -179,31 +291,65 @@ impl ChallengeStore {
             .map(|e| (Arc::clone(e.value()), true))
     }
 
+    /// The key that owns `challenge`, if it is known (the `missing-key-validate` fault
+    /// judges a keyless validation for it).
+    pub fn owner_of(&self, challenge: &str) -> Option<Arc<KeyState>> {
+        self.lookup(challenge)
+            .map(|(entry, _)| Arc::clone(&entry.owner))
+    }
+
+    /// Uses `challenge` up, whoever asks (the `unknown-key-consumes` fault).
+    pub fn consume(&self, challenge: &str) {
+        if let Some((entry, _)) = self.lookup(challenge) {
+            entry.leave_outstanding(USED).ok();
+        }
+    }
+
     /// Judges one validation and, when it succeeds, consumes the challenge.
     pub async fn validate(
         &self,
         caller: &Arc<KeyState>,
         presented: &Presented<'_>,
-        faults: &FaultSet,
     ) -> Result<(), Refusal> {
-        let (entry, via_ciphertext) = self.lookup(presented.challenge).ok_or(Refusal::Unknown)?;
-        if !faults.has(Fault::CrossKey) && !Arc::ptr_eq(&entry.owner, caller) {
+        let faults = &self.faults;
+        let Some((entry, via_ciphertext)) = self.lookup(presented.challenge) else {
+            // Deliberately broken: a stateless server that trusts any HMAC.
+            if faults.has(Fault::AcceptUnknownChallenge)
+                && caller
+                    .response_key
+                    .verify_hex(presented.challenge.as_bytes(), presented.response)
+            {
+                return Ok(());
+            }
             return Err(Refusal::Unknown);
-        }
+        };
+        // Whose secret the response must prove: the owner's, who must be the caller.
+        let prover: &KeyState = if Arc::ptr_eq(&entry.owner, caller)
+            || faults.has(Fault::CrossKey)
+            || (faults.has(Fault::BearerCrossKey) && presented.via_bearer)
+        {
+            caller
+        } else if faults.has(Fault::CrossKeyOwnerSecret) {
+            &entry.owner
+        } else {
+            return Err(Refusal::Unknown);
+        };
         let state = entry.state.load(Ordering::Acquire);
-        if state == USED && !faults.has(Fault::AcceptReplay) {
+        if state == USED && !self.replay_slips_through(&entry, presented) {
             return Err(Refusal::Replayed);
         }
         let ignore_ttl = faults.has(Fault::IgnoreTtl);
         if !ignore_ttl && (state == EXPIRED || Instant::now() >= entry.expires_at) {
             return Err(Refusal::Expired);
         }
-        if !faults.has(Fault::AcceptAnyResponse)
-            && !response_matches(&entry, caller, presented, via_ciphertext)
-        {
+        if !self.response_matches(&entry, prover, presented, via_ciphertext) {
+            if self.styles.has(Style::ConsumeOnFailure) {
+                entry.leave_outstanding(USED).ok();
+            }
             return Err(Refusal::BadResponse);
         }
-        if faults.has(Fault::AcceptReplay) {
+        if state == USED {
+            // Only a fault gets here: a replay it let through.
             return Ok(());
         }
         if faults.has(Fault::ReplayRace) {
@@ -215,16 +361,150 @@ impl ChallengeStore {
             return Ok(());
         }
         match entry.leave_outstanding(USED) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if faults.has(Fault::ForgetUsed) {
+                    self.broken.used_at.insert(entry.id, Instant::now());
+                }
+                if faults.has(Fault::ReplayOtherAuth) {
+                    self.broken
+                        .used_via_bearer
+                        .insert(entry.id, presented.via_bearer);
+                }
+                Ok(())
+            }
             Err(USED) => Err(Refusal::Replayed),
             Err(_) => Err(Refusal::Expired),
         }
     }
 
+    /// Whether a fault lets a validation of a used challenge through.
+    fn replay_slips_through(&self, entry: &Entry, presented: &Presented<'_>) -> bool {
+        let faults = &self.faults;
+        !faults.is_empty()
+            && (faults.has(Fault::AcceptReplay)
+                || (faults.has(Fault::ReplayOtherCase)
+                    && presented.response.bytes().any(|b| b.is_ascii_uppercase()))
+                || (faults.has(Fault::ForgetUsed)
+                    && self
+                        .broken
+                        .used_at
+                        .get(&entry.id)
+                        .is_some_and(|at| at.elapsed() >= FORGET_USED_AFTER))
+                || (faults.has(Fault::ReplayOtherAuth)
+                    && self
+                        .broken
+                        .used_via_bearer
+                        .get(&entry.id)
+                        .is_some_and(|bearer| *bearer != presented.via_bearer))
+                || (faults.has(Fault::ReplayChallengeCase)
+                    && hex::decode(presented.challenge).is_ok()
+                    && presented.challenge.bytes().any(|b| b.is_ascii_uppercase())))
+    }
+
+    /// The accepted responses (SPEC.md §4): HMAC of the challenge (as issued) under the
+    /// prover's secret; for an RSA challenge named by its ciphertext, also the decrypted
+    /// challenge itself. A `decryptedChallenge`, when sent for an RSA challenge, must be
+    /// the right one.
+    fn response_matches(
+        &self,
+        entry: &Entry,
+        prover: &KeyState,
+        presented: &Presented<'_>,
+        via_ciphertext: bool,
+    ) -> bool {
+        let wire = self.wire(&entry.id);
+        let response = presented.response;
+        // The `lowercase-only` style reads HMAC hex strictly; a plaintext is compared
+        // as it is anyway.
+        let hmac_ok = !(self.styles.has(Style::LowercaseOnly)
+            && response.bytes().any(|b| b.is_ascii_uppercase()))
+            && prover.response_key.verify_hex(wire.as_bytes(), response);
+        let correct = if !entry.encrypted {
+            hmac_ok
+        } else if !via_ciphertext && self.styles.has(Style::PythonRsaOnly) {
+            false
+        } else {
+            let decrypted_ok = presented
+                .decrypted_challenge
+                .is_none_or(|decrypted| bool::from(decrypted.as_bytes().ct_eq(wire.as_bytes())));
+            let plaintext_ok =
+                via_ciphertext && bool::from(response.as_bytes().ct_eq(wire.as_bytes()));
+            decrypted_ok && (hmac_ok || plaintext_ok)
+        };
+        correct
+            || (!self.faults.is_empty()
+                && self.fault_accepts(entry, prover, presented, via_ciphertext, &wire))
+    }
+
+    /// Whether a fault accepts a response that is not a proof.
+    fn fault_accepts(
+        &self,
+        entry: &Entry,
+        prover: &KeyState,
+        presented: &Presented<'_>,
+        via_ciphertext: bool,
+        wire: &str,
+    ) -> bool {
+        let faults = &self.faults;
+        let response = presented.response;
+        let lower = response.to_ascii_lowercase();
+        let expected = prover.response_key.response_hex(wire);
+        let digest = |text: String| hex::encode(Sha256::digest(text));
+        let plain = !entry.encrypted;
+        faults.has(Fault::AcceptAnyResponse)
+            || (plain
+                && faults.has(Fault::HmacAnyKey)
+                && self
+                    .broken
+                    .all_keys
+                    .iter()
+                    .any(|key| key.response_key.verify_hex(wire.as_bytes(), response)))
+            || (faults.has(Fault::PrefixCompare)
+                && lower.len() >= 8
+                && lower.is_char_boundary(8)
+                && lower[..8] == expected[..8])
+            || (faults.has(Fault::IgnoreLastDigit)
+                && lower.len() == expected.len()
+                && lower[..63] == expected[..63])
+            || (faults.has(Fault::AcceptTruncated)
+                && !lower.is_empty()
+                && lower.len() < expected.len()
+                && expected.starts_with(&lower))
+            || (faults.has(Fault::AcceptExtended)
+                && lower.len() > expected.len()
+                && lower.starts_with(&expected))
+            || (faults.has(Fault::AcceptEmptyResponse) && response.is_empty())
+            || (plain && faults.has(Fault::AcceptEcho) && response == presented.challenge)
+            || (plain
+                && faults.has(Fault::AcceptHash)
+                && lower == digest(format!("{wire}{}", prover.secret())))
+            || (plain
+                && faults.has(Fault::AcceptCustom)
+                && lower == digest(format!("{wire}:{}", prover.secret())))
+            || (entry.encrypted
+                && faults.has(Fault::RsaEqualFields)
+                && !response.is_empty()
+                && presented.decrypted_challenge == Some(response))
+            || (entry.encrypted
+                && via_ciphertext
+                && faults.has(Fault::RsaHmacCiphertext)
+                && prover
+                    .response_key
+                    .verify_hex(presented.challenge.as_bytes(), response))
+            || (entry.encrypted
+                && via_ciphertext
+                && faults.has(Fault::RsaEchoCiphertext)
+                && response == presented.challenge)
+            || (entry.encrypted
+                && !via_ciphertext
+                && faults.has(Fault::RsaPlaintextEcho)
+                && response == presented.challenge)
+    }
+
     /// One sweep: marks what has expired, removes what is past retention.
-    pub fn sweep(&self, faults: &FaultSet) {
+    pub fn sweep(&self) {
         let now = Instant::now();
-        let mark_expired = !faults.has(Fault::IgnoreTtl);
+        let mark_expired = !self.faults.has(Fault::IgnoreTtl);
         let now_second = now.saturating_duration_since(self.epoch).as_secs();
         let ready = {
             let mut due = self.due.lock().expect("not poisoned");
@@ -268,41 +548,33 @@ impl ChallengeStore {
 
 /// A challenge drawn and counted against the cap, not yet visible to validations.
 pub struct Issued {
-    hex: [u8; 64],
+    /// The challenge as the client receives it (before any RSA encryption).
+    wire: String,
     entry: Entry,
 }
 
 impl Issued {
-    pub fn hex(&self) -> &str {
-        std::str::from_utf8(&self.hex).expect("hex is ASCII")
+    pub fn wire(&self) -> &str {
+        &self.wire
+    }
+}
+
+/// A challenge's wire text, without an allocation.
+struct Wire {
+    hex: [u8; 64],
+    len: usize,
+}
+
+impl std::ops::Deref for Wire {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.hex[..self.len]).expect("hex is ASCII")
     }
 }
 
 fn ciphertext_alias(ciphertext: &str) -> ChallengeId {
     Sha256::digest(ciphertext.as_bytes()).into()
-}
-
-/// The accepted responses (SPEC.md §4): HMAC of the challenge under the caller's secret;
-/// for an RSA challenge named by its ciphertext, also the decrypted challenge itself.
-/// A `decryptedChallenge`, when sent for an RSA challenge, must be the right one.
-fn response_matches(
-    entry: &Entry,
-    caller: &KeyState,
-    presented: &Presented<'_>,
-    via_ciphertext: bool,
-) -> bool {
-    let hex = entry.hex();
-    let hmac_ok = caller.response_key.verify_hex(&hex, presented.response);
-    if !entry.encrypted {
-        return hmac_ok;
-    }
-    if let Some(decrypted) = presented.decrypted_challenge
-        && !bool::from(decrypted.as_bytes().ct_eq(&hex))
-    {
-        return false;
-    }
-    let plaintext_ok = via_ciphertext && bool::from(presented.response.as_bytes().ct_eq(&hex));
-    hmac_ok || plaintext_ok
 }
 
 #[cfg(test)]
@@ -315,6 +587,7 @@ mod tests {
             KeyState::new(
                 &KeySpec::new("kc_store_test", Tier::Pro),
                 0,
+                None,
                 crate::crypto::RsaBackend::default(),
             )
             .unwrap(),
@@ -323,21 +596,26 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sweeping_expires_then_forgets_so_memory_stays_bounded() {
-        let store = ChallengeStore::new(10, Duration::from_secs(5));
+        let store = ChallengeStore::new(StoreConfig {
+            max_outstanding_per_key: 10,
+            retain: Duration::from_secs(5),
+            faults: FaultSet::default(),
+            styles: StyleSet::default(),
+            all_keys: Vec::new(),
+        });
         let owner = key();
-        let faults = FaultSet::default();
         for _ in 0..10 {
-            let issued = store.issue(&owner, Duration::from_secs(1)).unwrap();
+            let issued = store.issue(&owner, 1, Duration::from_secs(1)).unwrap();
             store.insert(issued, None);
         }
         assert!(
-            store.issue(&owner, Duration::from_secs(1)).is_err(),
+            store.issue(&owner, 1, Duration::from_secs(1)).is_err(),
             "at the cap"
         );
         assert_eq!(owner.outstanding.load(Ordering::Relaxed), 10);
 
         tokio::time::advance(Duration::from_millis(1_500)).await;
-        store.sweep(&faults);
+        store.sweep();
         assert_eq!(
             store.len(),
             10,
@@ -350,38 +628,44 @@ mod tests {
         );
 
         tokio::time::advance(Duration::from_secs(5)).await;
-        store.sweep(&faults);
+        store.sweep();
         assert!(store.is_empty(), "past retention they are gone");
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_expired_entry_answers_expired_until_swept_then_unknown() {
-        let store = ChallengeStore::new(10, Duration::from_secs(5));
+        let store = ChallengeStore::new(StoreConfig {
+            max_outstanding_per_key: 10,
+            retain: Duration::from_secs(5),
+            faults: FaultSet::default(),
+            styles: StyleSet::default(),
+            all_keys: Vec::new(),
+        });
         let owner = key();
-        let faults = FaultSet::default();
-        let issued = store.issue(&owner, Duration::from_secs(1)).unwrap();
-        let challenge = issued.hex().to_owned();
+        let issued = store.issue(&owner, 1, Duration::from_secs(1)).unwrap();
+        let challenge = issued.wire().to_owned();
         store.insert(issued, None);
         let response = owner.response_key.response_hex(&challenge);
         let presented = Presented {
             challenge: &challenge,
             response: &response,
             decrypted_challenge: None,
+            via_bearer: false,
         };
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(
-            store.validate(&owner, &presented, &faults).await,
+            store.validate(&owner, &presented).await,
             Err(Refusal::Expired)
         );
-        store.sweep(&faults);
+        store.sweep();
         assert_eq!(
-            store.validate(&owner, &presented, &faults).await,
+            store.validate(&owner, &presented).await,
             Err(Refusal::Expired)
         );
         tokio::time::advance(Duration::from_secs(5)).await;
-        store.sweep(&faults);
+        store.sweep();
         assert_eq!(
-            store.validate(&owner, &presented, &faults).await,
+            store.validate(&owner, &presented).await,
             Err(Refusal::Unknown)
         );
     }

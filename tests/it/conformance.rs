@@ -31,13 +31,6 @@ fn run(args: &[&str], report_dir: &Path) -> (Output, Value) {
     (output, report)
 }
 
-fn scenario<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["scenarios"]
-        .as_array()
-        .and_then(|all| all.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no scenario {name} in {report}"))
-}
-
 #[test]
 fn the_suite_passes_against_the_embedded_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,74 +79,96 @@ fn the_suite_passes_against_the_embedded_server() {
     );
 }
 
-/// Each fault, and the scenario that names the guarantee it breaks.
-const FAULTS: &[(&str, &str)] = &[
-    ("accept-replay", "replay"),
-    ("ignore-ttl", "expired"),
-    ("accept-any-response", "tampered-response"),
-    ("never-rate-limit", "rate-limit"),
-    ("wrong-error-code", "replay"),
-    ("replay-race", "concurrent-replay"),
-    ("accept-unknown-key", "unknown-key"),
-    ("plaintext-rsa", "rsa-python-guide"),
-    ("rsa-oaep-sha1", "rsa-python-guide"),
-    ("cross-key", "foreign-challenge"),
-    ("bad-input-500", "malformed-requests"),
-];
-
+/// The self-test's matrix as `tests/fixtures/selftest-matrix.txt` pins it: for each
+/// fault, exactly the checks that catch it (`KC-4.2 replay step 3`); for each style and
+/// the reference, `passed`. A fault caught by one more or one fewer check than the file
+/// says, a style that fails, or a fault or style missing from the file, fails this test.
+/// `KEYCLAIM_BLESS=1` rewrites the file from the run, for a deliberate change (review the
+/// diff: it is the suite's power changing).
 #[test]
-fn every_fault_fails_the_scenario_that_names_its_guarantee() {
-    let listed = Command::new(BIN)
-        .args(["serve", "--list-faults"])
+fn every_fault_is_caught_exactly_where_the_matrix_says_and_every_style_passes() {
+    let output = Command::new(BIN)
+        .args(["selftest", "--format", "json", "--jobs", "32"])
         .output()
         .unwrap();
-    let listed = String::from_utf8(listed.stdout).unwrap();
-    let names: Vec<&str> = listed
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    for name in &names {
-        assert!(
-            FAULTS.iter().any(|(fault, _)| fault == name),
-            "fault {name} has no expected scenario here"
-        );
-    }
-    // Run the faults in parallel: each run is its own process and server.
-    let results: Vec<(&str, &str, Output, Value)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = FAULTS
-            .iter()
-            .map(|(fault, expected)| {
-                scope.spawn(move || {
-                    let dir = tempfile::tempdir().unwrap();
-                    let (output, report) = run(&["--fault", fault], dir.path());
-                    (*fault, *expected, output, report)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let cases: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "selftest printed no JSON ({err}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
     });
-    for (fault, expected, output, report) in results {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(output.status.code(), Some(1), "fault {fault}: {stdout}");
-        assert_eq!(report["passed"], false, "fault {fault}");
-        let failed = scenario(&report, expected);
-        assert_eq!(
-            failed["passed"], false,
-            "fault {fault} should fail {expected}: {failed}"
-        );
-        assert!(
-            failed["checks"]
+    let measured: String = cases
+        .iter()
+        .map(|case| {
+            let checks: Vec<&str> = case["failed_checks"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|c| c["outcome"] == "fail"),
-            "fault {fault}: {failed}"
-        );
+                .map(|c| c.as_str().unwrap())
+                .collect();
+            let what = if case["suite_passed"] == true {
+                "passed".to_owned()
+            } else {
+                checks.join("; ")
+            };
+            format!("{}: {what}\n", case["case"].as_str().unwrap())
+        })
+        .collect();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/selftest-matrix.txt");
+    if std::env::var_os("KEYCLAIM_BLESS").is_some() {
+        std::fs::write(&golden, &measured).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden).unwrap();
+    let lines = |text: &str| text.lines().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(
+        lines(&measured),
+        lines(&expected),
+        "the self-test's matrix differs from {} (KEYCLAIM_BLESS=1 rewrites it)",
+        golden.display()
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Every fault and style the server has is in the matrix, and nothing else.
+    let listed = |flag: &str| -> Vec<String> {
+        let out = Command::new(BIN).args(["serve", flag]).output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| line.split_whitespace().next().unwrap().to_owned())
+            .collect()
+    };
+    let (faults, styles) = (listed("--list-faults"), listed("--list-styles"));
+    assert!(
+        faults.len() >= 60 && styles.len() >= 10,
+        "{faults:?} {styles:?}"
+    );
+    for fault in &faults {
+        let line = format!("fault {fault}: ");
+        let pinned = expected.lines().find(|l| l.starts_with(&line));
         assert!(
-            stdout.contains(expected),
-            "the console names {expected}: {stdout}"
+            pinned.is_some_and(|l| l.len() > line.len() && !l.ends_with("passed")),
+            "fault {fault} is not pinned to the checks that catch it"
         );
     }
+    for style in &styles {
+        assert!(
+            expected.contains(&format!("style {style}: passed\n")),
+            "style {style} is not shown passing"
+        );
+    }
+    assert!(
+        expected.starts_with("reference --strict: passed\n"),
+        "{expected}"
+    );
+    assert_eq!(
+        expected.lines().count(),
+        faults.len() + styles.len() + 2,
+        "one line each for the reference, the faults, the styles and all styles at once"
+    );
 }
 
 #[test]

@@ -53,10 +53,12 @@ fn expand(arg: &str, vars: &[(&str, &str)]) -> String {
     })
 }
 
-/// Every configMapKeyRef and secretKeyRef of `container` names a key that exists.
+/// Every configMapKeyRef and secretKeyRef of `container` names a key that exists, and
+/// there is at least one (else nothing was checked).
 fn check_env_refs(container: &Value, config: &Value, secret: &Value) {
     let config_name = str_at(config, &["metadata", "name"]);
     let secret_name = str_at(secret, &["metadata", "name"]);
+    let mut checked = 0;
     for env in at(container, &["env"]).as_sequence().unwrap() {
         let Some(from) = env.get("valueFrom") else {
             continue;
@@ -65,6 +67,7 @@ fn check_env_refs(container: &Value, config: &Value, secret: &Value) {
             assert_eq!(str_at(reference, &["name"]), config_name);
             let key = str_at(reference, &["key"]);
             assert!(config["data"].get(key).is_some(), "ConfigMap has no {key}");
+            checked += 1;
         }
         if let Some(reference) = from.get("secretKeyRef") {
             assert_eq!(str_at(reference, &["name"]), secret_name);
@@ -73,8 +76,13 @@ fn check_env_refs(container: &Value, config: &Value, secret: &Value) {
                 secret["stringData"].get(key).is_some(),
                 "Secret has no {key}"
             );
+            checked += 1;
         }
     }
+    assert!(
+        checked > 0,
+        "the container reads no ConfigMap or Secret key"
+    );
 }
 
 #[test]
@@ -83,6 +91,10 @@ fn the_worker_job_runs_one_share_per_index_with_flags_the_binary_accepts() {
     let (config, secret) = (manifest("configmap.yaml"), manifest("secret.yaml"));
     assert_eq!(str_at(&job, &["spec", "completionMode"]), "Indexed");
     let completions = at(&job, &["spec", "completions"]).as_u64().unwrap();
+    assert!(
+        completions >= 2,
+        "a scale-out job of {completions} worker(s)"
+    );
     assert_eq!(
         at(&job, &["spec", "parallelism"]).as_u64(),
         Some(completions),

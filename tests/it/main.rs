@@ -14,6 +14,7 @@ mod plan_loader;
 mod reports;
 mod run_secrets;
 mod scale_out;
+mod scenario_timeout;
 mod serve_cli;
 mod server;
 mod server_faults;

@@ -141,6 +141,7 @@ fn valid_plan_loads_into_the_model() {
             challenge: ChallengeRef::Saved("c".into()),
             response: ResponseForm::Hmac,
             decrypted_challenge: DecryptedField::Absent,
+            hmac_key: None,
         })
     );
     assert_eq!(
@@ -155,6 +156,7 @@ fn valid_plan_loads_into_the_model() {
                     challenge: ChallengeRef::Saved("c".into()),
                     response: ResponseForm::Hmac,
                     decrypted_challenge: DecryptedField::Absent,
+                    hmac_key: None,
                 },
             }),
             expect: Expect {
@@ -179,6 +181,7 @@ fn valid_plan_loads_into_the_model() {
             challenge: ChallengeRef::SavedDecrypted("enc".into()),
             response: ResponseForm::HmacDecrypted,
             decrypted_challenge: DecryptedField::Decrypted,
+            hmac_key: None,
         })
     );
     assert_eq!(
@@ -196,6 +199,7 @@ fn valid_plan_loads_into_the_model() {
             challenge: ChallengeRef::Literal("00ff".into()),
             response: ResponseForm::Literal("nope".into()),
             decrypted_challenge: DecryptedField::Wrong,
+            hmac_key: None,
         })
     );
     assert_eq!(
@@ -212,10 +216,12 @@ fn valid_plan_loads_into_the_model() {
             &Action::Wait(WaitStep::Expiry {
                 saved: "enc".into(),
                 margin: Duration::from_secs(1),
+                at_most: None,
             }),
             &Action::Wait(WaitStep::Expiry {
                 saved: "enc".into(),
                 margin: Duration::from_millis(250),
+                at_most: None,
             }),
             &Action::Wait(WaitStep::For(Duration::from_secs(2))),
         ]
@@ -229,6 +235,7 @@ fn valid_plan_loads_into_the_model() {
             challenge: ChallengeRef::Random,
             response: ResponseForm::Tampered,
             decrypted_challenge: DecryptedField::Absent,
+            hmac_key: None,
         })
     );
     assert_eq!(rsa.steps[6].expect.error, Some(ErrorExpect::Documented));
@@ -245,6 +252,7 @@ fn valid_plan_loads_into_the_model() {
                 key: KeyChoice::Unknown,
                 max_requests: 2000,
                 concurrency: 64,
+                probe_validations: 0,
             }),
             expect: Expect {
                 rate_limited: true,
@@ -267,6 +275,7 @@ fn valid_plan_loads_into_the_model() {
             key: KeyChoice::Primary,
             max_requests: 1000,
             concurrency: 32,
+            probe_validations: 0,
         })
     );
 
@@ -1054,6 +1063,7 @@ fn load_plan_of_each_executor_loads_into_the_model() {
             name: "closed".into(),
             id: None,
             requirement: None,
+            recommendation: None,
             description: None,
             tags: vec!["load".into()],
             // Implied by `[scenario.load]`.
@@ -1085,6 +1095,7 @@ fn load_plan_of_each_executor_loads_into_the_model() {
                         challenge: ChallengeRef::Saved("c".into()),
                         response: ResponseForm::Hmac,
                         decrypted_challenge: DecryptedField::Absent,
+                        hmac_key: None,
                     }),
                     expect: Expect {
                         valid: Some(ValidExpect::True),

@@ -162,6 +162,13 @@ fn workers_against_one_server_merge_into_exact_sums() {
         assert_eq!(whole.len(), scenario.requests);
         assert_eq!(scenario.latency_us.p99, union.value_at_quantile(0.99));
         assert_eq!(scenario.latency_us.max, union.max());
+        // The plan's flows: one step (create) and two (create, validate).
+        let (steps, thresholds): (usize, &[&str]) = match scenario.name.as_str() {
+            "closed-create" => (1, &["error_rate < 1%", "requests >= 300"]),
+            "open-flow" => (2, &["error_rate < 1%", "requests >= 600", "p99 < 30s"]),
+            other => panic!("unexpected scenario {other}"),
+        };
+        assert_eq!(figures.steps.len(), steps, "{}", scenario.name);
         for (step, merged_step) in figures.steps.iter().enumerate() {
             let union = union_of(
                 shares
@@ -176,6 +183,7 @@ fn workers_against_one_server_merge_into_exact_sums() {
         assert_eq!(in_intervals, scenario.requests);
         // Thresholds the workers left alone are judged on the merged figures: each
         // worker alone sent a third of the `requests >= N` bound.
+        assert_eq!(figures.thresholds, thresholds, "{}", scenario.name);
         for threshold in &figures.thresholds {
             let check = scenario
                 .checks

@@ -105,23 +105,34 @@ fn serve_without_keys_generates_one_and_says_so_on_stderr() {
     assert_eq!(create(&served.url, "kc_other").0, 401);
 }
 
+/// One line per fault, in `Fault::ALL`'s order: its name, two spaces or more, and
+/// what it breaks. Compared with the whole list, so an empty or short output fails.
 #[test]
 fn list_faults_prints_one_line_per_fault() {
+    use keyclaim_harness::server::faults::Fault;
     let output = Command::new(BIN)
         .args(["serve", "--list-faults"])
         .output()
         .unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    let names: Vec<&str> = text
+    let lines: Vec<(&str, &str)> = text
         .lines()
-        .map(|l| l.split_whitespace().next().unwrap())
+        .map(|line| {
+            line.split_once("  ")
+                .unwrap_or_else(|| panic!("no two spaces after the name: {line:?}"))
+        })
         .collect();
-    assert!(names.len() >= 8, "{text}");
-    for expected in ["accept-replay", "ignore-ttl", "replay-race", "cross-key"] {
-        assert!(names.contains(&expected), "{text}");
+    let names: Vec<&str> = lines.iter().map(|(name, _)| *name).collect();
+    let expected: Vec<&str> = Fault::ALL.iter().map(|fault| fault.name()).collect();
+    assert_eq!(names, expected, "{text}");
+    assert!(names.contains(&"accept-replay"), "{text}");
+    for (name, breaks) in &lines {
+        assert!(
+            !breaks.trim().is_empty(),
+            "{name} says nothing it breaks: {text}"
+        );
     }
-    assert!(text.lines().all(|line| line.contains("  ")), "{text}");
 }
 
 #[test]

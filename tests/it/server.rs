@@ -6,18 +6,44 @@ use crate::common;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{Harness, KEY_A, KEY_B, start, two_keys};
-use keyclaim_harness::crypto::{ResponseKey, RsaPrivateKey, generate_key_pair, hmac_response};
-use keyclaim_harness::protocol::{CREATE_PATH, VALIDATE_PATH, verdict_signature};
-use keyclaim_harness::server::ServerConfig;
+use common::{HANG, Harness, KEY_A, KEY_B, http_check, memory, start, two_keys};
+use hmac::{Hmac, KeyInit, Mac};
+use keyclaim_harness::crypto::{RsaPrivateKey, generate_key_pair, hmac_response};
+use keyclaim_harness::protocol::{CREATE_PATH, VALIDATE_PATH};
 use keyclaim_harness::server::keys::{KeySpec, Tier};
-use serde_json::json;
+use keyclaim_harness::server::{PauseSchedule, Server, ServerConfig};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
 
 fn is_lower_hex_64(text: &str) -> bool {
     text.len() == 64
         && text
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The verdict signature as SPEC.md §6 words it, computed here rather than by the
+/// code under test: lowercase hex HMAC-SHA256, keyed with the key's secret, of
+/// "keyclaim-verdict:v1:" + challenge + ":true".
+fn spec_signature(secret: &str, challenge: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("keyclaim-verdict:v1:{challenge}:true").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[test]
+fn spec_signature_matches_known_answers() {
+    // From Python's hmac module: hmac.new(secret, message, hashlib.sha256).hexdigest().
+    let challenge = "ab".repeat(32);
+    assert_eq!(
+        spec_signature(KEY_A, &challenge),
+        "5a867406cd0408a69c262c80dd0701b022831a612b7033fbc7566fbb43364636"
+    );
+    assert_eq!(
+        spec_signature("shared-secret", &challenge),
+        "ad95f2356f1b58acadcaf8a8a51c671a7f1122b55bec78789f8755ef06f840a5"
+    );
 }
 
 #[tokio::test]
@@ -43,8 +69,7 @@ async fn a_correct_hmac_validates_once_with_a_verifiable_signature_and_quota() {
     let (challenge, answer) = h.round_trip(KEY_A).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.valid(), Some(true), "{answer:?}");
-    let expected = verdict_signature(&ResponseKey::new(KEY_A.as_bytes()), &challenge, true);
-    assert_eq!(answer.body["signature"], expected);
+    assert_eq!(answer.body["signature"], spec_signature(KEY_A, &challenge));
     assert_eq!(
         answer.body["quota"],
         json!({ "used": 1, "remaining": -1, "quota": "unlimited" })
@@ -68,6 +93,68 @@ async fn the_bearer_form_works_without_a_body_key() {
     // An empty body with a Bearer key is a create with the default TTL.
     let empty = h.post_raw_bearer_empty(KEY_A).await;
     assert_eq!(empty.status, 200, "{empty:?}");
+    assert_eq!(empty.body["expires_in"], 30, "{empty:?}");
+    assert!(is_lower_hex_64(&empty.challenge()), "{empty:?}");
+}
+
+/// One request on its own in-memory connection; the answer's status and JSON body.
+async fn in_memory(server: &Server, request: &[u8]) -> (u16, Value) {
+    let mut connection = memory::connect(server);
+    assert!(connection.send(request).await);
+    let answer = connection.answer().await;
+    (answer.status, answer.json.unwrap_or(Value::Null))
+}
+
+fn post(path: &str, bearer: Option<&str>, body: &Value) -> Vec<u8> {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let auth = bearer.map_or(String::new(), |key| {
+        format!("Authorization: Bearer {key}\r\n")
+    });
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A create without `ttl`, in either form, gets the 30 s default: `expires_in` says
+/// 30, and the challenge still validates just before 30 s and has expired at 30 s.
+/// Under the paused clock those 30 s pass at once, and exactly.
+#[tokio::test(start_paused = true)]
+async fn a_create_without_a_ttl_lives_for_the_30_s_default() {
+    let server = Server::new(&two_keys()).unwrap();
+    let created = Instant::now();
+    let mut challenges = Vec::new();
+    for request in [
+        post(CREATE_PATH, None, &json!({ "key": KEY_A })),
+        post(CREATE_PATH, Some(KEY_A), &Value::Null),
+    ] {
+        let (status, body) = in_memory(&server, &request).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["expires_in"], 30, "{body}");
+        challenges.push(body["challenge"].as_str().expect("a challenge").to_owned());
+    }
+    let validate = |challenge: &str| {
+        post(
+            VALIDATE_PATH,
+            None,
+            &json!({ "key": KEY_A, "challenge": challenge, "response": hmac_response(KEY_A, challenge) }),
+        )
+    };
+    tokio::time::sleep_until(created + Duration::from_millis(29_900)).await;
+    let (_, early) = in_memory(&server, &validate(&challenges[0])).await;
+    assert_eq!(early["valid"], true, "at 29.9 s: {early}");
+    tokio::time::sleep_until(created + Duration::from_secs(30)).await;
+    let (_, late) = in_memory(&server, &validate(&challenges[1])).await;
+    assert_eq!(
+        (&late["valid"], &late["error"]),
+        (&json!(false), &json!("expired_challenge")),
+        "at 30 s: {late}"
+    );
 }
 
 trait EmptyBody {
@@ -210,8 +297,10 @@ async fn a_separate_hmac_secret_is_the_one_that_counts() {
         )
         .await;
     assert_eq!(by_secret.valid(), Some(true), "{by_secret:?}");
-    let signature = verdict_signature(&ResponseKey::new(b"shared-secret"), &challenge, true);
-    assert_eq!(by_secret.body["signature"], signature);
+    assert_eq!(
+        by_secret.body["signature"],
+        spec_signature("shared-secret", &challenge)
+    );
 }
 
 #[tokio::test]
@@ -549,34 +638,74 @@ async fn bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving() {
     );
 }
 
-#[tokio::test]
+/// A create that arrives `into` the stall answers when the stall ends; outside one,
+/// at once; none is dropped. Exact under the paused clock.
+#[tokio::test(start_paused = true)]
 async fn pause_injection_stalls_answers_without_dropping_them() {
     let mut config = two_keys();
-    config.pause = Some(keyclaim_harness::server::PauseSchedule {
+    let schedule = PauseSchedule {
         every: Duration::from_millis(600),
         pause_for: Duration::from_millis(400),
-    });
-    let h = start(config).await;
-    let started = std::time::Instant::now();
-    let mut slowest = Duration::ZERO;
-    let mut answered = 0;
-    while started.elapsed() < Duration::from_millis(1_300) {
-        let sent = std::time::Instant::now();
-        assert_eq!(h.create(KEY_A, 30).await.status, 200);
-        slowest = slowest.max(sent.elapsed());
-        answered += 1;
+    };
+    config.pause = Some(schedule);
+    let server = Server::new(&config).unwrap();
+    let started = Instant::now();
+    // (sent at, expected wait): before the first stall, 100 ms into the first (it
+    // ends at 1 s), between stalls, and at the start of the second.
+    for (at_ms, wait_ms) in [(300, 0), (700, 300), (1_100, 0), (1_200, 400)] {
+        tokio::time::sleep_until(started + Duration::from_millis(at_ms)).await;
+        let sent = Instant::now();
+        let (status, body) =
+            in_memory(&server, &post(CREATE_PATH, None, &json!({ "key": KEY_A }))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            sent.elapsed(),
+            Duration::from_millis(wait_ms),
+            "a create sent at {at_ms} ms"
+        );
     }
-    assert!(answered > 2);
-    assert!(
-        slowest >= Duration::from_millis(200),
-        "no stall seen: slowest {slowest:?}"
-    );
 }
 
+/// Graceful shutdown (SPEC.md §9): from the moment it begins new connections are
+/// refused; a request already in its handler still gets its whole answer, then its
+/// connection closes; and shutdown returns only once that request is done.
 #[tokio::test]
 async fn shutdown_is_graceful() {
-    let h = start(two_keys()).await;
-    let (_, answer) = h.round_trip(KEY_A).await;
-    assert_eq!(answer.valid(), Some(true));
-    h.server.shutdown().await.expect("clean shutdown");
+    let mut config = two_keys();
+    // The held-back body must not time out while the test looks at the shutdown.
+    config.body_timeout = Duration::from_secs(600);
+    let h = start(config).await;
+    let addr = h.server.addr;
+    let (mut busy, body) = common::create_in_its_handler(addr).await;
+    let shutdown = tokio::spawn(h.server.shutdown());
+    common::until_refused(addr).await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown ended with a request still in its handler"
+    );
+    busy.write_all(body.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(HANG, busy.read_to_end(&mut out))
+        .await
+        .expect("the connection closes after its answer")
+        .unwrap();
+    let answers = http_check::check_answers(&out, false).unwrap();
+    assert_eq!(answers.len(), 1, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(answers[0].status, 200, "{}", String::from_utf8_lossy(&out));
+    let challenge = answers[0].json.as_ref().expect("JSON")["challenge"]
+        .as_str()
+        .expect("a challenge");
+    assert!(is_lower_hex_64(challenge), "{challenge}");
+    tokio::time::timeout(HANG, shutdown)
+        .await
+        .expect("shutdown ends once the request is done")
+        .unwrap()
+        .expect("clean shutdown");
+    let after = tokio::net::TcpStream::connect(addr).await;
+    assert!(
+        after
+            .as_ref()
+            .is_err_and(|err| err.kind() == std::io::ErrorKind::ConnectionRefused),
+        "{after:?}"
+    );
 }

@@ -1,6 +1,7 @@
-//! Every deliberate fault breaks its guarantee: the same probe passes against a
-//! correct server and fails against the faulty one. The `match` in `guarantee_broken`
-//! is exhaustive, so a new fault does not compile until it has a probe.
+//! The first deliberate faults break their guarantee at the HTTP level: the same probe
+//! passes against a correct server and fails against the faulty one. Every fault, these
+//! included, is pinned to the exact conformance checks that catch it (and shown to leave
+//! the others passing) by `selftest.rs`, which is where a new fault is proven.
 
 use crate::common;
 
@@ -104,6 +105,7 @@ async fn guarantee_broken(fault: Fault, h: &Harness, private: &RsaPrivateKey) ->
             let answer = h.post_raw(VALIDATE_PATH, "{oops").await;
             !(400..500).contains(&answer.status)
         }
+        other => panic!("no direct probe for {other}: selftest.rs pins it to its checks"),
     }
 }
 
@@ -132,13 +134,6 @@ macro_rules! fault_tests {
             }
         )*
 
-        #[test]
-        fn every_fault_has_a_test() {
-            let tested = [$($fault),*];
-            for fault in Fault::ALL {
-                assert!(tested.contains(&fault), "no test for fault {fault}");
-            }
-        }
     };
 }
 

@@ -63,6 +63,81 @@ impl BurstTally {
     }
 }
 
+/// Requests the pressure around the probe validations sends at most.
+const PRESSURE_REQUESTS: u32 = 5_000;
+
+/// What came of the validations attempted while the limit held.
+pub struct Probe {
+    /// The bodies of the attempts refused as rate-limited: each must validate later.
+    pub limited: Vec<serde_json::Value>,
+    /// An answer that was neither a refusal for the rate nor a verdict, if any.
+    pub odd: Option<Exchange>,
+}
+
+/// Sends each validation in `bodies` once while the burst's other workers keep
+/// creating at full speed (after they meet the limit again: between the burst and the
+/// probe the limiter refills). An attempt the limiter lets through uses its challenge
+/// legitimately; one it refuses is kept for the caller to try again later.
+pub async fn probe(
+    settings: &RunSettings,
+    burst: &BurstStep,
+    key: Option<&str>,
+    bodies: &[serde_json::Value],
+) -> (Probe, Counters) {
+    let client = &settings.client;
+    let done = AtomicBool::new(false);
+    let sent = AtomicU32::new(0);
+    // Attempts start once the pressure meets the limit again: between the burst and
+    // the probe the limiter has refilled.
+    let limited = tokio::sync::Notify::new();
+    let pressure = || async {
+        let mut counters = Counters::default();
+        let mut create = json!({ "ttl": 30 });
+        if let Some(key) = key {
+            create["key"] = json!(key);
+        }
+        while !done.load(Ordering::Relaxed)
+            && sent.fetch_add(1, Ordering::Relaxed) < PRESSURE_REQUESTS
+        {
+            let exchange = client.post_json(CREATE_PATH, &create, None).await;
+            if exchange.answer().is_some_and(Answer::is_rate_limited) {
+                limited.notify_one();
+            }
+            counters.record(&exchange, burst.key.is_configured());
+        }
+        // Out of requests without meeting the limit: let the attempts go anyway.
+        limited.notify_one();
+        counters
+    };
+    let attempts = async {
+        limited.notified().await;
+        let mut counters = Counters::default();
+        let mut probe = Probe {
+            limited: Vec::new(),
+            odd: None,
+        };
+        for body in bodies {
+            let exchange = client.post_json(VALIDATE_PATH, body, None).await;
+            counters.record(&exchange, burst.key.is_configured());
+            let answer = exchange.answer();
+            if answer.is_some_and(Answer::is_rate_limited) {
+                probe.limited.push(body.clone());
+            } else if answer.and_then(Answer::valid) != Some(true) && probe.odd.is_none() {
+                probe.odd = Some(exchange);
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        (probe, counters)
+    };
+    let workers = (1..burst.concurrency.max(2)).map(|_| pressure());
+    let ((probe, mut counters), pressure) =
+        tokio::join!(attempts, futures::future::join_all(workers));
+    for other in pressure {
+        counters.merge(&other);
+    }
+    (probe, counters)
+}
+
 /// Sends the burst with `key` (in the body) and `secret`; `max` is the step's
 /// `max_requests` or the run's `--burst`. Returns the tally and how many unanswered
 /// requests in a row end it.

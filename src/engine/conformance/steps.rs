@@ -2,22 +2,24 @@
 //! challenges earlier steps saved, sends them, and hands what came back to the judge.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::burst;
 use super::retry::{Counters, Request, Sent, send_with_retry};
-use super::verdict::{Judge, StepVerdict, answer_unmet};
+use super::verdict::{Judge, StepVerdict, step_name};
+use crate::checks::{MIN_RANDOM_BITS, random_bits};
 use crate::client::{Answer, Exchange};
 use crate::engine::credentials::{Secret, decrypt_challenge, random_hex64, uses_decryption};
 use crate::engine::settings::RunSettings;
 use crate::plan::model::{
     Action, AuthForm, BurstStep, ChallengeRef, ConcurrentStep, CreateStep, DecryptedField,
-    KeyChoice, RawStep, Scenario, Step, ValidateStep, WaitStep,
+    KeyChoice, RawStep, ResponseForm, Scenario, Step, ValidateStep, WaitStep,
 };
 use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, VALIDATE_PATH};
-use crate::results::{CheckResult, ScenarioReport};
+use crate::results::{CheckResult, Outcome, ScenarioReport};
 
 /// A challenge a create step saved.
 struct Saved {
@@ -45,11 +47,7 @@ impl<'a> Run<'a> {
     pub fn new(scenario: &'a Scenario, settings: &'a RunSettings) -> Self {
         Run {
             settings,
-            judge: Judge {
-                scenario,
-                strict: settings.strict,
-                redactor: &settings.redactor,
-            },
+            judge: Judge::new(scenario, settings),
             saved: HashMap::new(),
             counters: Counters::default(),
             retries: 0,
@@ -77,7 +75,7 @@ impl<'a> Run<'a> {
                             keyed: validate.key.is_configured(),
                         })
                         .await;
-                    let (must, should) = answer_unmet(&step.expect, &exchange, None);
+                    let (must, should) = self.judge.answer_unmet(&step.expect, &exchange, None);
                     self.judge.step(number, step, Some(&exchange), must, should)
                 }
                 Err(problem) => self
@@ -85,7 +83,29 @@ impl<'a> Run<'a> {
                     .step(number, step, None, vec![problem], Vec::new()),
             },
             Action::Wait(wait) => {
-                tokio::time::sleep(self.wait_for(wait)).await;
+                let pause = self.wait_for(wait);
+                if let WaitStep::Expiry {
+                    at_most: Some(at_most),
+                    ..
+                } = wait
+                    && pause > *at_most
+                {
+                    return StepVerdict {
+                        checks: vec![CheckResult {
+                            name: step_name(number, step),
+                            outcome: Outcome::Skipped,
+                            message: format!(
+                                "{}: skipped: the challenge lives {} more, longer than this wait's at_most {}",
+                                self.judge.prefix(),
+                                humantime::format_duration(Duration::from_secs(pause.as_secs())),
+                                humantime::format_duration(*at_most)
+                            ),
+                            evidence: None,
+                        }],
+                        stop: true,
+                    };
+                }
+                tokio::time::sleep(pause).await;
                 StepVerdict {
                     checks: Vec::new(),
                     stop: false,
@@ -126,18 +146,31 @@ impl<'a> Run<'a> {
     fn wait_for(&self, wait: &WaitStep) -> Duration {
         match wait {
             WaitStep::For(duration) => *duration,
-            WaitStep::Expiry { saved, margin } => match self.saved.get(saved) {
-                Some(saved) => {
-                    let ttl = saved
-                        .expires_in
-                        .or(saved.requested_ttl)
-                        .unwrap_or(DEFAULT_TTL_S);
-                    (saved.created_at + Duration::from_secs(ttl) + *margin)
-                        .saturating_duration_since(Instant::now())
-                }
-                None => Duration::ZERO,
-            },
+            WaitStep::Expiry { saved, margin, .. } => {
+                self.expiry_of(saved).map_or(Duration::ZERO, |expiry| {
+                    (expiry + *margin).saturating_duration_since(Instant::now())
+                })
+            }
+            WaitStep::BeforeExpiry { saved, before } => self
+                .expiry_of(saved)
+                .and_then(|expiry| expiry.checked_sub(*before))
+                .map_or(Duration::ZERO, |end| {
+                    end.saturating_duration_since(Instant::now())
+                }),
         }
+    }
+
+    /// When a saved challenge expires as the server advertised it (`expires_in`, else
+    /// the TTL asked for), counted from when its create was sent: the server's clock
+    /// started no earlier, so a wait past this is past the server's expiry too, and a
+    /// wait that stops short of it is inside the server's window.
+    fn expiry_of(&self, name: &str) -> Option<Instant> {
+        let saved = self.saved.get(name)?;
+        let ttl = saved
+            .expires_in
+            .or(saved.requested_ttl)
+            .unwrap_or(DEFAULT_TTL_S);
+        Some(saved.created_at + Duration::from_secs(ttl))
     }
 
     async fn create(&mut self, number: usize, step: &Step, create: &CreateStep) -> StepVerdict {
@@ -151,6 +184,8 @@ impl<'a> Run<'a> {
         let bearer = self.place_key(&mut body, &create.key, create.auth);
         let body = body.to_string();
         let mut seen = HashSet::new();
+        // In the order issued, for the randomness estimate.
+        let mut issued: Vec<String> = Vec::new();
         let mut repeated = None;
         let mut last = None;
         for _ in 0..create.repeat.max(1) {
@@ -164,7 +199,7 @@ impl<'a> Run<'a> {
                     keyed: create.key.is_configured(),
                 })
                 .await;
-            let (must, should) = answer_unmet(&step.expect, &exchange, create.ttl);
+            let (must, should) = self.judge.answer_unmet(&step.expect, &exchange, create.ttl);
             if !must.is_empty() {
                 return self.judge.step(number, step, Some(&exchange), must, should);
             }
@@ -177,6 +212,13 @@ impl<'a> Run<'a> {
             {
                 repeated = Some(exchange.clone());
             }
+            if let Some(challenge) = exchange
+                .answer()
+                .and_then(|a| a.field("challenge"))
+                .and_then(Value::as_str)
+            {
+                issued.push(challenge.to_owned());
+            }
             last = Some((exchange, should));
         }
         let (exchange, should) = last.expect("repeat is at least one");
@@ -187,6 +229,52 @@ impl<'a> Run<'a> {
             return self
                 .judge
                 .step(number, step, Some(&repeat), vec![problem], Vec::new());
+        }
+        if (step.expect.distinct || step.expect.random)
+            && create.key == KeyChoice::Rsa
+            && let Some(private) = self.settings.credentials.private_key.clone()
+        {
+            // Ciphertexts always differ (OAEP is randomised): judge what they hide.
+            let mut plaintexts = Vec::with_capacity(issued.len());
+            for ciphertext in &issued {
+                match decrypt_challenge(Arc::clone(&private), ciphertext.clone()).await {
+                    Some(plaintext) => plaintexts.push(plaintext),
+                    None => {
+                        let problem = "challenges that the private key opens (base64 of RSA-OAEP with SHA-256)".to_owned();
+                        return self.judge.step(
+                            number,
+                            step,
+                            Some(&exchange),
+                            vec![problem],
+                            Vec::new(),
+                        );
+                    }
+                }
+            }
+            let mut seen = HashSet::new();
+            if step.expect.distinct && !plaintexts.iter().all(|p| seen.insert(p)) {
+                let problem = format!(
+                    "{} challenges that decrypt to distinct values (one repeated)",
+                    create.repeat
+                );
+                return self
+                    .judge
+                    .step(number, step, Some(&exchange), vec![problem], Vec::new());
+            }
+            issued = plaintexts;
+        }
+        if step.expect.random {
+            let samples: Vec<&str> = issued.iter().map(String::as_str).collect();
+            let bits = random_bits(&samples);
+            if bits < MIN_RANDOM_BITS {
+                let problem = format!(
+                    "challenges that differ in at least {MIN_RANDOM_BITS:.0} bits across {} creates (they differ in about {bits:.0}: a counter, a clock or too short)",
+                    create.repeat
+                );
+                return self
+                    .judge
+                    .step(number, step, Some(&exchange), vec![problem], Vec::new());
+            }
         }
         if let Some(name) = &create.save
             && let Err(problem) = self.save(name, &exchange, create).await
@@ -219,14 +307,17 @@ impl<'a> Run<'a> {
         if create.key == KeyChoice::Rsa
             && let Some(private) = self.settings.credentials.private_key.clone()
         {
-            decrypted = Some(
-                decrypt_challenge(private, challenge.clone())
-                    .await
-                    .ok_or_else(|| {
-                        "a challenge that the private key opens (base64 of RSA-OAEP with SHA-256)"
-                            .to_owned()
-                    })?,
-            );
+            let plaintext = decrypt_challenge(private, challenge.clone())
+                .await
+                .ok_or_else(|| {
+                    "a challenge that the private key opens (base64 of RSA-OAEP with SHA-256)"
+                        .to_owned()
+                })?;
+            // The plaintext anywhere in the answer answers the challenge for anyone.
+            if answer.text.contains(&plaintext) {
+                return Err("an answer that does not also carry the decrypted challenge".to_owned());
+            }
+            decrypted = Some(plaintext);
         }
         self.saved.insert(
             name.to_owned(),
@@ -249,7 +340,9 @@ impl<'a> Run<'a> {
 
     fn decrypted_of(&self, reference: &ChallengeRef) -> Result<String, String> {
         let name = match reference {
-            ChallengeRef::Saved(name) | ChallengeRef::SavedDecrypted(name) => name,
+            ChallengeRef::Saved(name)
+            | ChallengeRef::SavedDecrypted(name)
+            | ChallengeRef::SavedUppercase(name) => name,
             _ => return Err("an RSA challenge to take the decryption of".into()),
         };
         self.saved(name)?.decrypted.clone().ok_or_else(|| {
@@ -259,11 +352,26 @@ impl<'a> Run<'a> {
 
     /// The validate body and Bearer token for a step, or why it cannot be built.
     fn validate_request(&self, step: &ValidateStep) -> Result<(Value, Option<String>), String> {
-        let challenge = match &step.challenge {
-            ChallengeRef::Saved(name) => self.saved(name)?.challenge.clone(),
-            ChallengeRef::SavedDecrypted(_) => self.decrypted_of(&step.challenge)?,
-            ChallengeRef::Random => random_hex64(),
-            ChallengeRef::Literal(text) => text.clone(),
+        // `basis` is what the response is computed from: the challenge as named, except
+        // that an uppercased one is answered as issued.
+        let (challenge, basis) = match &step.challenge {
+            ChallengeRef::Saved(name) => {
+                let issued = self.saved(name)?.challenge.clone();
+                (issued.clone(), issued)
+            }
+            ChallengeRef::SavedUppercase(name) => {
+                let issued = self.saved(name)?.challenge.clone();
+                (issued.to_ascii_uppercase(), issued)
+            }
+            ChallengeRef::SavedDecrypted(_) => {
+                let plaintext = self.decrypted_of(&step.challenge)?;
+                (plaintext.clone(), plaintext)
+            }
+            ChallengeRef::Random => {
+                let random = random_hex64();
+                (random.clone(), random)
+            }
+            ChallengeRef::Literal(text) => (text.clone(), text.clone()),
         };
         let decrypted = if uses_decryption(&step.response) {
             self.decrypted_of(&step.challenge)?
@@ -271,8 +379,8 @@ impl<'a> Run<'a> {
             String::new()
         };
         let response = self
-            .secret(&step.key)
-            .response(&step.response, &challenge, &decrypted);
+            .secret(step.hmac_key.as_ref().unwrap_or(&step.key))
+            .response(&step.response, &basis, &decrypted);
         let mut body = json!({ "challenge": challenge, "response": response });
         match step.decrypted_challenge {
             DecryptedField::Absent => {}
@@ -280,6 +388,7 @@ impl<'a> Run<'a> {
                 body["decryptedChallenge"] = json!(self.decrypted_of(&step.challenge)?)
             }
             DecryptedField::Wrong => body["decryptedChallenge"] = json!(random_hex64()),
+            DecryptedField::SameAsResponse => body["decryptedChallenge"] = json!(response),
         }
         let bearer = self.place_key(&mut body, &step.key, step.auth);
         Ok((body, bearer))
@@ -341,7 +450,7 @@ impl<'a> Run<'a> {
                 .iter()
                 .filter(|e| e.answer().and_then(Answer::valid) != Some(true))
             {
-                let (m, s) = answer_unmet(&step.expect, exchange, None);
+                let (m, s) = self.judge.answer_unmet(&step.expect, exchange, None);
                 if !m.is_empty() {
                     must = m;
                     shown = Some(exchange);
@@ -356,6 +465,11 @@ impl<'a> Run<'a> {
     }
 
     async fn burst(&mut self, number: usize, step: &Step, burst: &BurstStep) -> StepVerdict {
+        // A target that does not issue them gets no probe; the burst is judged alone.
+        let probes = self
+            .probe_bodies(burst, burst.probe_validations)
+            .await
+            .unwrap_or_default();
         let max = self.settings.burst.unwrap_or(burst.max_requests);
         let key = self.settings.credentials.key(&burst.key);
         let secret = self.secret(&burst.key);
@@ -363,8 +477,18 @@ impl<'a> Run<'a> {
         self.counters.merge(&tally.counters);
         match &tally.first_limited {
             Some(limited) => {
-                let (must, should) = answer_unmet(&step.expect, limited, None);
-                self.judge.step(number, step, Some(limited), must, should)
+                let (must, should) = self.judge.answer_unmet(&step.expect, limited, None);
+                let mut verdict = self.judge.step(number, step, Some(limited), must, should);
+                if !verdict.stop
+                    && !probes.is_empty()
+                    && let Err(failed) = self
+                        .limited_attempts_had_no_effect(number, step, burst, &probes)
+                        .await
+                {
+                    verdict.checks.extend(failed.checks);
+                    verdict.stop = true;
+                }
+                verdict
             }
             None if step.expect.rate_limited => {
                 let stopped = if tally.gave_up {
@@ -386,6 +510,88 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The bodies of `count` validations of fresh challenges, for the probe after a
+    /// burst; `None` when a create does not give one.
+    async fn probe_bodies(&mut self, burst: &BurstStep, count: u32) -> Option<Vec<Value>> {
+        let key = self.settings.credentials.key(&burst.key).map(str::to_owned);
+        let secret = self.secret(&burst.key);
+        let mut create = json!({ "ttl": 60 });
+        if let Some(key) = &key {
+            create["key"] = json!(key);
+        }
+        let mut bodies = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let exchange = self
+                .send(Request {
+                    method: "POST",
+                    path: CREATE_PATH,
+                    body: create.to_string(),
+                    content_type: None,
+                    bearer: None,
+                    keyed: burst.key.is_configured(),
+                })
+                .await;
+            let challenge = exchange
+                .answer()
+                .and_then(|a| a.field("challenge"))
+                .and_then(Value::as_str)?
+                .to_owned();
+            let response = secret.response(&ResponseForm::Hmac, &challenge, "");
+            let mut body = json!({ "challenge": challenge, "response": response });
+            if let Some(key) = &key {
+                body["key"] = json!(key);
+            }
+            bodies.push(body);
+        }
+        Some(bodies)
+    }
+
+    /// Each probe validation refused as rate-limited, sent again once the limit lifts
+    /// (waited out as `Retry-After` says): it must validate, since the refused attempt
+    /// must have had no effect. `Err` is the failed check.
+    async fn limited_attempts_had_no_effect(
+        &mut self,
+        number: usize,
+        step: &Step,
+        burst: &BurstStep,
+        bodies: &[Value],
+    ) -> Result<(), StepVerdict> {
+        let key = self.settings.credentials.key(&burst.key).map(str::to_owned);
+        let (probe, counters) = burst::probe(self.settings, burst, key.as_deref(), bodies).await;
+        self.counters.merge(&counters);
+        if let Some(odd) = &probe.odd {
+            let problem =
+                "a rate_limited answer or a verdict to a validation sent while the limit held"
+                    .to_owned();
+            return Err(self
+                .judge
+                .step(number, step, Some(odd), vec![problem], Vec::new()));
+        }
+        for body in &probe.limited {
+            let exchange = self
+                .send(Request {
+                    method: "POST",
+                    path: VALIDATE_PATH,
+                    body: body.to_string(),
+                    content_type: None,
+                    bearer: None,
+                    keyed: burst.key.is_configured(),
+                })
+                .await;
+            if exchange.answer().and_then(Answer::valid) != Some(true) {
+                let problem = "valid=true once the limit lifted, for a challenge whose validation was refused as rate_limited (the refused attempt must have had no effect)".to_owned();
+                return Err(self.judge.step(
+                    number,
+                    step,
+                    Some(&exchange),
+                    vec![problem],
+                    Vec::new(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn raw(&mut self, number: usize, step: &Step, raw: &RawStep) -> StepVerdict {
         let bearer = raw
             .bearer
@@ -400,7 +606,7 @@ impl<'a> Run<'a> {
                 keyed: raw.bearer,
             })
             .await;
-        let (must, should) = answer_unmet(&step.expect, &exchange, None);
+        let (must, should) = self.judge.answer_unmet(&step.expect, &exchange, None);
         self.judge.step(number, step, Some(&exchange), must, should)
     }
 }

@@ -2,15 +2,19 @@
 //! a step's expectations, then its SHOULDs (`recommended`, non-strict unless
 //! `--strict`), each with the evidence that shows it.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use serde_json::Value;
 
 use super::evidence::evidence;
 use super::retry::Counters;
-use crate::checks::unmet;
-use crate::client::Exchange;
+use crate::checks::{malformed, unmet};
+use crate::client::{Answer, Exchange};
+use crate::engine::settings::RunSettings;
 use crate::plan::model::{Action, Expect, Scenario, Step};
-use crate::redact::Redactor;
-use crate::results::{CheckResult, Outcome, ScenarioReport};
+use crate::results::{CheckResult, Outcome, ScenarioReport, verdict};
 
 /// What one step found: the checks it produced, and whether the scenario may go on.
 pub struct StepVerdict {
@@ -21,8 +25,10 @@ pub struct StepVerdict {
 /// Judges one scenario's steps under the run's profile.
 pub struct Judge<'a> {
     pub scenario: &'a Scenario,
-    pub strict: bool,
-    pub redactor: &'a Redactor,
+    pub settings: &'a RunSettings,
+    /// Signatures seen so far (lowercase), with the challenge and verdict each came
+    /// with: one signature on two different verdicts proves nothing about either.
+    signatures: Mutex<HashMap<String, (String, bool)>>,
 }
 
 /// "step 2 validate (line 14)".
@@ -38,28 +44,96 @@ pub fn step_name(number: usize, step: &Step) -> String {
     format!("step {number} {action} (line {})", step.line)
 }
 
-/// The expectations of `expect` (MUST) and of its `recommended` (SHOULD) that `exchange`
-/// leaves unmet. `ttl` is what a create step asked for.
-pub fn answer_unmet(
-    expect: &Expect,
-    exchange: &Exchange,
-    ttl: Option<u64>,
-) -> (Vec<String>, Vec<String>) {
-    match &exchange.result {
-        Ok(answer) => (
-            unmet(expect, answer, ttl),
-            expect
-                .recommended
-                .as_deref()
-                .map(|should| unmet(should, answer, ttl))
-                .unwrap_or_default(),
-        ),
-        // `got ...` in the message already says what came instead.
-        Err(_) => (vec!["an HTTP answer".to_owned()], Vec::new()),
+impl<'a> Judge<'a> {
+    pub fn new(scenario: &'a Scenario, settings: &'a RunSettings) -> Self {
+        Self {
+            scenario,
+            settings,
+            signatures: Mutex::default(),
+        }
     }
-}
 
-impl Judge<'_> {
+    /// The expectations of `expect` (MUST) and of its `recommended` (SHOULD) that
+    /// `exchange` leaves unmet, with the rules every answer keeps (`checks::malformed`)
+    /// and every verdict signature keeps. `ttl` is what a create step asked for.
+    pub fn answer_unmet(
+        &self,
+        expect: &Expect,
+        exchange: &Exchange,
+        ttl: Option<u64>,
+    ) -> (Vec<String>, Vec<String>) {
+        match &exchange.result {
+            Ok(answer) => {
+                let mut must = unmet(expect, answer, ttl);
+                must.extend(malformed(answer));
+                must.extend(self.signature_problems(exchange, answer));
+                let should = expect
+                    .recommended
+                    .as_deref()
+                    .map(|should| unmet(should, answer, ttl))
+                    .unwrap_or_default();
+                (must, should)
+            }
+            // `got ...` in the message already says what came instead.
+            Err(_) => (vec!["an HTTP answer".to_owned()], Vec::new()),
+        }
+    }
+
+    /// A signature proves a verdict came from a holder of the key only if a client
+    /// could not have made it: not the response it sent (the HMAC of the challenge is
+    /// exactly what a naive `sign(challenge)` gives), and not one value for different
+    /// verdicts. With `--signature-scheme`, it must be that scheme's, exactly.
+    fn signature_problems(&self, exchange: &Exchange, answer: &Answer) -> Vec<String> {
+        let mut problems = Vec::new();
+        let Ok(sent) = serde_json::from_str::<Value>(&exchange.request.body) else {
+            return problems;
+        };
+        let text = |field: &str| sent.get(field).and_then(Value::as_str);
+        let signature = answer.field("signature").and_then(Value::as_str);
+        if let (Some(signature), Some(response)) = (signature, text("response"))
+            && !signature.is_empty()
+            && signature.eq_ignore_ascii_case(response)
+        {
+            problems.push("a `signature` other than the response the client sent".to_owned());
+        }
+        let challenge = text("challenge").unwrap_or_default();
+        let valid = answer.valid() == Some(true);
+        if let Some(signature) = signature.filter(|s| !s.is_empty()) {
+            let mut seen = self.signatures.lock().expect("not poisoned");
+            match seen.get(&signature.to_ascii_lowercase()) {
+                Some((earlier, _)) if earlier != challenge => problems.push(
+                    "a `signature` that differs between verdicts on different challenges (this one was also given for another)".to_owned(),
+                ),
+                Some((_, earlier_valid)) if *earlier_valid != valid => problems.push(
+                    "a `signature` that tells a valid verdict from a refusal (the same one came with the other verdict on this challenge)".to_owned(),
+                ),
+                Some(_) => {}
+                None => {
+                    seen.insert(
+                        signature.to_ascii_lowercase(),
+                        (challenge.to_owned(), valid),
+                    );
+                }
+            }
+        }
+        if !valid {
+            return problems;
+        }
+        if let Some(scheme) = self.settings.signature_scheme {
+            let key = exchange.request.bearer.as_deref().or_else(|| text("key"));
+            if let Some(secret) = key.and_then(|key| self.settings.credentials.secret_of(key)) {
+                let expected = scheme.sign(secret, challenge);
+                if !signature.is_some_and(|s| s.eq_ignore_ascii_case(&expected)) {
+                    problems.push(format!(
+                        "the `signature` of --signature-scheme {} on a valid verdict",
+                        scheme.name()
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     /// "KC-4.2 replay", or just the name.
     pub fn prefix(&self) -> String {
         match &self.scenario.id {
@@ -88,7 +162,7 @@ impl Judge<'_> {
         let got = shown
             .map(Exchange::brief)
             .unwrap_or_else(|| "no answer".into());
-        let evidence = shown.map(|exchange| evidence(exchange, self.redactor));
+        let evidence = shown.map(|exchange| evidence(exchange, &self.settings.redactor));
         let mut checks = Vec::new();
         let failed = !must_unmet.is_empty();
         let has_must = !step.expect.requires_nothing() || failed;
@@ -110,7 +184,8 @@ impl Judge<'_> {
         }
         if step.expect.recommended.is_some() && !failed {
             let met = should_unmet.is_empty();
-            let outcome = match (met, self.strict) {
+            let strict = self.settings.strict;
+            let outcome = match (met, strict) {
                 (true, _) => Outcome::Pass,
                 (false, false) => Outcome::NonStrict,
                 (false, true) => Outcome::Fail,
@@ -118,18 +193,20 @@ impl Judge<'_> {
             checks.push(CheckResult {
                 name: format!("{name}: recommended"),
                 outcome,
-                message: if met {
-                    format!("{prefix}: recommended behaviour")
-                } else {
-                    format!(
-                        "{prefix}: SHOULD answer {}; got {got}{}",
+                message: match (met, &self.scenario.recommendation) {
+                    (true, _) => format!("{prefix}: recommended behaviour"),
+                    (false, recommendation) => format!(
+                        "{prefix}: {}; got {got} (expected {}){}",
+                        recommendation
+                            .as_deref()
+                            .unwrap_or("SHOULD answer as SPEC.md recommends"),
                         should_unmet.join(", "),
-                        if self.strict {
+                        if strict {
                             " (required under --strict)"
                         } else {
                             ""
                         }
-                    )
+                    ),
                 },
                 evidence: if met { None } else { evidence },
             });
@@ -148,17 +225,10 @@ impl Judge<'_> {
         retries: u64,
         elapsed: Duration,
     ) -> ScenarioReport {
-        let strict = self.strict;
-        let all_skipped =
-            !checks.is_empty() && checks.iter().all(|c| c.outcome == Outcome::Skipped);
-        let failed = checks.iter().any(|check| match check.outcome {
-            Outcome::Fail => true,
-            Outcome::NonStrict | Outcome::Skipped => strict,
-            Outcome::Pass => false,
-        });
+        let (passed, skipped) = verdict(&checks, self.settings.strict);
         let mut warnings = Vec::new();
         let keyed = counters.keyed_answers;
-        if !failed && keyed > 0 && counters.suspicious == keyed {
+        if passed && keyed > 0 && counters.suspicious == keyed {
             warnings.push(format!(
                 "vacuous pass: every answer to a request with a configured key ({keyed}) was invalid_key or 5xx; check the API key and the target"
             ));
@@ -175,8 +245,8 @@ impl Judge<'_> {
             id: scenario.id.clone(),
             tags: scenario.tags.clone(),
             description: scenario.description.clone(),
-            passed: !failed,
-            skipped: all_skipped,
+            passed,
+            skipped,
             requests: counters.requests,
             errors: counters.errors,
             rate_limit_retries: retries,
@@ -195,18 +265,19 @@ impl Judge<'_> {
 }
 
 /// The report of a scenario that ran none of its steps, with the one check that says
-/// why: left to another worker (skipped, and not a failure even under `--strict`,
-/// since the run's verdict on it is that worker's), a harness crash, an unreachable
-/// target.
-pub fn not_run(scenario: &Scenario, check: CheckResult) -> ScenarioReport {
+/// why: left to another worker (delegated), a harness crash or an unreachable target
+/// (failed).
+pub fn not_run(scenario: &Scenario, check: CheckResult, strict: bool) -> ScenarioReport {
+    let checks = vec![check];
+    let (passed, skipped) = verdict(&checks, strict);
     ScenarioReport {
         name: scenario.name.clone(),
         id: scenario.id.clone(),
         tags: scenario.tags.clone(),
         description: scenario.description.clone(),
-        passed: check.outcome != Outcome::Fail,
-        skipped: check.outcome == Outcome::Skipped,
-        checks: vec![check],
+        passed,
+        skipped,
+        checks,
         requests: 0,
         errors: 0,
         rate_limit_retries: 0,
@@ -220,6 +291,7 @@ pub fn not_run(scenario: &Scenario, check: CheckResult) -> ScenarioReport {
 
 /// A scenario whose task panicked: failed, with what is known.
 pub fn crashed(scenario: &Scenario, why: &str) -> ScenarioReport {
+    // A failed check fails under every profile.
     not_run(
         scenario,
         CheckResult {
@@ -231,5 +303,6 @@ pub fn crashed(scenario: &Scenario, why: &str) -> ScenarioReport {
             ),
             evidence: None,
         },
+        false,
     )
 }

@@ -30,13 +30,12 @@ pub struct FlowError {
     pub message: String,
 }
 
-/// Who sends: the key's body fragment, Bearer header and secret.
+/// Who sends: the key's body fragment and Bearer header.
 #[derive(Clone)]
 struct Sender {
     /// `"key":"kc_…",` ready to splice into a body, or empty.
     body_key: String,
     bearer: Option<HeaderValue>,
-    secret: Secret,
 }
 
 enum Compiled {
@@ -50,6 +49,8 @@ enum Compiled {
     },
     Validate {
         sender: Sender,
+        /// Computes the response (the sender's own secret unless `hmac_key` names another).
+        secret: Secret,
         challenge: ChallengeSource,
         response: ResponseForm,
         decrypted: DecryptedField,
@@ -68,6 +69,7 @@ enum Compiled {
 enum ChallengeSource {
     Saved(usize),
     SavedDecrypted(usize),
+    SavedUppercase(usize),
     Random,
     Literal(String),
 }
@@ -75,6 +77,15 @@ enum ChallengeSource {
 enum WaitFor {
     Fixed(Duration),
     Expiry { slot: usize, margin: Duration },
+    BeforeExpiry { slot: usize, before: Duration },
+}
+
+impl Saved {
+    /// When the server said it expires (`expires_in`, counted from the create's send).
+    fn expiry(&self) -> Option<Instant> {
+        let ttl = self.expires_in.unwrap_or(DEFAULT_TTL_S);
+        self.created_at.map(|at| at + Duration::from_secs(ttl))
+    }
 }
 
 /// A challenge an earlier step of this iteration saved.
@@ -148,10 +159,16 @@ impl Flow {
                 }
                 Action::Validate(validate) => Compiled::Validate {
                     sender: sender(credentials, &validate.key, validate.auth).map_err(&fail)?,
+                    secret: Secret::new(
+                        credentials.secret(validate.hmac_key.as_ref().unwrap_or(&validate.key)),
+                    ),
                     challenge: match &validate.challenge {
                         ChallengeRef::Saved(name) => ChallengeSource::Saved(slot_of(name, &slots)?),
                         ChallengeRef::SavedDecrypted(name) => {
                             ChallengeSource::SavedDecrypted(slot_of(name, &slots)?)
+                        }
+                        ChallengeRef::SavedUppercase(name) => {
+                            ChallengeSource::SavedUppercase(slot_of(name, &slots)?)
                         }
                         ChallengeRef::Random => ChallengeSource::Random,
                         ChallengeRef::Literal(text) => ChallengeSource::Literal(text.clone()),
@@ -161,10 +178,17 @@ impl Flow {
                     expect,
                 },
                 Action::Wait(WaitStep::For(duration)) => Compiled::Wait(WaitFor::Fixed(*duration)),
-                Action::Wait(WaitStep::Expiry { saved, margin }) => {
+                // A load flow waits as long as it takes: `at_most` guards conformance runs.
+                Action::Wait(WaitStep::Expiry { saved, margin, .. }) => {
                     Compiled::Wait(WaitFor::Expiry {
                         slot: slot_of(saved, &slots)?,
                         margin: *margin,
+                    })
+                }
+                Action::Wait(WaitStep::BeforeExpiry { saved, before }) => {
+                    Compiled::Wait(WaitFor::BeforeExpiry {
+                        slot: slot_of(saved, &slots)?,
+                        before: *before,
                     })
                 }
                 Action::Raw(raw) => Compiled::Raw {
@@ -238,14 +262,17 @@ impl Flow {
                 Compiled::Wait(wait) => {
                     let pause = match wait {
                         WaitFor::Fixed(duration) => *duration,
-                        WaitFor::Expiry { slot, margin } => {
-                            let saved = &state.saved[*slot];
-                            let ttl = saved.expires_in.unwrap_or(DEFAULT_TTL_S);
-                            saved.created_at.map_or(Duration::ZERO, |at| {
-                                (at + Duration::from_secs(ttl) + *margin)
-                                    .saturating_duration_since(Instant::now())
-                            })
-                        }
+                        WaitFor::Expiry { slot, margin } => state.saved[*slot]
+                            .expiry()
+                            .map_or(Duration::ZERO, |expiry| {
+                                (expiry + *margin).saturating_duration_since(Instant::now())
+                            }),
+                        WaitFor::BeforeExpiry { slot, before } => state.saved[*slot]
+                            .expiry()
+                            .and_then(|expiry| expiry.checked_sub(*before))
+                            .map_or(Duration::ZERO, |end| {
+                                end.saturating_duration_since(Instant::now())
+                            }),
                     };
                     tokio::time::sleep(pause).await;
                     clock_from = None;
@@ -267,12 +294,14 @@ impl Flow {
                 ),
                 Compiled::Validate {
                     sender,
+                    secret,
                     challenge,
                     response,
                     decrypted,
                     expect,
                 } => {
-                    let body = validate_body(state, sender, challenge, response, *decrypted);
+                    let body =
+                        validate_body(state, sender, secret, challenge, response, *decrypted);
                     (
                         Method::POST,
                         VALIDATE_PATH,
@@ -320,7 +349,7 @@ impl Flow {
                 Some(reply),
             ) = (step, reply)
             {
-                self.save(state, *slot, &reply, *decrypt).await;
+                self.save(state, *slot, &reply, *decrypt, sent).await;
             }
         }
     }
@@ -333,7 +362,16 @@ impl Flow {
         }
     }
 
-    async fn save(&self, state: &mut IterationState, slot: usize, reply: &Reply, decrypt: bool) {
+    /// Keeps a created challenge; `sent` is when its create went out, where the
+    /// server's clock for it started at the earliest.
+    async fn save(
+        &self,
+        state: &mut IterationState,
+        slot: usize,
+        reply: &Reply,
+        decrypt: bool,
+        sent: Instant,
+    ) {
         let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
         let challenge = parsed
             .as_ref()
@@ -353,7 +391,7 @@ impl Flow {
             challenge,
             decrypted,
             expires_in,
-            created_at: Some(Instant::now()),
+            created_at: Some(sent),
         };
     }
 }
@@ -362,26 +400,38 @@ impl Flow {
 fn validate_body(
     state: &IterationState,
     sender: &Sender,
+    secret: &Secret,
     challenge: &ChallengeSource,
     response: &ResponseForm,
     decrypted_field: DecryptedField,
 ) -> Bytes {
     let saved_slot = match challenge {
-        ChallengeSource::Saved(slot) | ChallengeSource::SavedDecrypted(slot) => {
-            Some(&state.saved[*slot])
-        }
+        ChallengeSource::Saved(slot)
+        | ChallengeSource::SavedDecrypted(slot)
+        | ChallengeSource::SavedUppercase(slot) => Some(&state.saved[*slot]),
         _ => None,
     };
     let decrypted = saved_slot
         .and_then(|s| s.decrypted.clone())
         .unwrap_or_default();
-    let named = match challenge {
-        ChallengeSource::Saved(slot) => state.saved[*slot].challenge.clone(),
-        ChallengeSource::SavedDecrypted(_) => decrypted.clone(),
-        ChallengeSource::Random => random_hex64(),
-        ChallengeSource::Literal(text) => text.clone(),
+    // As in the conformance steps: an uppercased challenge is answered as issued.
+    let (named, basis) = match challenge {
+        ChallengeSource::Saved(slot) => {
+            let issued = &state.saved[*slot].challenge;
+            (issued.clone(), issued.clone())
+        }
+        ChallengeSource::SavedUppercase(slot) => {
+            let issued = &state.saved[*slot].challenge;
+            (issued.to_ascii_uppercase(), issued.clone())
+        }
+        ChallengeSource::SavedDecrypted(_) => (decrypted.clone(), decrypted.clone()),
+        ChallengeSource::Random => {
+            let random = random_hex64();
+            (random.clone(), random)
+        }
+        ChallengeSource::Literal(text) => (text.clone(), text.clone()),
     };
-    let response_text = sender.secret.response(response, &named, &decrypted);
+    let response_text = secret.response(response, &basis, &decrypted);
     let mut body = String::with_capacity(256);
     body.push('{');
     body.push_str(&sender.body_key);
@@ -398,6 +448,10 @@ fn validate_body(
         DecryptedField::Wrong => {
             body.push_str(",\"decryptedChallenge\":");
             body.push_str(&json_string(&random_hex64()));
+        }
+        DecryptedField::SameAsResponse => {
+            body.push_str(",\"decryptedChallenge\":");
+            body.push_str(&json_string(&response_text));
         }
     }
     body.push('}');
@@ -427,7 +481,6 @@ fn sender(credentials: &Credentials, choice: &KeyChoice, auth: AuthForm) -> Resu
             None => String::new(),
         },
         bearer: placement.bearer.and_then(bearer_value),
-        secret: Secret::new(credentials.secret(choice)),
     })
 }
 
@@ -463,6 +516,8 @@ fn judge(
             text: String::new(),
             truncated: false,
             json,
+            // A load run counts outcomes; the conformance suite judges answer syntax.
+            duplicate_key: None,
         };
         let unmet_any = expect.is_some_and(|e| !unmet(e, &answer, ttl).is_empty());
         // A 4xx/5xx fails unless the step expects that status.

@@ -19,7 +19,7 @@ pub use escape::Esc;
 use crate::metrics::{codec, units};
 use crate::redact::Redactor;
 use crate::report::hdr;
-use crate::results::{CheckResult, LoadFigures, Outcome, RunReport, ScenarioReport};
+use crate::results::{CheckResult, LoadFigures, Outcome, RunReport, ScenarioReport, Status};
 
 /// The HTML page for `report`, redacted.
 pub fn render(report: &RunReport, redactor: &Redactor) -> String {
@@ -58,7 +58,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pass { background: #1a7f37; }
 .fail { background: #cf222e; }
 .non-strict { background: #bf8700; }
-.skipped { background: #6e7781; }
+.skipped, .delegated { background: #6e7781; }
 .banner { padding: .6em 1em; border-radius: 6px; margin: .5em 0 1em; background: #fff8c5; border: 1px solid #d4a72c; }
 .tag { display: inline-block; background: #ddf4ff; border-radius: .3em; padding: 0 .35em; margin: 0 .2em .1em 0; font-size: .85em; }
 .warning { color: #9a6700; }
@@ -404,12 +404,10 @@ fn check_block(page: &mut String, check: &CheckResult, strict: bool) {
 }
 
 fn scenario_badge(scenario: &ScenarioReport) -> String {
-    if scenario.skipped {
-        badge_text(Outcome::Skipped, "SKIPPED")
-    } else if scenario.passed {
-        badge_text(Outcome::Pass, "PASS")
-    } else {
-        badge_text(Outcome::Fail, "FAIL")
+    match scenario.status() {
+        Status::Skipped => badge_text(Outcome::Skipped, "SKIPPED"),
+        Status::Passed => badge_text(Outcome::Pass, "PASS"),
+        Status::Failed => badge_text(Outcome::Fail, "FAIL"),
     }
 }
 

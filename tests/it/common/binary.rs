@@ -59,6 +59,53 @@ impl Running {
         self.child.id()
     }
 
+    /// Waits until the child handles SIGINT and SIGTERM itself (both bits set in
+    /// `SigCgt` of /proc/PID/status). A signal sent earlier would meet the default
+    /// action and kill the child outright, not test its shutdown. Fails the test past
+    /// `limit`, or when /proc cannot say (these tests need Linux's /proc).
+    pub fn wait_for_signal_handlers(&mut self, limit: Duration) {
+        const SIGINT: u64 = 1 << (2 - 1);
+        const SIGTERM: u64 = 1 << (15 - 1);
+        let status_file = format!("/proc/{}/status", self.pid());
+        let started = Instant::now();
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "exited ({exit}) before handling signals\nstderr:\n{}",
+                    read(&self.output.path().join("stderr.txt"))
+                );
+            }
+            let status = std::fs::read_to_string(&status_file)
+                .unwrap_or_else(|err| panic!("{status_file}: {err}"));
+            let caught = status
+                .lines()
+                .find_map(|line| line.strip_prefix("SigCgt:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+                .unwrap_or_else(|| panic!("no SigCgt in {status_file}"));
+            if caught & (SIGINT | SIGTERM) == SIGINT | SIGTERM {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no SIGINT and SIGTERM handlers after {limit:?} (SigCgt {caught:x})\nstderr:\n{}",
+                read(&self.output.path().join("stderr.txt"))
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// How many sockets the child holds open (links to `socket:[...]` in
+    /// /proc/PID/fd): for a run against its embedded server, each connection counts
+    /// twice, once per end. Fails the test when /proc cannot say.
+    pub fn open_sockets(&self) -> usize {
+        let fds = format!("/proc/{}/fd", self.pid());
+        std::fs::read_dir(&fds)
+            .unwrap_or_else(|err| panic!("{fds}: {err}"))
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    }
+
     /// Sends a signal by name ("TERM", "INT") with kill(1).
     pub fn signal(&self, name: &str) {
         let sent = Command::new("kill")
@@ -132,7 +179,16 @@ pub struct Served {
 pub fn serve(key: &str, extra: &[&str]) -> Served {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--api-key", key])
+        // No rate limit unless a test asks (`extra`): load tests measure the server.
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit",
+            "0",
+            "--api-key",
+            key,
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -14,7 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
     /// Create answers a fresh challenge, validate answers `valid: true`: enough for a
-    /// run to make progress (for interrupt tests).
+    /// run to make progress (for interrupt tests). A request for [`HOLD_PATH`] is
+    /// counted in [`Stats::held`] and never answered, so a test knows the run is
+    /// waiting in that step.
     Plausible,
     /// Half a status line, then a TCP reset (SO_LINGER 0).
     Reset,
@@ -37,6 +39,9 @@ pub enum Behaviour {
     Silent,
 }
 
+/// The path [`Behaviour::Plausible`] holds without an answer.
+pub const HOLD_PATH: &str = "/hold";
+
 /// The size [`Behaviour::Huge`] announces.
 pub const HUGE_BYTES: u64 = 50 * 1024 * 1024;
 
@@ -45,6 +50,8 @@ pub const HUGE_BYTES: u64 = 50 * 1024 * 1024;
 pub struct Stats {
     pub connections: AtomicU64,
     pub requests: AtomicU64,
+    /// Requests for [`HOLD_PATH`] read and held (`Plausible`).
+    pub held: AtomicU64,
     /// The most body bytes written on one connection (for `Huge`: how far the client
     /// read before it hung up).
     pub max_body_written: AtomicU64,
@@ -57,6 +64,10 @@ impl Stats {
 
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
     }
 }
 
@@ -147,6 +158,11 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, stats: &Stats, url: 
         };
         let n = stats.requests.fetch_add(1, Ordering::SeqCst) + 1;
         let keep_going = match behaviour {
+            Behaviour::Plausible if request.path == HOLD_PATH => {
+                stats.held.fetch_add(1, Ordering::SeqCst);
+                hold(&mut stream).await;
+                return;
+            }
             Behaviour::Plausible => plausible(&mut stream, &request).await,
             Behaviour::EveryOther503 if n.is_multiple_of(2) => {
                 respond(
@@ -219,9 +235,7 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, stats: &Stats, url: 
                 stream.write_all(head.as_bytes()).await.is_ok()
             }
             Behaviour::Silent => {
-                // Hold the socket, reading (and ignoring) whatever else arrives.
-                let mut sink = [0u8; 4096];
-                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                hold(&mut stream).await;
                 return;
             }
         };
@@ -229,6 +243,13 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, stats: &Stats, url: 
             return;
         }
     }
+}
+
+/// Holds the socket without answering, reading (and ignoring) whatever else arrives,
+/// until the client leaves.
+async fn hold(stream: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
 }
 
 /// Reads one request (head and Content-Length body); `None` when the client left or

@@ -1,10 +1,22 @@
 //! Shared helpers for integration tests: start the reference server on port 0 and
 //! talk KeyClaim to it over real HTTP; run the binary under a deadline (`binary`); a
-//! loopback target that misbehaves on purpose (`hostile`).
+//! loopback target that misbehaves on purpose (`hostile`); one connection to the
+//! server's connection handler over an in-memory pipe, for paused-clock tests
+//! (`memory`), and what an answer on the wire must look like (`http_check`, shared
+//! with the fuzz target).
 #![allow(dead_code)] // not every helper is used by every build of the tests
 
 pub mod binary;
 pub mod hostile;
+#[path = "../../../fuzz/http_check.rs"]
+pub mod http_check;
+pub mod memory;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use keyclaim_harness::crypto::hmac_response;
 use keyclaim_harness::protocol::{CREATE_PATH, VALIDATE_PATH};
@@ -117,5 +129,54 @@ async fn answer(response: reqwest::Response) -> Answer {
         status,
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
         retry_after,
+    }
+}
+
+/// Longest a test waits on the server over TCP: far past any deadline the tests set,
+/// so it catches a hang and says nothing about speed.
+pub const HANG: Duration = Duration::from_secs(15);
+
+/// Opens a connection and sends a create's head with `Expect: 100-continue`; returns
+/// once the server's `100 Continue` says the handler has begun reading the body, which
+/// is held back (returned) for the caller to send.
+pub async fn create_in_its_handler(addr: SocketAddr) -> (TcpStream, String) {
+    let body = format!(r#"{{"key":"{KEY_A}","ttl":30}}"#);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST {CREATE_PATH} HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut interim = [0; 25];
+    tokio::time::timeout(HANG, stream.read_exact(&mut interim))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    (stream, body)
+}
+
+/// Waits until a new connection to `addr` is refused: the server has dropped its
+/// listener, which it does as shutdown begins. Fails the test past [`HANG`].
+pub async fn until_refused(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        // Bounded too: with the listener open but not accepting, a connect can wait
+        // in the kernel's backlog for minutes.
+        match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => return,
+            Err(_) => panic!("connections still pending {HANG:?} into shutdown"),
+            Ok(other) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "connections still accepted {HANG:?} into shutdown: {other:?}"
+            ),
+        }
+        // Polling, bounded above; the event is the refusal.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
