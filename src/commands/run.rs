@@ -10,7 +10,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-use super::process::{Console, runtime, shutdown_signal};
+use super::process::{Console, ShutdownSignals, runtime};
 use crate::client::{Client, Reach};
 use crate::crypto::{RsaBackend, RsaPrivateKey};
 use crate::engine::{
@@ -284,15 +284,26 @@ pub fn execute(args: RunArgs, console: &Console) -> ExitCode {
             humantime::format_duration(Duration::from_secs(wait.as_secs()))
         );
     }
+    let signals = {
+        let _context = runtime.enter();
+        ShutdownSignals::new()
+    };
+    let mut signals = match signals {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("error: cannot listen for signals: {err}");
+            return ExitCode::Failed;
+        }
+    };
     let progress = Arc::new(ScenarioProgress::new(console.live && !args.quiet));
     let cancel = CancellationToken::new();
     let outcome = runtime.block_on(async {
         let on_interrupt = cancel.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            signals.recv().await;
             eprintln!("interrupted: stopping, writing reports (again to quit at once)");
             on_interrupt.cancel();
-            shutdown_signal().await;
+            signals.recv().await;
             std::process::exit(i32::from(ExitCode::Interrupted.code()));
         });
         let (on_start, on_done, on_tick) = (

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::process::{runtime, shutdown_signal};
+use super::process::{ShutdownSignals, runtime};
 use crate::crypto::RsaBackend;
 use crate::exit::ExitCode;
 use crate::server::faults::{Fault, FaultSet};
@@ -219,6 +219,17 @@ pub fn execute(args: ServeArgs) -> ExitCode {
             return ExitCode::Failed;
         }
     };
+    let signals = {
+        let _context = runtime.enter();
+        ShutdownSignals::new()
+    };
+    let mut signals = match signals {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("error: cannot listen for signals: {err}");
+            return ExitCode::Failed;
+        }
+    };
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
@@ -226,7 +237,12 @@ pub fn execute(args: ServeArgs) -> ExitCode {
         let addr = listener.local_addr()?;
         println!("listening on http://{addr}");
         std::io::stdout().flush().ok();
-        crate::server::run(listener, resolved.config, shutdown_signal()).await?;
+        crate::server::run(
+            listener,
+            resolved.config,
+            async move { signals.recv().await },
+        )
+        .await?;
         anyhow::Ok(())
     });
     match result {
