@@ -8,6 +8,7 @@ mod crypto_kat;
 mod deploy;
 mod hostile_targets;
 mod html_browser;
+mod independent;
 mod interrupts;
 mod load_engine;
 mod plan_loader;
