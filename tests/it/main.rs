@@ -20,3 +20,4 @@ mod serve_cli;
 mod server;
 mod server_faults;
 mod server_hardening;
+mod spec;
