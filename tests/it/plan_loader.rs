@@ -1536,3 +1536,197 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------
+// The words conformance needs: optional shapes, waits around expiry, near-miss keys,
+// other responses, uppercase names, a second key's HMAC, randomness, probe validations
+
+#[test]
+fn conformance_words_load_into_the_model() {
+    let text = with_steps(
+        "[[scenario.step]]
+create = { ttl = 4, save = \"c\", repeat = 3 }
+expect = { random = true, distinct = true, fields = { signature = \"hex?\", encrypted = \"false?\" } }
+
+[[scenario.step]]
+wait = { expiry_of = \"c\", before = \"1500ms\" }
+
+[[scenario.step]]
+wait = { expiry_of = \"c\", margin = \"2s\", at_most = \"40s\" }
+
+[[scenario.step]]
+validate = { key = \"primary-truncated\", challenge = \"c.uppercase\", response = \"tampered-last\", hmac_key = \"secondary\", decrypted_challenge = \"response\" }
+
+[[scenario.step]]
+create = { key = \"primary-extended\" }
+
+[[scenario.step]]
+burst = { probe_validations = 10 }
+",
+    );
+    let text = text.replacen(
+        "name = \"s\"",
+        "name = \"s\"\nrecommendation = \"it SHOULD do so\"",
+        1,
+    );
+    let plan = load_str(Path::new("plan.toml"), &text).unwrap();
+    let scenario = &plan.scenarios[0];
+    assert_eq!(scenario.recommendation.as_deref(), Some("it SHOULD do so"));
+    // `hmac_key = "secondary"` needs the second key as `key = "secondary"` would.
+    assert_eq!(scenario.needs, vec![Need::SecondKey]);
+    let steps: Vec<&Step> = scenario.steps.iter().collect();
+    assert!(steps[0].expect.random && steps[0].expect.distinct);
+    assert_eq!(
+        steps[0].expect.fields,
+        vec![
+            FieldExpect {
+                field: "signature".into(),
+                shape: Shape::Optional(Box::new(Shape::HexAtLeast(32))),
+            },
+            FieldExpect {
+                field: "encrypted".into(),
+                shape: Shape::Optional(Box::new(Shape::Bool(false))),
+            },
+        ]
+    );
+    assert_eq!(
+        steps[1].action,
+        Action::Wait(WaitStep::BeforeExpiry {
+            saved: "c".into(),
+            before: Duration::from_millis(1500),
+        })
+    );
+    assert_eq!(
+        steps[2].action,
+        Action::Wait(WaitStep::Expiry {
+            saved: "c".into(),
+            margin: Duration::from_secs(2),
+            at_most: Some(Duration::from_secs(40)),
+        })
+    );
+    assert_eq!(
+        steps[3].action,
+        Action::Validate(ValidateStep {
+            key: KeyChoice::PrimaryTruncated,
+            auth: AuthForm::Body,
+            challenge: ChallengeRef::SavedUppercase("c".into()),
+            response: ResponseForm::TamperedLast,
+            decrypted_challenge: DecryptedField::SameAsResponse,
+            hmac_key: Some(KeyChoice::Secondary),
+        })
+    );
+    let Action::Create(create) = &steps[4].action else {
+        panic!("{:?}", steps[4].action)
+    };
+    assert_eq!(create.key, KeyChoice::PrimaryExtended);
+    let Action::Burst(burst) = &steps[5].action else {
+        panic!("{:?}", steps[5].action)
+    };
+    assert_eq!(burst.probe_validations, 10);
+    for (word, form) in [
+        ("tampered-middle", ResponseForm::TamperedMiddle),
+        ("truncated", ResponseForm::Truncated),
+        ("extended", ResponseForm::Extended),
+        ("empty", ResponseForm::Empty),
+        ("uppercase", ResponseForm::Uppercase),
+        ("custom", ResponseForm::Custom),
+    ] {
+        let text = with_steps(&format!(
+            "[[scenario.step]]\nvalidate = {{ challenge = \"random\", response = \"{word}\" }}\n"
+        ));
+        let plan = load_str(Path::new("plan.toml"), &text).unwrap();
+        let Action::Validate(validate) = &plan.scenarios[0].steps[0].action else {
+            panic!()
+        };
+        assert_eq!(validate.response, form, "{word}");
+    }
+}
+
+#[test]
+fn conformance_word_mistakes_are_placed_and_explained() {
+    let golden = [
+        (
+            "[[scenario.step]]\ncreate = { save = \"c\" }\n\n[[scenario.step]]\nwait = { expiry_of = \"c\", margin = \"1s\", before = \"1s\" }\n",
+            "\
+error: a wait has both `margin` and `before`
+ --> plan.toml:8:42
+  |
+8 | wait = { expiry_of = \"c\", margin = \"1s\", before = \"1s\" }
+  |                                          ^^^^^^
+  = help: `margin` waits past the expiry, `before` stops ahead of it: keep one",
+        ),
+        (
+            "[[scenario.step]]\ncreate = { save = \"c\" }\n\n[[scenario.step]]\nwait = { expiry_of = \"c\", before = \"0s\" }\n",
+            "\
+error: `before` must be more than zero
+ --> plan.toml:8:36
+  |
+8 | wait = { expiry_of = \"c\", before = \"0s\" }
+  |                                    ^^^^
+  = help: `before = \"1s\"` ends the wait 1 s ahead of the advertised expiry",
+        ),
+        (
+            "[[scenario.step]]\nvalidate = { challenge = \"random\", hmac_key = \"unknown\" }\n",
+            "\
+error: unknown value `unknown` for `hmac_key`
+ --> plan.toml:5:47
+  |
+5 | validate = { challenge = \"random\", hmac_key = \"unknown\" }
+  |                                               ^^^^^^^^^
+  = note: only the run's own keys have a secret to compute a response with
+  = help: expected one of `primary`, `secondary`, `rsa`",
+        ),
+        (
+            "[[scenario.step]]\ncreate = { ttl = 30 }\nexpect = { random = true }\n",
+            "\
+error: `random` needs a create step with `repeat` above 1
+ --> plan.toml:6:21
+  |
+6 | expect = { random = true }
+  |                     ^^^^
+  = help: `random` compares the challenges of repeated creates; add e.g. `repeat = 20`",
+        ),
+        (
+            "[[scenario.step]]\ncreate = { ttl = 30 }\nexpect = { fields = { expires_in = \"ttl?\" } }\n",
+            "\
+error: shape `ttl?` cannot be optional
+ --> plan.toml:6:36
+  |
+6 | expect = { fields = { expires_in = \"ttl?\" } }
+  |                                    ^^^^^^
+  = help: `ttl` is checked only when `expires_in` is there anyway if the create sends a ttl; drop the `?`",
+        ),
+        (
+            "[[scenario.step]]\ncreate = { ttl = 30 }\nexpect = { fields = { challenge = \"hexx?\" } }\n",
+            "\
+error: unknown shape `hexx?` for field `challenge`
+ --> plan.toml:6:35
+  |
+6 | expect = { fields = { challenge = \"hexx?\" } }
+  |                                   ^^^^^^^
+  = help: did you mean `hex?`?",
+        ),
+        (
+            "[[scenario.step]]\nburst = { probe_validations = 500 }\n",
+            "\
+error: `probe_validations` must be from 0 to 100, found 500
+ --> plan.toml:5:31
+  |
+5 | burst = { probe_validations = 500 }
+  |                               ^^^",
+        ),
+        (
+            "[[scenario.step]]\ncreate = { save = \"c\" }\n\n[[scenario.step]]\nvalidate = { challenge = \"c.upper\" }\n",
+            "\
+error: invalid challenge reference `c.upper`
+ --> plan.toml:8:26
+  |
+8 | validate = { challenge = \"c.upper\" }
+  |                          ^^^^^^^^^
+  = help: name a saved challenge (`c`, `c.decrypted` for its plaintext, `c.uppercase` for it in uppercase), or use \"random\" or { literal = \"...\" }",
+        ),
+    ];
+    for (steps, expected) in golden {
+        assert_eq!(rendered(&with_steps(steps)), expected, "\n{steps}");
+    }
+}
