@@ -80,9 +80,18 @@ impl Answer {
         self.status == 429 || self.error_code() == Some("rate_limited")
     }
 
-    /// `Retry-After` as whole seconds, when it is one.
-    pub fn retry_after_seconds(&self) -> Option<u64> {
-        self.retry_after.as_deref()?.trim().parse().ok()
+    /// How long `Retry-After` says to wait, in either of RFC 9110's forms (whole
+    /// seconds or an HTTP date; a date in the past means now).
+    pub fn retry_after(&self) -> Option<Duration> {
+        let value = self.retry_after.as_deref()?.trim();
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Duration::from_secs(seconds));
+        }
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some(
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
     }
 
     /// `200 valid=true`, `401 error=invalid_key`, `502 <non-JSON body>`: what a failure

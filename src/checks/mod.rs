@@ -65,8 +65,8 @@ pub fn unmet(expect: &Expect, answer: &Answer, ttl: Option<u64>) -> Vec<String> 
             unmet.push(problem);
         }
     }
-    if expect.retry_after && answer.retry_after_seconds().is_none() {
-        unmet.push("a Retry-After header in whole seconds".to_owned());
+    if expect.retry_after && answer.retry_after().is_none() {
+        unmet.push("a Retry-After header (seconds or an HTTP date)".to_owned());
     }
     if expect.json_body && !answer.json.as_ref().is_some_and(Value::is_object) {
         unmet.push("a JSON object body".to_owned());
@@ -217,9 +217,43 @@ mod tests {
                 "status 4xx",
                 "error replayed_challenge",
                 "a JSON refusal (not valid=true)",
-                "a Retry-After header in whole seconds"
+                "a Retry-After header (seconds or an HTTP date)"
             ]
         );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_both_forms_rfc_9110_allows() {
+        let expect = Expect {
+            retry_after: true,
+            ..Expect::default()
+        };
+        let limited = |value: &str| answer(429, json!({"error": "rate_limited"}), Some(value));
+        let in_a_minute = httpdate::fmt_http_date(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(60),
+        );
+        for value in ["7", in_a_minute.as_str(), "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert!(unmet(&expect, &limited(value), None).is_empty(), "{value}");
+        }
+        assert_eq!(
+            limited("7").retry_after(),
+            Some(std::time::Duration::from_secs(7))
+        );
+        let wait = limited(&in_a_minute).retry_after().unwrap();
+        assert!(
+            wait > std::time::Duration::from_secs(50) && wait <= std::time::Duration::from_secs(60)
+        );
+        // A date already past means now.
+        assert_eq!(
+            limited("Wed, 21 Oct 2015 07:28:00 GMT").retry_after(),
+            Some(std::time::Duration::ZERO)
+        );
+        for value in ["soon", "-1", "1.5", ""] {
+            assert!(
+                !unmet(&expect, &limited(value), None).is_empty(),
+                "{value:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `run scenarios/conformance.toml` as CI runs it: passes against the embedded server,
-//! fails with each fault on the scenario that names the broken guarantee, exits 3 for an
-//! unreachable target and 2 for a bad plan.
+//! fails with each fault exactly where the self-test matrix says, passes every style,
+//! exits 3 for an unreachable target and 2 for a bad plan; `--strict` fails skips and
+//! unmet SHOULDs alike in every report; the client rides out rate limits and warns of a
+//! pass that proves nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -226,4 +228,234 @@ fn an_invalid_plan_exits_2_with_file_line_and_column() {
         Some(2),
         "--target without --api-key"
     );
+}
+
+/// The four scenarios of the `--strict` tests below, against `serve` with one key in the
+/// `method-501` style: one passes outright, two are skipped (no second key, no RSA key),
+/// and one meets a SHOULD the style does not follow (501, not 405).
+fn strict_profile_run(strict: bool, dir: &Path) -> (Output, Value, String) {
+    let served = crate::common::binary::serve(KEY, &["--style", "method-501"]);
+    let mut args = vec!["--target", served.url.as_str(), "--api-key", KEY];
+    for scenario in STRICT_PROFILE_SCENARIOS {
+        args.extend(["--scenario", scenario]);
+    }
+    if strict {
+        args.push("--strict");
+    }
+    let (output, report) = run(&args, dir);
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    (output, report, junit)
+}
+
+const KEY: &str = "kc_conformance_profile_key";
+const STRICT_PROFILE_SCENARIOS: [&str; 4] = [
+    "create-answer",
+    "foreign-challenge",
+    "rsa-python-guide",
+    "unknown-endpoint",
+];
+
+/// The JUnit `<testcase>` element of `name`, up to its end.
+fn junit_case<'a>(junit: &'a str, name: &str) -> &'a str {
+    let start = junit
+        .find(&format!("<testcase name=\"{name}\""))
+        .unwrap_or_else(|| panic!("no testcase {name} in\n{junit}"));
+    let end = junit[start..].find("</testcase>").expect("closed testcase");
+    &junit[start..start + end]
+}
+
+fn scenario<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no scenario {name} in {report}"))
+}
+
+/// Without `--strict`, skipped scenarios and unmet SHOULDs do not fail the run, and every
+/// report says so in the same words: SKIP, `<skipped>`, `skipped: true`.
+#[test]
+fn a_default_run_lets_skips_and_shoulds_pass_in_console_junit_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, report, junit) = strict_profile_run(false, dir.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["strict"], false);
+    for (name, console, passed, skipped) in [
+        ("create-answer", "PASS", true, false),
+        ("foreign-challenge", "SKIP", true, true),
+        ("rsa-python-guide", "SKIP", true, true),
+        ("unknown-endpoint", "PASS", true, false),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|line| line.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no table row for {name}:\n{stdout}"));
+        assert!(line.starts_with(console), "{line}");
+        let json = scenario(&report, name);
+        assert_eq!(
+            (&json["passed"], &json["skipped"]),
+            (&passed.into(), &skipped.into()),
+            "{json}"
+        );
+        let case = junit_case(&junit, name);
+        assert_eq!(case.contains("<skipped"), skipped, "{case}");
+        assert!(!case.contains("<failure"), "{case}");
+    }
+    let outcomes: Vec<&Value> = scenario(&report, "unknown-endpoint")["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| &check["outcome"])
+        .collect();
+    assert!(
+        outcomes.contains(&&Value::from("non-strict")),
+        "{outcomes:?}"
+    );
+    assert!(stdout.contains("NON-STRICT unknown-endpoint"), "{stdout}");
+    assert!(
+        stdout.contains("4 scenarios: 2 passed, 0 failed, 2 skipped (checks: 5 pass, 0 fail, 1 non-strict, 2 skipped)"),
+        "{stdout}"
+    );
+    assert!(
+        junit.contains(r#"<testsuites name="keyclaim" tests="4" skipped="2" failures="0""#),
+        "{junit}"
+    );
+}
+
+/// Under `--strict`, a skipped scenario and an unmet SHOULD fail the run, and every report
+/// agrees: FAIL in the console, `<failure>` (never `<skipped>`) in JUnit, `passed: false`
+/// in JSON, exit 1.
+#[test]
+fn a_strict_run_fails_skips_and_shoulds_alike_in_console_junit_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, report, junit) = strict_profile_run(true, dir.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["strict"], true);
+    for (name, console, passed) in [
+        ("create-answer", "PASS", true),
+        ("foreign-challenge", "FAIL", false),
+        ("rsa-python-guide", "FAIL", false),
+        ("unknown-endpoint", "FAIL", false),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|line| line.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no table row for {name}:\n{stdout}"));
+        assert!(line.starts_with(console), "{line}");
+        let json = scenario(&report, name);
+        assert_eq!(json["passed"], passed, "{json}");
+        let case = junit_case(&junit, name);
+        assert_eq!(case.contains("<failure"), !passed, "{case}");
+        assert!(!case.contains("<skipped"), "{case}");
+    }
+    assert!(
+        stdout.contains("needs a second API key (--second-api-key)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("needs an RSA key (--rsa-api-key and --private-key)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(required under --strict)"), "{stdout}");
+    assert!(
+        stdout.contains("4 scenarios: 1 passed, 3 failed, 0 skipped (checks: 5 pass, 1 fail, 0 non-strict, 2 skipped)"),
+        "{stdout}"
+    );
+    assert!(
+        junit.contains(r#"<testsuites name="keyclaim" tests="4" skipped="0" failures="3""#),
+        "{junit}"
+    );
+}
+
+/// A target that refuses the run's key lets a refusal-only scenario pass; the pass says it
+/// proves nothing, in the console and every report.
+#[test]
+fn a_target_refusing_the_key_gets_a_vacuous_pass_warning() {
+    let served = crate::common::binary::serve(KEY, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (output, report) = run(
+        &[
+            "--target",
+            &served.url,
+            "--api-key",
+            "kc_not_the_key_the_target_knows",
+            "--scenario",
+            "unknown-challenge",
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let warning = "vacuous pass: every answer to a request with a configured key";
+    assert!(
+        stdout.contains(&format!("warning: unknown-challenge: {warning}")),
+        "{stdout}"
+    );
+    let warnings = &scenario(&report, "unknown-challenge")["warnings"];
+    assert!(warnings.to_string().contains(warning), "{warnings}");
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(junit.contains(warning), "{junit}");
+    // The same scenario against the key the target knows proves something: no warning.
+    let honest_dir = tempfile::tempdir().unwrap();
+    let (honest, report) = run(
+        &[
+            "--target",
+            &served.url,
+            "--api-key",
+            KEY,
+            "--scenario",
+            "unknown-challenge",
+        ],
+        honest_dir.path(),
+    );
+    assert_eq!(honest.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&honest.stdout).contains("vacuous"));
+    assert!(
+        scenario(&report, "unknown-challenge")
+            .get("warnings")
+            .is_none_or(|w| !w.to_string().contains("vacuous"))
+    );
+}
+
+/// Against a target that limits the key to 2 requests a second, scenarios that are not
+/// about rate limiting ride out its 429s (waiting as `Retry-After` says), still pass, and
+/// say how many requests they sent again.
+#[test]
+fn rate_limited_answers_are_waited_out_and_the_retries_reported() {
+    let served = crate::common::binary::serve(KEY, &["--rate-limit", "2", "--rate-burst", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (output, report) = run(
+        &[
+            "--target",
+            &served.url,
+            "--api-key",
+            KEY,
+            "--scenario",
+            "replay",
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let replay = scenario(&report, "replay");
+    let retries = replay["rate_limit_retries"].as_u64().unwrap();
+    assert!(retries > 0, "{replay}");
+    assert!(
+        stdout.contains(&format!(
+            "warning: replay: {retries} request(s) were retried after rate_limited answers"
+        )),
+        "{stdout}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(
+        junit.contains(&format!("rate_limit_retries={retries}")),
+        "{junit}"
+    );
+    // Every request the scenario sent, retries included, is counted.
+    assert!(replay["requests"].as_u64().unwrap() > retries, "{replay}");
 }

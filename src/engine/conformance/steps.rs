@@ -119,7 +119,7 @@ impl<'a> Run<'a> {
 
     /// Sends with retries (see [`send_with_retry`]), counting what it cost.
     async fn send(&mut self, request: Request<'_>) -> Exchange {
-        let sent = send_with_retry(self.settings, request).await;
+        let sent = send_with_retry(&self.settings.client, self.settings.retry, request).await;
         self.absorb(&sent);
         sent.exchange
     }
@@ -412,7 +412,8 @@ impl<'a> Run<'a> {
         let settings = self.settings;
         let sends = (0..concurrent.count).map(|_| {
             send_with_retry(
-                settings,
+                &settings.client,
+                settings.retry,
                 Request {
                     method: "POST",
                     path: VALIDATE_PATH,

@@ -178,17 +178,15 @@ pub struct Served {
 
 pub fn serve(key: &str, extra: &[&str]) -> Served {
     use std::io::{BufRead, BufReader};
+    // No rate limit unless a test asks (`extra`): load tests measure the server.
+    let rate_limit: &[&str] = if extra.contains(&"--rate-limit") {
+        &[]
+    } else {
+        &["--rate-limit", "0"]
+    };
     let mut child = Command::new(BIN)
-        // No rate limit unless a test asks (`extra`): load tests measure the server.
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit",
-            "0",
-            "--api-key",
-            key,
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--api-key", key])
+        .args(rate_limit)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
