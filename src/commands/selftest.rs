@@ -24,6 +24,12 @@ pub struct SelftestArgs {
     /// Only this style (repeatable).
     #[arg(long = "style", value_name = "NAME")]
     pub styles: Vec<Style>,
+    /// Only the reference under --strict (with --fault or --style: that too).
+    #[arg(long)]
+    pub reference: bool,
+    /// Only every style at once (with --fault or --style: that too).
+    #[arg(long)]
+    pub all_styles: bool,
     /// Runs at once; each is its own server and mostly waits on TTLs.
     #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: u16,
@@ -53,15 +59,17 @@ pub fn execute(args: SelftestArgs) -> ExitCode {
             return ExitCode::Usage;
         }
     };
-    let cases: Vec<Case> = if args.faults.is_empty() && args.styles.is_empty() {
-        selftest::every_case()
-    } else {
-        args.faults
-            .iter()
-            .copied()
-            .map(Case::Fault)
+    let chosen = !args.faults.is_empty() || !args.styles.is_empty();
+    let cases: Vec<Case> = if chosen || args.reference || args.all_styles {
+        args.reference
+            .then_some(Case::Reference)
+            .into_iter()
+            .chain(args.faults.iter().copied().map(Case::Fault))
             .chain(args.styles.iter().copied().map(Case::Style))
+            .chain(args.all_styles.then_some(Case::AllStyles))
             .collect()
+    } else {
+        selftest::every_case()
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -106,9 +114,11 @@ fn json(results: &[CaseResult]) -> String {
             serde_json::json!({
                 "case": result.case.label(),
                 "as_expected": result.as_expected(),
+                "ran": result.ran,
                 "suite_passed": result.suite_passed,
                 "failed_checks": result.failed_checks,
                 "non_strict": result.non_strict,
+                "failures": result.failures,
             })
         })
         .collect();

@@ -52,22 +52,40 @@ impl Case {
 #[derive(Debug, Clone)]
 pub struct CaseResult {
     pub case: Case,
+    /// The suite ran against the server; if not, nothing was shown either way.
+    pub ran: bool,
     /// The suite's verdict on the server: passed or not.
     pub suite_passed: bool,
     /// The checks that failed: `KC-4.2 replay step 3`, in plan order.
     pub failed_checks: Vec<String>,
     /// Non-strict outcomes (allowed) in a passing run.
     pub non_strict: usize,
+    /// What each failed check said, as `KC-4.2 replay step 3: <message>`, in the same
+    /// order: why a style failed, or how a fault showed.
+    pub failures: Vec<String>,
 }
 
 impl CaseResult {
-    /// Whether the case came out as it must: a fault caught, a style (and the
-    /// reference) passed.
-    pub fn as_expected(&self) -> bool {
-        match self.case {
-            Case::Fault(_) => !self.suite_passed,
-            Case::Reference | Case::Style(_) | Case::AllStyles => self.suite_passed,
+    /// A case whose run could not happen, and why.
+    fn not_run(case: Case, why: String) -> Self {
+        Self {
+            case,
+            ran: false,
+            suite_passed: false,
+            failed_checks: Vec::new(),
+            non_strict: 0,
+            failures: vec![why],
         }
+    }
+
+    /// Whether the case came out as it must: a fault caught, a style (and the
+    /// reference) passed. A case that did not run proves nothing, so it is not.
+    pub fn as_expected(&self) -> bool {
+        self.ran
+            && match self.case {
+                Case::Fault(_) => !self.suite_passed,
+                Case::Reference | Case::Style(_) | Case::AllStyles => self.suite_passed,
+            }
     }
 }
 
@@ -139,24 +157,14 @@ async fn run_case(
     {
         Ok(target) => target,
         Err(err) => {
-            return CaseResult {
-                case,
-                suite_passed: false,
-                failed_checks: vec![format!("the embedded server did not start: {err}")],
-                non_strict: 0,
-            };
+            return CaseResult::not_run(case, format!("the embedded server did not start: {err}"));
         }
     };
     let url = target.server.url();
     let client = match Client::new(&url, REQUEST_TIMEOUT) {
         Ok(client) => client,
         Err(err) => {
-            return CaseResult {
-                case,
-                suite_passed: false,
-                failed_checks: vec![format!("no HTTP client: {err}")],
-                non_strict: 0,
-            };
+            return CaseResult::not_run(case, format!("no HTTP client: {err}"));
         }
     };
     let settings = Arc::new(RunSettings {
@@ -196,15 +204,14 @@ async fn run_case(
 
 fn summarize(case: Case, report: &RunReport) -> CaseResult {
     let mut failed_checks = Vec::new();
+    let mut failures = Vec::new();
     let mut non_strict = 0;
     for scenario in &report.scenarios {
         for check in &scenario.checks {
             if check.outcome.counts_as_failure(report.strict) {
-                failed_checks.push(check_label(
-                    scenario.id.as_deref(),
-                    &scenario.name,
-                    &check.name,
-                ));
+                let label = check_label(scenario.id.as_deref(), &scenario.name, &check.name);
+                failures.push(format!("{label}: {}", check.message));
+                failed_checks.push(label);
             } else if check.outcome == Outcome::NonStrict {
                 non_strict += 1;
             }
@@ -212,6 +219,7 @@ fn summarize(case: Case, report: &RunReport) -> CaseResult {
     }
     CaseResult {
         case,
+        ran: true,
         suite_passed: report.passed
             && report
                 .scenarios
@@ -219,6 +227,7 @@ fn summarize(case: Case, report: &RunReport) -> CaseResult {
                 .all(|s| s.status() != Status::Failed),
         failed_checks,
         non_strict,
+        failures,
     }
 }
 
@@ -251,6 +260,7 @@ pub fn render(results: &[CaseResult]) -> String {
     for result in results {
         let mark = if result.as_expected() { "ok  " } else { "FAIL" };
         let what = match result.case {
+            _ if !result.ran => format!("NOT RUN: {}", result.failures.join("; ")),
             Case::Fault(_) if result.suite_passed => {
                 "NOT CAUGHT: the suite passed this broken server".to_owned()
             }
@@ -262,6 +272,12 @@ pub fn render(results: &[CaseResult]) -> String {
             _ => format!("FAILED: {}", result.failed_checks.join(", ")),
         };
         let _ = writeln!(out, "{mark} {:width$}  {what}", result.case.label());
+        // A correct server that failed: say why, so the matrix alone explains it.
+        if result.ran && !matches!(result.case, Case::Fault(_)) && !result.as_expected() {
+            for failure in &result.failures {
+                let _ = writeln!(out, "       {failure}");
+            }
+        }
     }
     let faults = results.iter().filter(|r| matches!(r.case, Case::Fault(_)));
     let caught = faults.clone().filter(|r| r.as_expected()).count();

@@ -74,10 +74,15 @@ pub enum Fault {
     ValidWithError,
     UnboundSignature,
     RateLimitConsumes,
+    UnknownKeyValidate,
+    NonObject500,
+    FieldType500,
+    MissingField500,
+    AnyMethod,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 66] = [
+    pub const ALL: [Fault; 71] = [
         Fault::AcceptReplay,
         Fault::ForgetUsed,
         Fault::ReplayOtherCase,
@@ -144,6 +149,11 @@ impl Fault {
         Fault::ValidWithError,
         Fault::UnboundSignature,
         Fault::RateLimitConsumes,
+        Fault::UnknownKeyValidate,
+        Fault::NonObject500,
+        Fault::FieldType500,
+        Fault::MissingField500,
+        Fault::AnyMethod,
     ];
 
     pub fn name(self) -> &'static str {
@@ -214,6 +224,11 @@ impl Fault {
             Fault::ValidWithError => "valid-with-error",
             Fault::UnboundSignature => "unbound-signature",
             Fault::RateLimitConsumes => "rate-limit-consumes",
+            Fault::UnknownKeyValidate => "unknown-key-validate",
+            Fault::NonObject500 => "non-object-500",
+            Fault::FieldType500 => "field-type-500",
+            Fault::MissingField500 => "missing-field-500",
+            Fault::AnyMethod => "any-method",
         }
     }
 
@@ -286,6 +301,11 @@ impl Fault {
             Fault::ValidWithError => "KC-6.1",
             Fault::UnboundSignature => "KC-6.2",
             Fault::RateLimitConsumes => "KC-7.1",
+            Fault::UnknownKeyValidate => "KC-3.3",
+            Fault::NonObject500 => "KC-8.1",
+            Fault::FieldType500 => "KC-8.1",
+            Fault::MissingField500 => "KC-8.1",
+            Fault::AnyMethod => "KC-8.2",
         }
     }
 
@@ -420,6 +440,13 @@ impl Fault {
                 "the signature covers the challenge only, so refusals carry the one a valid verdict would"
             }
             Fault::RateLimitConsumes => "a rate-limited validation uses up its challenge",
+            Fault::UnknownKeyValidate => {
+                "an unknown key's validation is judged for the challenge's owner"
+            }
+            Fault::NonObject500 => "a body that is JSON but not an object answers 500",
+            Fault::FieldType500 => "a field of the wrong type answers 500",
+            Fault::MissingField500 => "a validation without a response field answers 500",
+            Fault::AnyMethod => "the endpoints answer every method as they answer POST",
         }
     }
 }

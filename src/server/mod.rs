@@ -30,7 +30,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -208,9 +208,16 @@ impl Server {
             body_timeout: config.body_timeout,
             max_outstanding: config.max_outstanding,
         });
+        // Deliberately broken (`any-method`): every method is answered as POST is.
+        let any_method = config.faults.has(faults::Fault::AnyMethod);
+        let (create, validate) = if any_method {
+            (any(routes::create), any(routes::validate))
+        } else {
+            (post(routes::create), post(routes::validate))
+        };
         let mut router = Router::new()
-            .route(CREATE_PATH, post(routes::create))
-            .route(VALIDATE_PATH, post(routes::validate))
+            .route(CREATE_PATH, create)
+            .route(VALIDATE_PATH, validate)
             .route("/healthz", get(routes::health))
             .fallback(routes::not_found)
             .method_not_allowed_fallback(routes::method_not_allowed)

@@ -60,6 +60,18 @@ impl ApiError {
         Self::new(status, ErrorCode::BadRequest, message)
     }
 
+    /// A malformed body of the kind `fault` breaks on: a 400, or a 500 under it.
+    fn malformed(app: &AppState, fault: Fault, message: impl Into<Cow<'static, str>>) -> Self {
+        if app.faults.has(fault) {
+            return Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::BadRequest,
+                message,
+            );
+        }
+        Self::bad_request(app, message)
+    }
+
     fn invalid_key(message: &'static str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidKey, message)
     }
@@ -137,14 +149,23 @@ async fn parse_body<T: DeserializeOwned>(app: &AppState, body: Body) -> Result<T
         Some(b'{') => &body,
         // serde would read a struct from an array too; KeyClaim bodies are objects.
         Some(_) => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::malformed(
                 app,
+                Fault::NonObject500,
                 "the request body must be a JSON object",
             ));
         }
     };
-    serde_json::from_slice(json)
-        .map_err(|err| ApiError::bad_request(app, format!("invalid JSON body: {err}")))
+    serde_json::from_slice(json).map_err(|err| {
+        let fault = if !err.is_data() {
+            Fault::BadInput500
+        } else if err.to_string().starts_with("missing field `response`") {
+            Fault::MissingField500
+        } else {
+            Fault::FieldType500
+        };
+        ApiError::malformed(app, fault, format!("invalid JSON body: {err}"))
+    })
 }
 
 /// Who is asking: their key's state, and whether it came as a Bearer token.
@@ -363,6 +384,19 @@ async fn judge(app: &AppState, request: Request) -> Result<Response, Response> {
             via_bearer: false,
         },
         Err(NoCaller::Missing) => return Err(refused_key(app, missing_key(app))),
+        // Deliberately broken: an unknown key's validation is judged for the owner.
+        Err(NoCaller::Refused(refusal))
+            if refusal.code == ErrorCode::InvalidKey
+                && app.faults.has(Fault::UnknownKeyValidate) =>
+        {
+            Caller {
+                key: app
+                    .store
+                    .owner_of(&request.challenge)
+                    .ok_or_else(|| refused_key(app, refusal))?,
+                via_bearer: false,
+            }
+        }
         Err(NoCaller::Refused(refusal)) => {
             let consumes = match refusal.code {
                 ErrorCode::InvalidKey => app.faults.has(Fault::UnknownKeyConsumes),

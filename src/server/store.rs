@@ -424,9 +424,10 @@ impl ChallengeStore {
         } else if !via_ciphertext && self.styles.has(Style::PythonRsaOnly) {
             false
         } else {
-            let decrypted_ok = presented
-                .decrypted_challenge
-                .is_none_or(|decrypted| bool::from(decrypted.as_bytes().ct_eq(wire.as_bytes())));
+            let decrypted_ok = self.styles.has(Style::RsaResponseOnly)
+                || presented.decrypted_challenge.is_none_or(|decrypted| {
+                    bool::from(decrypted.as_bytes().ct_eq(wire.as_bytes()))
+                });
             let plaintext_ok =
                 via_ciphertext && bool::from(response.as_bytes().ct_eq(wire.as_bytes()));
             decrypted_ok && (hmac_ok || plaintext_ok)

@@ -40,10 +40,13 @@ pub enum Style {
     UppercaseChallenges,
     /// Encrypted challenges come without `"encrypted": true`.
     NoEncryptedFlag,
+    /// An RSA challenge's `decryptedChallenge` is not read: the response alone proves
+    /// the decryption.
+    RsaResponseOnly,
 }
 
 impl Style {
-    pub const ALL: [Style; 15] = [
+    pub const ALL: [Style; 16] = [
         Style::Refusals4xx,
         Style::Refusals403,
         Style::RateLimit403,
@@ -59,6 +62,7 @@ impl Style {
         Style::UnknownChallenge404,
         Style::UppercaseChallenges,
         Style::NoEncryptedFlag,
+        Style::RsaResponseOnly,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +82,7 @@ impl Style {
             Style::UnknownChallenge404 => "unknown-challenge-404",
             Style::UppercaseChallenges => "uppercase-challenges",
             Style::NoEncryptedFlag => "no-encrypted-flag",
+            Style::RsaResponseOnly => "rsa-response-only",
         }
     }
 
@@ -103,6 +108,9 @@ impl Style {
             Style::UnknownChallenge404 => "unknown and foreign challenges answer 404 not_found",
             Style::UppercaseChallenges => "challenges are uppercase hex",
             Style::NoEncryptedFlag => "encrypted challenges come without \"encrypted\": true",
+            Style::RsaResponseOnly => {
+                "an RSA challenge's decryptedChallenge is not read: the response alone proves the decryption"
+            }
         }
     }
 }

@@ -87,49 +87,82 @@ fn the_suite_passes_against_the_embedded_server() {
 /// says, a style that fails, or a fault or style missing from the file, fails this test.
 /// `KEYCLAIM_BLESS=1` rewrites the file from the run, for a deliberate change (review the
 /// diff: it is the suite's power changing).
+///
+/// Timing checks (TTLs, the rate limit, request timeouts) can be pushed off their moment
+/// when the machine is overloaded, so a case whose line differs is run once more on its
+/// own; only a difference that holds on that quiet second run fails the test.
 #[test]
 fn every_fault_is_caught_exactly_where_the_matrix_says_and_every_style_passes() {
-    let output = Command::new(BIN)
-        .args(["selftest", "--format", "json", "--jobs", "32"])
-        .output()
-        .unwrap();
-    let cases: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
-        panic!(
-            "selftest printed no JSON ({err}): {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    let measured: String = cases
-        .iter()
-        .map(|case| {
-            let checks: Vec<&str> = case["failed_checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap())
-                .collect();
-            let what = if case["suite_passed"] == true {
-                "passed".to_owned()
-            } else {
-                checks.join("; ")
-            };
-            format!("{}: {what}\n", case["case"].as_str().unwrap())
+    let _alone = crate::common::heavy_test();
+    let (output, mut cases) = selftest(&["--jobs", "32"]);
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/selftest-matrix.txt");
+    let bless = std::env::var_os("KEYCLAIM_BLESS").is_some();
+    let expected = if bless {
+        String::new()
+    } else {
+        std::fs::read_to_string(&golden).unwrap()
+    };
+    let differing: Vec<usize> = (0..cases.len())
+        .filter(|&index| {
+            !expected
+                .lines()
+                .any(|pinned| pinned == matrix_line(&cases[index]))
         })
         .collect();
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/selftest-matrix.txt");
-    if std::env::var_os("KEYCLAIM_BLESS").is_some() {
+    let mut first_status = output.status.code();
+    if !differing.is_empty() {
+        let mut args = vec!["--jobs".to_owned(), differing.len().to_string()];
+        for &index in &differing {
+            args.extend(case_args(cases[index]["case"].as_str().unwrap()));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (rerun_output, rerun) = selftest(&args);
+        assert_eq!(rerun.len(), differing.len(), "{rerun:?}");
+        eprintln!(
+            "{} case(s) differed from the matrix and were run again on their own: {}",
+            differing.len(),
+            differing
+                .iter()
+                .map(|&index| cases[index]["case"].as_str().unwrap_or("?"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for (&index, again) in differing.iter().zip(rerun) {
+            cases[index] = again;
+        }
+        if rerun_output.status.success() {
+            first_status = Some(0);
+        }
+    }
+    let measured: String = cases.iter().map(|case| matrix_line(case) + "\n").collect();
+    if bless {
         std::fs::write(&golden, &measured).unwrap();
     }
     let expected = std::fs::read_to_string(&golden).unwrap();
-    let lines = |text: &str| text.lines().map(str::to_owned).collect::<Vec<_>>();
-    assert_eq!(
-        lines(&measured),
-        lines(&expected),
-        "the self-test's matrix differs from {} (KEYCLAIM_BLESS=1 rewrites it)",
+    // Each line that differs, with what the run's failed checks said.
+    let mut differences = String::new();
+    for (index, line) in measured.lines().enumerate() {
+        if expected.lines().any(|pinned| pinned == line) {
+            continue;
+        }
+        let pinned = expected.lines().nth(index).unwrap_or("(nothing)");
+        differences += &format!("\n  pinned: {pinned}\n  now:    {line}\n");
+        for failure in cases[index]["failures"].as_array().into_iter().flatten() {
+            differences += &format!("    {}\n", failure.as_str().unwrap_or_default());
+        }
+    }
+    for pinned in expected.lines() {
+        if !measured.lines().any(|line| line == pinned) && !differences.contains(pinned) {
+            differences += &format!("\n  pinned, not run: {pinned}\n");
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "the self-test's matrix differs from {} (KEYCLAIM_BLESS=1 rewrites it):{differences}",
         golden.display()
     );
     assert_eq!(
-        output.status.code(),
+        first_status,
         Some(0),
         "{}",
         String::from_utf8_lossy(&output.stderr)
@@ -171,6 +204,50 @@ fn every_fault_is_caught_exactly_where_the_matrix_says_and_every_style_passes() 
         faults.len() + styles.len() + 2,
         "one line each for the reference, the faults, the styles and all styles at once"
     );
+}
+
+/// `selftest --format json` with `args`: its output and its cases.
+fn selftest(args: &[&str]) -> (Output, Vec<Value>) {
+    let output = Command::new(BIN)
+        .args(["selftest", "--format", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let cases = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "selftest printed no JSON ({err}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, cases)
+}
+
+/// A case as the matrix file pins it: `fault accept-replay: KC-4.2 replay step 3; ...`.
+fn matrix_line(case: &Value) -> String {
+    let what = if case["suite_passed"] == true {
+        "passed".to_owned()
+    } else {
+        let checks: Vec<&str> = case["failed_checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        checks.join("; ")
+    };
+    format!("{}: {what}", case["case"].as_str().unwrap())
+}
+
+/// The `selftest` arguments that run just the case labelled `label`.
+fn case_args(label: &str) -> Vec<String> {
+    let flag = |flag: &str, name: &str| vec![flag.to_owned(), name.to_owned()];
+    match label.split_once(' ') {
+        _ if label == "reference --strict" => vec!["--reference".to_owned()],
+        _ if label == "style (all at once)" => vec!["--all-styles".to_owned()],
+        Some(("fault", name)) => flag("--fault", name),
+        Some(("style", name)) => flag("--style", name),
+        _ => panic!("a case the matrix does not know: {label}"),
+    }
 }
 
 #[test]
@@ -458,4 +535,115 @@ fn rate_limited_answers_are_waited_out_and_the_retries_reported() {
     );
     // Every request the scenario sent, retries included, is counted.
     assert!(replay["requests"].as_u64().unwrap() > retries, "{replay}");
+}
+
+/// A target that issues challenges with `expires_in: 2` and refuses every validation as
+/// expired, after holding it for `hold`.
+fn expiring_target(hold: std::time::Duration) -> (String, std::sync::mpsc::Sender<()>) {
+    use axum::routing::post;
+    let app = axum::Router::new()
+        .route(
+            "/api/challenge/create",
+            post(|| async {
+                let challenge: String = (0..64)
+                    .map(|_| format!("{:x}", rand::random::<u8>() % 16))
+                    .collect();
+                axum::Json(serde_json::json!({"challenge": challenge, "expires_in": 2}))
+            }),
+        )
+        .route(
+            "/api/challenge/validate",
+            post(move || async move {
+                tokio::time::sleep(hold).await;
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"valid": false, "error": "expired_challenge"})),
+                )
+            }),
+        );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            // Ends when the test drops its sender.
+            tokio::task::spawn_blocking(move || stopped.recv().ok())
+                .await
+                .ok();
+            server.abort();
+        });
+    });
+    (url, stop)
+}
+
+/// A validation timed to land just before the challenge's expiry is judged on its
+/// answer when the answer comes in time (a refusal then is the server's fault), and is
+/// skipped, not failed, when the answer comes only after the expiry could have passed
+/// (a slow network or an overloaded harness proves nothing about the server).
+#[test]
+fn a_refusal_answered_past_the_expiry_is_inconclusive_not_a_failure() {
+    let plan_dir = tempfile::tempdir().unwrap();
+    let plan = plan_dir.path().join("ttl.toml");
+    std::fs::write(
+        &plan,
+        r#"[plan]
+name = "ttl"
+
+[[scenario]]
+name = "ttl-honoured"
+
+[[scenario.step]]
+create = { ttl = 2, save = "c" }
+expect = { status = "2xx" }
+
+[[scenario.step]]
+wait = { expiry_of = "c", before = "1500ms" }
+
+[[scenario.step]]
+validate = { challenge = "c", response = "hmac" }
+expect = { status = "2xx", valid = true }
+"#,
+    )
+    .unwrap();
+    let judged = |hold_ms: u64| {
+        let (url, _stop) = expiring_target(std::time::Duration::from_millis(hold_ms));
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(BIN)
+            .arg("run")
+            .arg(&plan)
+            .args(["--target", &url, "--api-key", KEY, "--report-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+                .unwrap();
+        let check = report["scenarios"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with("step 3"))
+            .cloned()
+            .unwrap();
+        (output.status.code(), check)
+    };
+    // Answered about 0.6 s after the create: well inside the 2 s. A failure.
+    let (code, check) = judged(100);
+    assert_eq!(code, Some(1), "{check}");
+    assert_eq!(check["outcome"], "fail", "{check}");
+    // Answered about 3 s after the create: past the 2 s. Skipped, and said why.
+    let (code, check) = judged(2500);
+    assert_eq!(code, Some(0), "{check}");
+    assert_eq!(check["outcome"], "skipped", "{check}");
+    assert!(
+        check["message"]
+            .as_str()
+            .unwrap()
+            .contains("after the challenge could have expired"),
+        "{check}"
+    );
 }

@@ -200,6 +200,7 @@ fn judge(variant: &str, keys: &Path, strict: bool, reports: &Path) -> (Option<i3
 
 #[test]
 fn the_suite_passes_every_independent_correct_server_and_fails_every_broken_one() {
+    let _alone = crate::common::heavy_test();
     let variants = variants();
     let correct = variants.iter().filter(|v| v.correct).count();
     assert!(
@@ -222,38 +223,37 @@ fn the_suite_passes_every_independent_correct_server_and_fails_every_broken_one(
         .unwrap();
     assert!(made.status.success(), "{made:?}");
 
+    // Every variant, then each one judged wrongly once more on its own: a run on a machine
+    // busy with 24 others can see a TTL or a rate limit pushed off its moment; a wrong
+    // verdict that holds on the quiet second run is the suite's.
     let next = AtomicUsize::new(0);
-    let wrong = Mutex::new(Vec::new());
+    let suspect = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..JOBS {
             scope.spawn(|| {
                 while let Some(variant) = variants.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let exempt = SHOULD_ONLY.contains(&variant.name.as_str())
-                        || OUT_OF_REACH.contains(&variant.name.as_str());
-                    let expected = if variant.correct || exempt { 0 } else { 1 };
-                    let (code, failed) = judge(&variant.name, &keys, false, work.path());
-                    if code != Some(expected) {
-                        wrong.lock().unwrap().push(format!(
-                            "{} ({}): exit {code:?}, expected {expected}\n    {}",
-                            variant.name,
-                            if variant.correct { "correct" } else { "broken" },
-                            failed.join("\n    ")
-                        ));
-                    }
-                    if SHOULD_ONLY.contains(&variant.name.as_str()) {
-                        let (code, _) = judge(&variant.name, &keys, true, work.path());
-                        if code != Some(1) {
-                            wrong.lock().unwrap().push(format!(
-                                "{}: --strict exit {code:?}, expected 1 (it breaks a SHOULD)",
-                                variant.name
-                            ));
-                        }
+                    if verdict(variant, &keys, work.path()).is_err() {
+                        suspect.lock().unwrap().push(variant);
                     }
                 }
             });
         }
     });
-    let wrong = wrong.into_inner().unwrap();
+    let suspect = suspect.into_inner().unwrap();
+    if !suspect.is_empty() {
+        eprintln!(
+            "judged wrongly among {JOBS} at once, run again on their own: {}",
+            suspect
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let wrong: Vec<String> = suspect
+        .into_iter()
+        .filter_map(|variant| verdict(variant, &keys, work.path()).err())
+        .collect();
     assert!(
         wrong.is_empty(),
         "{} of {} variants judged wrongly:\n{}",
@@ -261,4 +261,31 @@ fn the_suite_passes_every_independent_correct_server_and_fails_every_broken_one(
         variants.len(),
         wrong.join("\n")
     );
+}
+
+/// Whether the suite's verdict on `variant` is the one its author intended (under
+/// `--strict` too, for a variant that breaks only a SHOULD); if not, what went wrong.
+fn verdict(variant: &Variant, keys: &Path, work: &Path) -> Result<(), String> {
+    let exempt = SHOULD_ONLY.contains(&variant.name.as_str())
+        || OUT_OF_REACH.contains(&variant.name.as_str());
+    let expected = if variant.correct || exempt { 0 } else { 1 };
+    let (code, failed) = judge(&variant.name, keys, false, work);
+    if code != Some(expected) {
+        return Err(format!(
+            "{} ({}): exit {code:?}, expected {expected}\n    {}",
+            variant.name,
+            if variant.correct { "correct" } else { "broken" },
+            failed.join("\n    ")
+        ));
+    }
+    if SHOULD_ONLY.contains(&variant.name.as_str()) {
+        let (code, _) = judge(&variant.name, keys, true, work);
+        if code != Some(1) {
+            return Err(format!(
+                "{}: --strict exit {code:?}, expected 1 (it breaks a SHOULD)",
+                variant.name
+            ));
+        }
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! SPEC.md and the suite say the same: its table of clauses lists every scenario of
 //! `scenarios/conformance.toml` with its MUST and SHOULD word for word, its fault and
-//! style tables list what the server has, and a scenario quotes a SHOULD exactly when it
-//! checks one.
+//! style tables list what the server has and where the self-test catches each fault,
+//! and a scenario quotes a SHOULD exactly when it checks one.
 
 use std::path::Path;
 
@@ -103,6 +103,24 @@ fn the_fault_and_style_tables_are_what_the_server_has() {
         })
         .collect();
     assert_eq!(faults, expected);
+    // The "caught by" column says what the pinned self-test matrix says: the first check
+    // that catches each fault, and how many more do.
+    let matrix = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/selftest-matrix.txt"),
+    )
+    .unwrap();
+    for row in table(&spec, "### 10.2 Faults") {
+        let line = matrix
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("fault {}: ", row[0])))
+            .unwrap_or_else(|| panic!("{} is not in the self-test matrix", row[0]));
+        let checks: Vec<&str> = line.split("; ").collect();
+        let summary = match checks.len() {
+            1 => checks[0].to_owned(),
+            n => format!("{} and {} more", checks[0], n - 1),
+        };
+        assert_eq!(row[3], summary, "SPEC.md §10.2, fault {}", row[0]);
+    }
     let styles: Vec<(String, String)> = table(&spec, "### 10.3 Styles")
         .into_iter()
         .map(|row| (row[0].clone(), row[1].clone()))

@@ -27,9 +27,19 @@ struct Saved {
     challenge: String,
     expires_in: Option<u64>,
     requested_ttl: Option<u64>,
-    created_at: Instant,
+    /// When the create that got it was sent, and when its answer came: the server made
+    /// the challenge somewhere between the two.
+    sent_at: Instant,
+    answered_at: Instant,
     /// The RSA plaintext, when the challenge was encrypted and opened.
     decrypted: Option<String>,
+}
+
+/// Which end of the span in which the server can have started a challenge's clock.
+#[derive(Clone, Copy)]
+enum Bound {
+    Earliest,
+    Latest,
 }
 
 /// One scenario's run: what its steps saved and found so far.
@@ -40,6 +50,9 @@ pub struct Run<'a> {
     counters: Counters,
     /// Requests retried after `rate_limited` answers.
     retries: u64,
+    /// The last wait to just before a saved challenge's expiry: its name, and the
+    /// earliest moment the server's clock can have expired it.
+    expiry_ahead: Option<(String, Instant)>,
     pub checks: Vec<CheckResult>,
 }
 
@@ -51,6 +64,7 @@ impl<'a> Run<'a> {
             saved: HashMap::new(),
             counters: Counters::default(),
             retries: 0,
+            expiry_ahead: None,
             checks: Vec::new(),
         }
     }
@@ -76,6 +90,16 @@ impl<'a> Run<'a> {
                         })
                         .await;
                     let (must, should) = self.judge.answer_unmet(&step.expect, &exchange, None);
+                    // An answer that refused; no answer at all is judged as it is.
+                    let refused = exchange
+                        .answer()
+                        .is_some_and(|answer| answer.valid() != Some(true));
+                    if !must.is_empty()
+                        && refused
+                        && let Some(late) = self.answered_past_expiry(&validate.challenge)
+                    {
+                        return self.inconclusive(number, step, late);
+                    }
                     self.judge.step(number, step, Some(&exchange), must, should)
                 }
                 Err(problem) => self
@@ -105,6 +129,12 @@ impl<'a> Run<'a> {
                         stop: true,
                     };
                 }
+                self.expiry_ahead = match wait {
+                    WaitStep::BeforeExpiry { saved, .. } => self
+                        .expiry_of(saved, Bound::Earliest)
+                        .map(|expiry| (saved.clone(), expiry)),
+                    _ => None,
+                };
                 tokio::time::sleep(pause).await;
                 StepVerdict {
                     checks: Vec::new(),
@@ -114,6 +144,40 @@ impl<'a> Run<'a> {
             Action::Concurrent(concurrent) => self.concurrent(number, step, concurrent).await,
             Action::Burst(burst) => self.burst(number, step, burst).await,
             Action::Raw(raw) => self.raw(number, step, raw).await,
+        }
+    }
+
+    /// How long after the earliest possible expiry of `challenge` its validation was
+    /// answered, when a wait meant it to arrive before that expiry and it did not.
+    fn answered_past_expiry(&self, challenge: &ChallengeRef) -> Option<Duration> {
+        let (saved, expiry) = self.expiry_ahead.as_ref()?;
+        let named = match challenge {
+            ChallengeRef::Saved(name)
+            | ChallengeRef::SavedDecrypted(name)
+            | ChallengeRef::SavedUppercase(name) => name,
+            ChallengeRef::Random | ChallengeRef::Literal(_) => return None,
+        };
+        (named == saved)
+            .then(|| Instant::now().checked_duration_since(*expiry))
+            .flatten()
+    }
+
+    /// A validation meant to land inside the challenge's lifetime whose answer came only
+    /// after it could have ended (a slow network, an overloaded harness): a refusal then
+    /// proves nothing about the server, so the check is skipped, not failed.
+    fn inconclusive(&self, number: usize, step: &Step, late: Duration) -> StepVerdict {
+        StepVerdict {
+            checks: vec![CheckResult {
+                name: step_name(number, step),
+                outcome: Outcome::Skipped,
+                message: format!(
+                    "{}: skipped: the answer came {} after the challenge could have expired, so a refusal proves nothing; run from a machine nearer the target or less loaded",
+                    self.judge.prefix(),
+                    humantime::format_duration(Duration::from_millis(late.as_millis() as u64))
+                ),
+                evidence: None,
+            }],
+            stop: false,
         }
     }
 
@@ -146,13 +210,13 @@ impl<'a> Run<'a> {
     fn wait_for(&self, wait: &WaitStep) -> Duration {
         match wait {
             WaitStep::For(duration) => *duration,
-            WaitStep::Expiry { saved, margin, .. } => {
-                self.expiry_of(saved).map_or(Duration::ZERO, |expiry| {
+            WaitStep::Expiry { saved, margin, .. } => self
+                .expiry_of(saved, Bound::Latest)
+                .map_or(Duration::ZERO, |expiry| {
                     (expiry + *margin).saturating_duration_since(Instant::now())
-                })
-            }
+                }),
             WaitStep::BeforeExpiry { saved, before } => self
-                .expiry_of(saved)
+                .expiry_of(saved, Bound::Earliest)
                 .and_then(|expiry| expiry.checked_sub(*before))
                 .map_or(Duration::ZERO, |end| {
                     end.saturating_duration_since(Instant::now())
@@ -161,16 +225,21 @@ impl<'a> Run<'a> {
     }
 
     /// When a saved challenge expires as the server advertised it (`expires_in`, else
-    /// the TTL asked for), counted from when its create was sent: the server's clock
-    /// started no earlier, so a wait past this is past the server's expiry too, and a
-    /// wait that stops short of it is inside the server's window.
-    fn expiry_of(&self, name: &str) -> Option<Instant> {
+    /// the TTL asked for). The server started its clock between the create's sending and
+    /// its answer, so a wait that must end inside the server's window counts from the
+    /// sending ([`Bound::Earliest`]), and one that must end past it counts from the
+    /// answer ([`Bound::Latest`]): a slow create then cannot make either check lie.
+    fn expiry_of(&self, name: &str, bound: Bound) -> Option<Instant> {
         let saved = self.saved.get(name)?;
         let ttl = saved
             .expires_in
             .or(saved.requested_ttl)
             .unwrap_or(DEFAULT_TTL_S);
-        Some(saved.created_at + Duration::from_secs(ttl))
+        let start = match bound {
+            Bound::Earliest => saved.sent_at,
+            Bound::Latest => saved.answered_at,
+        };
+        Some(start + Duration::from_secs(ttl))
     }
 
     async fn create(&mut self, number: usize, step: &Step, create: &CreateStep) -> StepVerdict {
@@ -325,7 +394,8 @@ impl<'a> Run<'a> {
                 challenge,
                 expires_in: answer.field("expires_in").and_then(Value::as_u64),
                 requested_ttl: create.ttl,
-                created_at: Instant::now() - exchange.latency,
+                sent_at: Instant::now() - exchange.latency,
+                answered_at: Instant::now(),
                 decrypted,
             },
         );
@@ -410,6 +480,15 @@ impl<'a> Run<'a> {
         };
         let body = body.to_string();
         let settings = self.settings;
+        // One connection per validation is opened first (a keyless `GET /`, whose answer
+        // is not judged), so the validations leave together instead of each behind its
+        // own connect: a check-then-use window of a few milliseconds is then hit even on
+        // a loaded machine.
+        let warm_ups = (0..concurrent.count)
+            .map(|_| settings.client.send("GET", "/", String::new(), None, None));
+        for exchange in futures::future::join_all(warm_ups).await {
+            self.counters.record(&exchange, false);
+        }
         let sends = (0..concurrent.count).map(|_| {
             send_with_retry(
                 &settings.client,

@@ -24,6 +24,17 @@ use keyclaim_harness::server::keys::{KeySpec, Tier};
 use keyclaim_harness::server::{RunningServer, ServerConfig, spawn};
 use serde_json::{Value, json};
 
+/// Held by the tests that keep the machine busy for minutes (the self-test matrix, the
+/// independent servers), so they do not run at the same time: each has timing checks
+/// (TTLs, rate limits) that a machine shared with the other can push off their moment.
+pub fn heavy_test() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A panic in the other test leaves nothing to repair: the lock only orders them.
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub const KEY_A: &str = "kc_test_key_a_0123456789";
 pub const KEY_B: &str = "kc_test_key_b_9876543210";
 
