@@ -283,8 +283,12 @@ pub struct KeyState {
     quota: Option<u64>,
     /// Validations answered with a verdict, for the `quota` object.
     used: AtomicU64,
-    /// Challenges issued and neither used nor expired, held under the per-key cap.
+    /// Challenges issued and neither used nor expired, held under the per-key cap
+    /// (counted only when there is one).
     pub outstanding: AtomicU64,
+    /// This key's number in the challenge store, given on its first challenge; kept
+    /// here so matching a challenge's owner to the caller needs no lookup.
+    pub(crate) store_number: std::sync::OnceLock<u32>,
 }
 
 impl std::fmt::Debug for KeyState {
@@ -332,6 +336,7 @@ impl KeyState {
             quota: spec.quota.or(spec.tier.default_quota()),
             used: AtomicU64::new(0),
             outstanding: AtomicU64::new(0),
+            store_number: std::sync::OnceLock::new(),
         })
     }
 

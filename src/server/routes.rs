@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use super::faults::Fault;
 use super::keys::KeyState;
 use super::state::AppState;
-use super::store::{Presented, Refusal};
+use super::store::{Full, Presented, Refusal};
 use super::style::Style;
 use crate::protocol::{
     CreateRequest, CreateResponse, DEFAULT_TTL_S, ErrorBody, ErrorCode, TTL_RANGE_S,
@@ -253,23 +253,18 @@ pub async fn create(
         ));
     }
     let (expires_in, lifetime) = lifetime(&app, ttl, request.ttl.is_none());
-    let issued = app.store.issue(&key, ttl, lifetime).map_err(|_| {
-        ApiError::rate_limited(
-            &app,
-            ttl,
-            format!(
-                "this key has {} outstanding challenges, the most allowed; validate or let some expire",
-                app.max_outstanding
-            )
-            .into(),
-        )
-    })?;
+    let issued = app
+        .store
+        .issue(&key, ttl, lifetime)
+        .map_err(|full| store_full(&app, full, ttl))?;
     let plaintext_rsa = app.faults.has(Fault::PlaintextRsa)
         || (via_bearer && app.faults.has(Fault::RsaBearerPlaintext));
     match key.public_key.as_ref().filter(|_| !plaintext_rsa) {
         None => {
             let challenge = issued.wire().to_owned();
-            app.store.insert(issued, None);
+            app.store
+                .insert(issued, None)
+                .map_err(|full| store_full(&app, full, ttl))?;
             Ok(Json(CreateResponse {
                 challenge,
                 expires_in,
@@ -296,7 +291,9 @@ pub async fn create(
                 }
             };
             let plaintext = issued.wire().to_owned();
-            app.store.insert(issued, Some(&ciphertext));
+            app.store
+                .insert(issued, Some(&ciphertext))
+                .map_err(|full| store_full(&app, full, ttl))?;
             let answer = CreateResponse {
                 challenge: ciphertext,
                 expires_in,
@@ -310,6 +307,29 @@ pub async fn create(
             }
             Ok(Json(answer).into_response())
         }
+    }
+}
+
+/// The answer to a create the store has no room for: the key's cap (retry after the
+/// TTL, when the newest would have expired), or the memory budget (retry when the
+/// earliest outstanding challenge expires and its room can be reused).
+fn store_full(app: &AppState, full: Full, ttl: u64) -> ApiError {
+    match full {
+        Full::KeyAtCap => ApiError::rate_limited(
+            app,
+            ttl,
+            format!(
+                "this key has {} outstanding challenges, the most allowed; validate or let some expire",
+                app.max_outstanding.unwrap_or_default()
+            )
+            .into(),
+        ),
+        Full::Memory { retry_after_s } => ApiError::rate_limited(
+            app,
+            retry_after_s,
+            "the server's challenge store is full of outstanding challenges; retry after the Retry-After seconds"
+                .into(),
+        ),
     }
 }
 
