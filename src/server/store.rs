@@ -2,9 +2,9 @@
 //! memory budget (SPEC.md §9).
 //!
 //! The store is split into shards by a hash of each challenge's bytes; a shard is one
-//! mutex over a [`Room`]:
+//! mutex over a `Room`:
 //!
-//! - `slots`: 48-byte [`Slot`]s (challenge bytes, expiry, owner, state) in fixed-size
+//! - `slots`: 48-byte `Slot`s (challenge bytes, expiry, owner, state) in fixed-size
 //!   chunks that never move, so growth comes in steps the budget can count and never
 //!   copies; free slots are chained through `pos`.
 //! - `index`: a hash table of slot numbers (4 bytes each), hashed by the slot's name.
@@ -536,10 +536,8 @@ impl ChallengeStore {
         let judged = match self.resolve(presented.challenge) {
             Some(named) => {
                 let (mut room, hash) = self.room(&named.name);
-                match room.find(hash, &named.name) {
-                    Some(n) => Some(self.judge(&mut room, n, &named, caller, presented)),
-                    None => None,
-                }
+                room.find(hash, &named.name)
+                    .map(|n| self.judge(&mut room, n, &named, caller, presented))
             }
             None => None,
         };
