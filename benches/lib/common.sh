@@ -1,5 +1,6 @@
 # Shared by the benchmark scripts: logging, stopping what they started, and an nginx
-# (one worker, pinned to $SERVER_CPU) answering POST $PATH_CREATE with $NGINX_BODY.
+# (one worker, pinned to $SERVER_CPU) answering POST $PATH_CREATE with $NGINX_BODY
+# (and, when the script sets them, $PATH_VALIDATE with $NGINX_VALIDATE_BODY).
 # The sourcing script calls setup_work and defines, for nginx: NGINX (the binary),
 # SERVER_CPU, PATH_CREATE and NGINX_BODY.
 
@@ -106,6 +107,7 @@ http {
             default_type application/json;
             return 200 '$NGINX_BODY';
         }
+$( [[ -n ${PATH_VALIDATE:-} ]] && printf '        location = %s {\n            default_type application/json;\n            return 200 %s;\n        }\n' "$PATH_VALIDATE" "'$NGINX_VALIDATE_BODY'" )
         location / { return 404; }
     }
 }

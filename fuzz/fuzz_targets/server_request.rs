@@ -48,7 +48,7 @@ fn config() -> ServerConfig {
     // Small caps, so short inputs can cross them.
     config.body_limit = 512;
     config.max_header_bytes = 1024;
-    config.max_outstanding = 3;
+    config.max_outstanding = Some(3);
     config
 }
 

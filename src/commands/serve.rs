@@ -15,8 +15,8 @@ use crate::server::keys::{KeyRegistry, KeySpec, Tier, generate_key_id, load_keys
 use crate::server::style::{Style, StyleSet};
 use crate::server::{
     DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_OUTSTANDING, DEFAULT_RETAIN_EXPIRED,
-    DEFAULT_SEND_TIMEOUT, PauseSchedule, SERVE_RATE_BURST, SERVE_RATE_LIMIT, ServerConfig,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MEMORY, DEFAULT_RETAIN_EXPIRED, DEFAULT_SEND_TIMEOUT,
+    MIN_MAX_MEMORY, PauseSchedule, SERVE_RATE_BURST, SERVE_RATE_LIMIT, ServerConfig,
 };
 
 #[derive(Debug, Args)]
@@ -66,9 +66,15 @@ pub struct ServeArgs {
     /// How long each stall lasts, e.g. 500ms.
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, requires = "pause_every")]
     pub pause_for: Option<Duration>,
-    /// Outstanding challenges per key before create answers rate_limited.
-    #[arg(long, default_value_t = DEFAULT_MAX_OUTSTANDING, value_name = "N")]
-    pub max_outstanding: u64,
+    /// Outstanding challenges one key may hold before its creates answer rate_limited
+    /// (default: no per-key cap; --max-memory bounds the store).
+    #[arg(long, value_name = "N")]
+    pub max_outstanding: Option<u64>,
+    /// What the challenge store may hold, across all keys and states, e.g. 64MiB or
+    /// 1GiB. When full, the oldest used and expired challenges are forgotten first; when
+    /// only outstanding ones are left, creates answer rate_limited.
+    #[arg(long, default_value_t = bytesize::ByteSize::b(DEFAULT_MAX_MEMORY as u64), value_name = "SIZE")]
+    pub max_memory: bytesize::ByteSize,
     /// How long used and expired challenges are remembered after expiry, so late
     /// validations answer replayed_challenge / expired_challenge.
     #[arg(long, default_value_t = DEFAULT_RETAIN_EXPIRED.into(), value_name = "DUR")]
@@ -149,8 +155,15 @@ impl ServeArgs {
             _ => None,
         };
         anyhow::ensure!(
-            self.max_outstanding > 0,
-            "--max-outstanding must be at least 1"
+            self.max_outstanding != Some(0),
+            "--max-outstanding must be at least 1 (leave it out for no per-key cap)"
+        );
+        let max_memory = usize::try_from(self.max_memory.as_u64()).unwrap_or(usize::MAX);
+        anyhow::ensure!(
+            max_memory >= MIN_MAX_MEMORY,
+            "--max-memory must be at least {} (got {})",
+            bytesize::ByteSize::b(MIN_MAX_MEMORY as u64).display().iec(),
+            self.max_memory.display().iec()
         );
         anyhow::ensure!(
             self.max_connections > 0,
@@ -176,6 +189,7 @@ impl ServeArgs {
                 styles: StyleSet::new(self.styles.iter().copied()),
                 pause,
                 max_outstanding: self.max_outstanding,
+                max_memory,
                 retain_expired: self.retain_expired.into(),
                 body_limit: self.body_limit,
                 rsa_backend: self.rsa_backend,

@@ -18,9 +18,6 @@ use crate::server::{
     RunningServer, SERVE_RATE_BURST, SERVE_RATE_LIMIT, ServerConfig, ServerError, spawn,
 };
 
-/// Outstanding challenges per key on the embedded server.
-pub const EMBEDDED_MAX_OUTSTANDING: u64 = 10_000_000;
-
 pub struct EmbeddedTarget {
     pub server: RunningServer,
     pub credentials: Credentials,
@@ -81,9 +78,8 @@ pub async fn start_embedded(embedded: Embedded) -> Result<EmbeddedTarget, Embedd
         config.rate_limit = SERVE_RATE_LIMIT;
         config.rate_burst = Some(SERVE_RATE_BURST);
     }
-    // Load runs create far more challenges than any client would hold; the cap is for
-    // deployments, not for a generator measuring the server.
-    config.max_outstanding = EMBEDDED_MAX_OUTSTANDING;
+    // No per-key cap (`ServerConfig::new`'s default): load runs create far more
+    // challenges than any client would hold; the memory budget bounds the store.
     config.faults = faults;
     config.styles = styles;
     config.rsa_backend = backend;

@@ -189,6 +189,13 @@ impl<'a> Source<'a> {
         self.locate(span).0
     }
 
+    /// 1-based line and column (in characters) of the span's start, without the line's
+    /// text (for files whose lines may hold secrets).
+    pub fn line_column(&self, span: Range<usize>) -> (usize, usize) {
+        let (line, column, _, _) = self.locate(span);
+        (line, column)
+    }
+
     /// 1-based line and column (in characters) of the span's start, that line's text, and
     /// the span's width in characters on that line.
     fn locate(&self, span: Range<usize>) -> (usize, usize, String, usize) {

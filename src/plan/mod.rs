@@ -19,10 +19,12 @@ mod values;
 use std::path::{Path, PathBuf};
 
 pub use error::{Excerpt, PlanError};
+/// Placing a byte span and "did you mean": the server's keys file reads its errors
+/// with them too.
+pub(crate) use error::{Source, suggest};
 pub use model::Plan;
 pub use select::{apply_load_overrides, select};
 
-use error::Source;
 use validate::Seen;
 
 /// Reads and validates one plan file.

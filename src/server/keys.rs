@@ -98,8 +98,17 @@ pub enum KeysError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// A keys file that is not valid TOML, or not the keys format. The file's text is
+    /// never repeated: its lines hold secrets, and one line can be megabytes long.
+    #[error(
+        "{path}: line {line}, column {column}: {message} (the line is not shown: keys files hold secrets)"
+    )]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{path}: key #{index}: {message}")]
     Invalid {
         path: PathBuf,
@@ -142,13 +151,18 @@ struct KeyEntry {
 
 /// Reads a `--keys FILE`; `public_key` paths are relative to the file's folder.
 pub fn load_keys_file(path: &Path, default_tier: Tier) -> Result<Vec<KeySpec>, KeysError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeysError::Read {
+    let bytes = std::fs::read(path).map_err(|source| KeysError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let file: KeysFile = toml::from_str(&text).map_err(|err| KeysError::Parse {
-        path: path.to_owned(),
-        message: err.to_string(),
+    let text = String::from_utf8(bytes).map_err(|err| {
+        let valid = err.utf8_error().valid_up_to();
+        let text = std::str::from_utf8(&err.as_bytes()[..valid]).expect("valid up to here");
+        parse_error(path, text, valid, "the file is not UTF-8 text")
+    })?;
+    let file: KeysFile = toml::from_str(&text).map_err(|err| {
+        let at = err.span().map_or(0, |span| span.start);
+        parse_error(path, &text, at, &without_file_text(err.message()))
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut specs = Vec::with_capacity(file.key.len());
@@ -187,6 +201,75 @@ pub fn load_keys_file(path: &Path, default_tier: Tier) -> Result<Vec<KeySpec>, K
     Ok(specs)
 }
 
+/// Field names of the keys format: the only words of the file an error may repeat.
+const KEYS_FILE_WORDS: [&str; 10] = [
+    "key",
+    "id",
+    "secret",
+    "public_key",
+    "tier",
+    "rate_limit",
+    "quota",
+    "free",
+    "pro",
+    "business",
+];
+
+fn parse_error(path: &Path, text: &str, at: usize, message: &str) -> KeysError {
+    let (line, column) = crate::plan::Source::new(path, text).line_column(at..at);
+    KeysError::Parse {
+        path: path.to_owned(),
+        line,
+        column,
+        message: message.to_owned(),
+    }
+}
+
+/// A TOML or serde error message with every quoted or backquoted piece of the file
+/// taken out: `invalid type: string "…", expected u32` becomes `invalid type: string,
+/// expected u32`. What follows "expected" lists what the format or grammar wants, never
+/// the file's text, so it stays; before it, only the format's own field names do. A
+/// misspelt field or tier gets "did you mean" with the format's word, not the file's.
+fn without_file_text(message: &str) -> String {
+    let (found, expected) = match message.split_once(", expected") {
+        Some((found, expected)) => (found, Some(expected)),
+        None => (message, None),
+    };
+    let mut kept = String::with_capacity(found.len());
+    let mut dropped = None;
+    let mut rest = found;
+    while let Some(open) = rest.find(['"', '`']) {
+        kept.push_str(&rest[..open]);
+        let quote = rest[open..].chars().next().expect("found above");
+        let inside = &rest[open + 1..];
+        let Some(close) = inside.find(quote) else {
+            rest = "";
+            break;
+        };
+        let quoted = &inside[..close];
+        if KEYS_FILE_WORDS.contains(&quoted) {
+            kept.push_str(&rest[open..open + 1 + close + 1]);
+        } else {
+            dropped.get_or_insert(quoted);
+        }
+        rest = &inside[close + 1..];
+    }
+    kept.push_str(rest);
+    let mut described = kept.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(expected) = expected {
+        described.push_str(", expected");
+        described.push_str(expected);
+    }
+    let mut described = described.lines().next().unwrap_or_default().to_owned();
+    let misspelt = found.starts_with("unknown field") || found.starts_with("unknown variant");
+    if let Some(word) = dropped.filter(|_| misspelt)
+        && let Some(meant) = crate::plan::suggest(word, &KEYS_FILE_WORDS)
+    {
+        described.push_str(&format!("; did you mean `{meant}`?"));
+    }
+    described
+}
+
 /// A key's live state.
 pub struct KeyState {
     pub id: String,
@@ -200,8 +283,12 @@ pub struct KeyState {
     quota: Option<u64>,
     /// Validations answered with a verdict, for the `quota` object.
     used: AtomicU64,
-    /// Challenges issued and neither used nor expired, held under the per-key cap.
+    /// Challenges issued and neither used nor expired, held under the per-key cap
+    /// (counted only when there is one).
     pub outstanding: AtomicU64,
+    /// This key's number in the challenge store, given on its first challenge; kept
+    /// here so matching a challenge's owner to the caller needs no lookup.
+    pub(crate) store_number: std::sync::OnceLock<u32>,
 }
 
 impl std::fmt::Debug for KeyState {
@@ -249,6 +336,7 @@ impl KeyState {
             quota: spec.quota.or(spec.tier.default_quota()),
             used: AtomicU64::new(0),
             outstanding: AtomicU64::new(0),
+            store_number: std::sync::OnceLock::new(),
         })
     }
 
@@ -439,8 +527,36 @@ secret = "other"
         std::fs::write(&path, "[[key]]\nid = \"kc_a\"\nteir = \"pro\"\n").unwrap();
         let err = load_keys_file(&path, Tier::Pro).unwrap_err().to_string();
         assert!(err.contains("keys.toml"), "{err}");
-        assert!(err.contains("teir"), "{err}");
-        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("line 3, column 1"), "{err}");
+        assert!(err.contains("unknown field"), "{err}");
+        assert!(err.contains("did you mean `tier`?"), "{err}");
+        assert!(
+            !err.contains("teir"),
+            "the file's own words are not repeated: {err}"
+        );
+    }
+
+    #[test]
+    fn error_messages_keep_the_formats_words_and_drop_the_files() {
+        for (message, expected) in [
+            (
+                "invalid type: string \"s3cr3t\", expected u32",
+                "invalid type: string, expected u32",
+            ),
+            (
+                "unknown field `zq9x7k`, expected one of `id`, `secret`",
+                "unknown field, expected one of `id`, `secret`",
+            ),
+            ("missing field `id`", "missing field `id`"),
+            (
+                "invalid type: integer `123456` as i128, expected u64",
+                "invalid type: integer as i128, expected u64",
+            ),
+            ("unterminated \"s3cr3t", "unterminated"),
+            ("duplicate key", "duplicate key"),
+        ] {
+            assert_eq!(without_file_text(message), expected, "{message}");
+        }
     }
 
     #[test]

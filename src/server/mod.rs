@@ -59,8 +59,14 @@ pub const SERVE_RATE_LIMIT: u32 = 50;
 pub const SERVE_RATE_BURST: u32 = 500;
 /// Largest request body accepted; KeyClaim bodies are a few hundred bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
-/// Outstanding challenges one key may hold before create answers `rate_limited`.
-pub const DEFAULT_MAX_OUTSTANDING: u64 = 100_000;
+/// What the challenge store may hold, across all keys and states (SPEC.md §9): at
+/// 60-70 bytes a challenge, some 60 million, so a load test at 500,000 creates a second
+/// with ttl 30 runs a minute without meeting it (each is kept for its TTL and then
+/// `--retain-expired`), and a 24 GiB machine keeps most of its memory.
+pub const DEFAULT_MAX_MEMORY: usize = 4 << 30;
+/// The smallest `--max-memory`: each of the store's shards holds at least a few
+/// thousand challenges.
+pub const MIN_MAX_MEMORY: usize = 1 << 20;
 /// How long used and expired challenges are remembered after their expiry.
 pub const DEFAULT_RETAIN_EXPIRED: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -92,7 +98,10 @@ pub struct ServerConfig {
     /// The choices the docs leave open, when not the reference's.
     pub styles: StyleSet,
     pub pause: Option<PauseSchedule>,
-    pub max_outstanding: u64,
+    /// Outstanding challenges one key may hold; `None` for no per-key cap.
+    pub max_outstanding: Option<u64>,
+    /// Bytes the challenge store may hold, across all keys and states.
+    pub max_memory: usize,
     pub retain_expired: Duration,
     pub body_limit: usize,
     /// Which RSA implementation encrypts challenges.
@@ -122,7 +131,8 @@ impl ServerConfig {
             faults: FaultSet::default(),
             styles: StyleSet::default(),
             pause: None,
-            max_outstanding: DEFAULT_MAX_OUTSTANDING,
+            max_outstanding: None,
+            max_memory: DEFAULT_MAX_MEMORY,
             retain_expired: DEFAULT_RETAIN_EXPIRED,
             body_limit: DEFAULT_BODY_LIMIT,
             rsa_backend: crate::crypto::RsaBackend::default(),
@@ -197,6 +207,7 @@ impl Server {
             keys,
             store: ChallengeStore::new(StoreConfig {
                 max_outstanding_per_key: config.max_outstanding,
+                max_memory: config.max_memory,
                 retain: config.retain_expired,
                 faults: config.faults,
                 styles: config.styles,

@@ -15,5 +15,5 @@ pub(crate) struct AppState {
     pub styles: StyleSet,
     pub body_limit: usize,
     pub body_timeout: Duration,
-    pub max_outstanding: u64,
+    pub max_outstanding: Option<u64>,
 }

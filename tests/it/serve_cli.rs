@@ -177,6 +177,139 @@ fn bad_arguments_exit_2_with_a_clear_message() {
     );
 }
 
+/// Runs `serve` to its exit (killed, and the test failed, if it is still running after
+/// `deadline`): its exit code and stderr.
+fn serve_exit(args: &[&std::ffi::OsStr], deadline: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_with_deadline(&mut child, deadline);
+    if status.is_none() {
+        child.kill().ok();
+        child.wait().ok();
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = status.unwrap_or_else(|| panic!("serve still running: {stderr}"));
+    (status.code(), stderr)
+}
+
+/// Every four-character piece of `secret`: none may appear in what serve prints.
+fn pieces(secret: &str) -> Vec<&str> {
+    (0..=secret.len() - 4).map(|i| &secret[i..i + 4]).collect()
+}
+
+#[test]
+fn keys_file_errors_exit_2_with_file_line_and_column_and_no_part_of_a_secret() {
+    const SECRET: &str = "Q9X7ZK2WJ4PV8RTM";
+    const ID: &str = "kc_J3QZ8WXKH5NB";
+    let files: Vec<(&str, String)> = vec![
+        (
+            "unclosed string",
+            format!("[[key]]\nid = \"{ID}\"\nsecret = \"{SECRET}\n"),
+        ),
+        (
+            "bare value",
+            format!("[[key]]\nid = \"{ID}\"\nsecret = {SECRET}\n"),
+        ),
+        (
+            "bare id",
+            format!("[[key]]\nid = {ID}\nsecret = \"{SECRET}\"\n"),
+        ),
+        (
+            "trailing text",
+            format!("[[key]]\nid = \"{ID}\"\nsecret = \"{SECRET}\" x\n"),
+        ),
+        (
+            "wrong type",
+            format!("[[key]]\nid = \"{ID}\"\nrate_limit = \"{SECRET}\"\n"),
+        ),
+        (
+            "secret as a field name",
+            format!("[[key]]\nid = \"{ID}\"\n{SECRET} = 1\n"),
+        ),
+        (
+            "quoted field name",
+            format!("[[key]]\nid = \"{ID}\"\n\"{SECRET}\" = 1\n"),
+        ),
+        (
+            "duplicate",
+            format!("[[key]]\nid = \"{ID}\"\nsecret = \"{SECRET}\"\nsecret = \"{SECRET}\"\n"),
+        ),
+        (
+            "bad table",
+            format!("[[key]\nid = \"{ID}\"\nsecret = \"{SECRET}\"\n"),
+        ),
+        (
+            "bad escape",
+            format!("[[key]]\nid = \"{ID}\"\nsecret = \"{SECRET}\\q\"\n"),
+        ),
+        (
+            "multi-line",
+            format!("[[key]]\nid = \"{ID}\"\nsecret = \"\"\"{SECRET}\n"),
+        ),
+        (
+            "literal",
+            format!("[[key]]\nid = \"{ID}\"\nsecret = '{SECRET}\n"),
+        ),
+        (
+            "tier",
+            format!("[[key]]\nid = \"{ID}\"\ntier = \"{SECRET}\"\n"),
+        ),
+        (
+            "array",
+            format!("[[key]]\nid = \"{ID}\"\nsecret = [\"{SECRET}\"]\n"),
+        ),
+        ("top-level key", format!("key = \"{SECRET}\"\n")),
+        (
+            "inline",
+            format!("[[key]]\nid = \"{ID}\", secret = \"{SECRET}\"\n"),
+        ),
+        ("missing id", format!("[[key]]\nsecret = \"{SECRET}\"\n")),
+        (
+            "table",
+            format!("[[key]]\nid = \"{ID}\"\nsecret = {{ v = \"{SECRET}\" }}\n"),
+        ),
+        (
+            "number",
+            format!("[[key]]\nid = \"{ID}\"\nquota = 9{SECRET}\n"),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases: Vec<(&str, Vec<u8>)> = files
+        .into_iter()
+        .map(|(name, text)| (name, text.into_bytes()))
+        .collect();
+    let mut not_utf8 = format!("[[key]]\nid = \"{ID}\"\nsecret = \"{SECRET}").into_bytes();
+    not_utf8.extend_from_slice(b"\xff\"\n");
+    cases.push(("not UTF-8", not_utf8));
+    // One 10 MB line: the message must not grow with it.
+    let long = format!(
+        "[[key]]\nid = \"{ID}\"\nsecret = \"{}\n",
+        SECRET.repeat(650_000)
+    );
+    cases.push(("10 MB line", long.into_bytes()));
+    for (name, text) in cases {
+        let path = dir.path().join("keys.toml");
+        std::fs::write(&path, text).unwrap();
+        let (code, stderr) = serve_exit(
+            &["--keys".as_ref(), path.as_os_str()],
+            Duration::from_secs(20),
+        );
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        assert!(stderr.contains("keys.toml: line "), "{name}: {stderr}");
+        assert!(stderr.contains(", column "), "{name}: {stderr}");
+        assert!(stderr.len() < 500, "{name}: {} bytes", stderr.len());
+        for piece in pieces(SECRET).into_iter().chain(pieces(&ID[3..])) {
+            assert!(!stderr.contains(piece), "{name}: shows {piece:?}: {stderr}");
+        }
+    }
+}
+
 #[test]
 fn keygen_writes_a_pair_that_serve_uses_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();

@@ -534,7 +534,7 @@ async fn a_key_over_its_quota_is_refused_and_free_keys_get_no_signature() {
 #[tokio::test]
 async fn outstanding_challenges_per_key_are_capped() {
     let mut config = two_keys();
-    config.max_outstanding = 3;
+    config.max_outstanding = Some(3);
     let h = start(config).await;
     let mut challenges = Vec::new();
     for _ in 0..3 {

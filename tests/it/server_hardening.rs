@@ -436,6 +436,38 @@ async fn an_oversize_body_still_gets_413_payload_too_large() {
     assert_eq!(h.create(KEY_A, 30).await.status, 200);
 }
 
+/// A declared body over the limit is refused from its head alone: 413 at once (long
+/// before the body deadline, under the paused clock), never `100 Continue`, and the
+/// connection closes since the body's bytes would follow.
+#[tokio::test(start_paused = true)]
+async fn a_declared_oversize_body_gets_413_at_once_without_100_continue() {
+    let mut config = two_keys();
+    config.body_limit = 1024;
+    let server = Server::new(&config).unwrap();
+    for expect in ["Expect: 100-continue\r\n", ""] {
+        let mut connection = memory::connect(&server);
+        let started = tokio::time::Instant::now();
+        let head = format!(
+            "POST {CREATE_PATH} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000000\r\n{expect}\r\n"
+        );
+        assert!(connection.send(head.as_bytes()).await);
+        let (out, closed_at) = connection.closed().await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 413 "), "{expect:?}: {text}");
+        assert!(!text.contains("100 Continue"), "{expect:?}: {text}");
+        let answers = http_check::check_answers(&out, false).unwrap();
+        assert_eq!(answers.len(), 1, "{text}");
+        let json = answers[0].json.as_ref().expect("a JSON error");
+        assert_eq!(json["error"], "payload_too_large", "{json}");
+        assert!(
+            closed_at - started < config.body_timeout,
+            "{expect:?}: answered and closed after {:?}, not at once",
+            closed_at - started
+        );
+    }
+}
+
 #[tokio::test]
 async fn shutdown_finishes_a_request_in_flight_and_does_not_wait_for_idle_connections() {
     let mut config = two_keys();
