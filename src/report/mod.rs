@@ -87,6 +87,21 @@ pub fn write_all(
     Ok(paths)
 }
 
+/// Creates `dir` and checks a file can be written in it, before a run spends its
+/// time: a read-only or foreign-owned volume is found at the start, not after the load.
+pub fn check_writable(dir: &Path) -> Result<(), ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let probe = dir.join(format!(".keyclaim-write-check-{}", std::process::id()));
+    write(&probe, b"")?;
+    std::fs::remove_file(&probe).map_err(|source| ReportError::Write {
+        path: probe.clone(),
+        source,
+    })
+}
+
 fn write(path: &Path, text: impl AsRef<[u8]>) -> Result<(), ReportError> {
     std::fs::write(path, text).map_err(|source| ReportError::Write {
         path: path.to_owned(),

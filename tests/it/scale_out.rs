@@ -302,6 +302,8 @@ fn load_report(samples: &[u64], worker: Option<WorkerTag>, threshold: &str) -> R
         plan_digest: "same-run".into(),
         worker,
         merged: None,
+        start: None,
+        plan_share: Default::default(),
     }
 }
 
