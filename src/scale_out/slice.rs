@@ -118,9 +118,9 @@ impl WorkerSlice {
     }
 
     /// Records on a worker's `report` the part of each load scenario's whole load it
-    /// was given and the part that ran (see [`PlanShare`]). A share ran in full when
-    /// it reached its duration or its iteration count (dropped arrivals count as
-    /// reached: `dropped` reports them); an interruption leaves it short.
+    /// was given and the part that ran (see [`PlanShare`]): all of it, unless the run
+    /// was interrupted; then as far as it got towards its duration or its iteration
+    /// count (dropped arrivals count as reached: `dropped` reports them).
     pub fn record_shares(self, report: &mut RunReport, scenarios: &[Scenario]) {
         for scenario in scenarios {
             let (Some(spec), Some(figures)) = (
@@ -134,7 +134,13 @@ impl WorkerSlice {
                 continue;
             };
             let assigned = self.assigned(spec);
-            let ran = assigned * completion(&self.split(spec), figures);
+            // A run that was not interrupted ran its share to the end (its last
+            // arrivals may fall a little short of the planned duration).
+            let ran = if report.interrupted {
+                assigned * completion(&self.split(spec), figures)
+            } else {
+                assigned
+            };
             report
                 .plan_share
                 .insert(scenario.name.clone(), PlanShare { assigned, ran });

@@ -11,6 +11,7 @@ mod html_browser;
 mod interrupts;
 mod load_engine;
 mod plan_loader;
+mod rendezvous;
 mod reports;
 mod run_secrets;
 mod scale_out;

@@ -331,7 +331,14 @@ impl Inner {
                     *seen = now;
                     (self.start_answer(now, at), false)
                 }
-                Slot::Missing { why } => (Answer::Excluded { why: why.clone() }, false),
+                Slot::Missing { why } => (
+                    Answer::Excluded {
+                        why: format!(
+                            "the run started without worker {index} ({why}); its load would be out of step"
+                        ),
+                    },
+                    false,
+                ),
                 Slot::Absent => {
                     let why = format!(
                         "registered {} after the start",
@@ -627,6 +634,17 @@ impl Inner {
                     _ => None,
                 })
                 .collect(),
+            since_start_ms: match self.phase {
+                Phase::Started { at } => {
+                    let now = Instant::now();
+                    Some(if now >= at {
+                        i64::try_from(now.duration_since(at).as_millis()).unwrap_or(i64::MAX)
+                    } else {
+                        -i64::try_from(at.duration_since(now).as_millis()).unwrap_or(i64::MAX)
+                    })
+                }
+                _ => None,
+            },
         }
     }
 }
@@ -699,5 +717,221 @@ async fn merged(State(coordinator): State<Arc<Coordinator>>) -> StatusCode {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::WorkerTag;
+
+    fn settings(workers: u32, on_missing: OnMissing) -> Settings {
+        Settings {
+            workers,
+            register_timeout: Duration::from_secs(60),
+            on_missing,
+            start_delay: Duration::from_secs(2),
+            heartbeat_timeout: Duration::from_secs(9),
+            collect_timeout: Duration::from_secs(3600),
+        }
+    }
+
+    fn hello(index: u32, workers: u32) -> Hello {
+        Hello {
+            index,
+            workers,
+            plan_digest: "run-1".into(),
+            session: format!("session-{index}"),
+        }
+    }
+
+    fn report_of(index: u32, workers: u32) -> String {
+        serde_json::to_string(&RunReport {
+            passed: true,
+            interrupted: false,
+            strict: false,
+            plans: vec!["p".into()],
+            target: "t".into(),
+            started_at: "2026-11-23T15:00:00Z".into(),
+            elapsed_s: 1.0,
+            scenarios: Vec::new(),
+            plan_digest: "run-1".into(),
+            worker: Some(WorkerTag { index, workers }),
+            merged: None,
+            start: None,
+            plan_share: BTreeMap::new(),
+        })
+        .unwrap()
+    }
+
+    fn collect_in_background(coordinator: &Arc<Coordinator>) -> tokio::task::JoinHandle<Collected> {
+        let coordinator = Arc::clone(coordinator);
+        tokio::spawn(async move { coordinator.collect(&CancellationToken::new()).await })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_start_is_announced_a_moment_ahead_once_every_worker_is_in() {
+        let coordinator = Coordinator::new(settings(3, OnMissing::Fail));
+        assert_eq!(
+            coordinator.register(&hello(0, 3)),
+            Answer::Waiting {
+                registered: 1,
+                workers: 3
+            }
+        );
+        // A held registration is answered as soon as the last worker comes.
+        let held = {
+            let coordinator = Arc::clone(&coordinator);
+            tokio::spawn(async move {
+                coordinator
+                    .register_held(&hello(1, 3), Duration::from_secs(3))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let last = coordinator.register(&hello(2, 3));
+        let expected = Answer::Start {
+            start_in_ms: 2_000,
+            heartbeat_ms: 3_000,
+            starting: vec![0, 1, 2],
+        };
+        assert_eq!(last, expected);
+        assert_eq!(held.await.unwrap(), expected);
+        // Asking again later tells how much of the lead is left.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(
+            coordinator.register(&hello(0, 3)),
+            Answer::Start {
+                start_in_ms: 1_500,
+                heartbeat_ms: 3_000,
+                starting: vec![0, 1, 2],
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_deadline_the_run_starts_with_those_present_and_a_late_worker_is_left_out() {
+        let coordinator = Coordinator::new(settings(3, OnMissing::Start));
+        let collected = collect_in_background(&coordinator);
+        coordinator.register(&hello(0, 3));
+        coordinator.register(&hello(2, 3));
+        // Workers still waiting keep asking, as the held registration makes them.
+        for _ in 0..21 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            coordinator.register(&hello(0, 3));
+            coordinator.register(&hello(2, 3));
+        }
+        let status = coordinator.status();
+        assert_eq!(status.phase, "started");
+        assert_eq!(status.running, vec![0, 2]);
+        assert_eq!(
+            status.missing.get(&1).map(String::as_str),
+            Some("did not register within 60.0s")
+        );
+        let Answer::Excluded { why } = coordinator.register(&hello(1, 3)) else {
+            panic!("a worker that comes after the start is left out")
+        };
+        assert!(why.contains("the run started without worker 1"), "{why}");
+        for index in [0, 2] {
+            assert_eq!(
+                coordinator.report(index, &format!("session-{index}"), report_of(index, 3)),
+                Answer::Ok
+            );
+        }
+        let Collected::Reports { reports, missing } = collected.await.unwrap() else {
+            panic!("two workers reported")
+        };
+        assert_eq!(
+            reports.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+        assert_eq!(missing.keys().copied().collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_deadline_fail_calls_the_run_off_for_everyone() {
+        let coordinator = Coordinator::new(settings(3, OnMissing::Fail));
+        let collected = collect_in_background(&coordinator);
+        for _ in 0..25 {
+            coordinator.register(&hello(0, 3));
+            coordinator.register(&hello(1, 3));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let Collected::Aborted { why } = collected.await.unwrap() else {
+            panic!("the run must be called off")
+        };
+        assert_eq!(why, "worker(s) 2 did not register within 60.0s");
+        assert_eq!(
+            coordinator.register(&hello(0, 3)),
+            Answer::Excluded { why: why.clone() }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_that_falls_silent_is_lost_and_the_others_are_collected() {
+        let coordinator = Coordinator::new(settings(2, OnMissing::Fail));
+        let collected = collect_in_background(&coordinator);
+        coordinator.register(&hello(0, 2));
+        coordinator.register(&hello(1, 2));
+        // Worker 0 beats every 3 s; worker 1 was killed just after the start.
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let beat = Beat {
+                index: 0,
+                session: "session-0".into(),
+            };
+            assert_eq!(coordinator.heartbeat(&beat), Answer::Ok);
+        }
+        let status = coordinator.status();
+        assert_eq!(
+            status.missing.get(&1).map(String::as_str),
+            Some("lost: no word for 9.0s (9.0s after the start)")
+        );
+        assert_eq!(
+            coordinator.report(0, "session-0", report_of(0, 2)),
+            Answer::Ok
+        );
+        let Collected::Reports { reports, missing } = collected.await.unwrap() else {
+            panic!("worker 0 reported")
+        };
+        assert_eq!(reports.len(), 1);
+        assert!(missing[&1].starts_with("lost"), "{missing:?}");
+        // The lost worker's report, should it come after all, is refused.
+        assert!(matches!(
+            coordinator.report(1, "session-1", report_of(1, 2)),
+            Answer::Excluded { .. }
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_of_another_run_are_refused() {
+        let coordinator = Coordinator::new(settings(2, OnMissing::Fail));
+        coordinator.register(&hello(0, 2));
+        let other_plan = Hello {
+            plan_digest: "run-2".into(),
+            ..hello(1, 2)
+        };
+        for (hello, says) in [
+            (other_plan, "plan digests differ"),
+            (hello(1, 3), "--workers 3, the coordinator with --workers 2"),
+            (
+                Hello {
+                    index: 2,
+                    ..hello(1, 2)
+                },
+                "out of range",
+            ),
+        ] {
+            let Answer::Mismatch { why } = coordinator.register(&hello) else {
+                panic!("{hello:?} must be refused")
+            };
+            assert!(why.contains(says), "{why}");
+        }
+        // A report that is not the worker's own is refused too.
+        coordinator.register(&hello(1, 2));
+        assert!(matches!(
+            coordinator.report(1, "session-1", report_of(0, 2)),
+            Answer::Mismatch { .. }
+        ));
     }
 }

@@ -73,4 +73,8 @@ pub struct Status {
     pub reported: Vec<u32>,
     /// Workers that will have no report in the merge, and why.
     pub missing: BTreeMap<u32, String>,
+    /// Milliseconds since the announced start (negative before it); absent before a
+    /// start was announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_start_ms: Option<i64>,
 }
