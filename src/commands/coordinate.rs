@@ -42,11 +42,23 @@ pub struct CoordinateArgs {
     #[arg(long, default_value = "reports/coordinated", value_name = "DIR")]
     pub report_dir: PathBuf,
     /// How long, from now, every worker has to register.
-    #[arg(long, default_value = "10m", value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(
+        long,
+        env = "KEYCLAIM_REGISTER_TIMEOUT",
+        default_value = "10m",
+        value_name = "DUR",
+        value_parser = humantime::parse_duration
+    )]
     pub register_timeout: Duration,
     /// At that deadline, with workers still absent: start with those present (the
     /// absent are listed as missing), or call the run off.
-    #[arg(long, value_enum, default_value_t = OnMissing::Fail, value_name = "WHAT")]
+    #[arg(
+        long,
+        env = "KEYCLAIM_ON_MISSING",
+        value_enum,
+        default_value_t = OnMissing::Fail,
+        value_name = "WHAT"
+    )]
     pub on_missing: OnMissing,
     /// How far ahead the start is announced, so that every worker hears it in time.
     #[arg(long, default_value = "2s", value_name = "DUR", value_parser = humantime::parse_duration)]
