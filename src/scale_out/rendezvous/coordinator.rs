@@ -658,7 +658,7 @@ fn seconds(span: Duration) -> String {
     }
 }
 
-/// The coordinator's HTTP routes (see [`super::wire`]).
+/// The coordinator's HTTP routes (paths and bodies: [`REGISTER_PATH`] and the rest).
 pub fn router(coordinator: Arc<Coordinator>) -> axum::Router {
     axum::Router::new()
         .route(REGISTER_PATH, post(register))
