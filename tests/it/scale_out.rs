@@ -600,3 +600,35 @@ fn merge_names_late_workers_and_the_part_of_the_plan_that_ran() {
         merged_run.stdout
     );
 }
+
+/// A report directory that cannot be written is found before the load, not after it:
+/// the run stops at once with exit 2 and says so (here a 10-minute load would have run
+/// past the test's deadline first).
+#[test]
+fn an_unwritable_report_dir_stops_the_run_before_the_load() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let report_dir = file.join("reports");
+    // A load bounded by time only (no iteration count to end it sooner).
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plans/rendezvous.toml");
+    let refused = binary::spawn(&[
+        "run",
+        plan.to_str().expect("UTF-8 path"),
+        "--duration",
+        "10m",
+        "--workers",
+        "2",
+        "--worker-index",
+        "1",
+        "--report-dir",
+        report_dir.to_str().expect("UTF-8 path"),
+    ])
+    .wait_bounded(DEADLINE);
+    assert_eq!(refused.code, Some(2), "{refused:?}");
+    assert!(
+        refused.stderr.contains("--report-dir") && refused.stderr.contains("nothing was run"),
+        "{}",
+        refused.stderr
+    );
+}
