@@ -195,7 +195,10 @@ async fn coordinate(args: CoordinateArgs, settings: Settings, console: &Console)
             }
         }
     };
-    if !args.linger.is_zero() && !cancel.is_cancelled() {
+    // Only merged reports are worth lingering for; a run called off ends at once, so
+    // that its Job fails promptly.
+    if !args.linger.is_zero() && !cancel.is_cancelled() && coordinator.status().phase == "collected"
+    {
         eprintln!(
             "reports in {}; kept for {} (Ctrl-C or SIGTERM ends this sooner)",
             args.report_dir.display(),
