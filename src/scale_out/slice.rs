@@ -182,9 +182,18 @@ pub fn plan_digest(scenarios: &[Scenario]) -> String {
 pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
     let text = text.trim();
     if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds)
-            .map(|offset| SystemTime::UNIX_EPOCH + offset)
-            .map_err(|_| format!("{text}: seconds since the epoch must be zero or more"));
+        // In whole microseconds: "1795446000.951" is 1795446000.95099998 as an f64,
+        // and must not be recorded a millisecond early.
+        let micros = (seconds * 1e6).round();
+        return (0.0..u64::MAX as f64)
+            .contains(&micros)
+            .then(|| SystemTime::UNIX_EPOCH.checked_add(Duration::from_micros(micros as u64)))
+            .flatten()
+            .ok_or_else(|| {
+                format!(
+                    "{text}: seconds since the epoch must be zero or more, and not far beyond today"
+                )
+            });
     }
     humantime::parse_rfc3339_weak(text).map_err(|err| {
         format!(
@@ -305,6 +314,8 @@ mod tests {
         let instant = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_446_000);
         assert_eq!(parse_start_at("1795446000"), Ok(instant));
         assert_eq!(parse_start_at("2026-11-23T15:00:00Z"), Ok(instant));
+        let with_ms = parse_start_at("1796053814.951").unwrap();
+        assert_eq!(unix_ms(with_ms), 1_796_053_814_951);
         let err = parse_start_at("tomorrow").unwrap_err();
         assert!(err.contains("RFC 3339"), "{err}");
         assert!(parse_start_at("-5").is_err());

@@ -92,7 +92,8 @@ fn run_workers(url: &str, root: &Path) -> (Vec<PathBuf>, SystemTime) {
         let finished = worker.wait_bounded(DEADLINE);
         assert_eq!(finished.code, Some(0), "a worker failed: {finished:?}");
     }
-    let start_at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(start_secs);
+    // The instant the workers were given: the text, to the millisecond.
+    let start_at = keyclaim_harness::scale_out::parse_start_at(&start).unwrap();
     (dirs, start_at)
 }
 
