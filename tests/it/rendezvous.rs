@@ -423,3 +423,48 @@ fn a_worker_killed_mid_run_is_listed_missing_and_the_rest_are_merged() {
         r0 + r2
     });
 }
+
+/// A worker started with other overrides than the rest belongs to another run: the
+/// coordinator refuses it (exit 2, it says why) rather than merging two runs.
+#[test]
+fn a_worker_of_another_run_is_refused() {
+    let served = binary::serve(KEY, &[]);
+    let root = tempfile::tempdir().unwrap();
+    let coordinator = coordinate(
+        2,
+        &root.path().join("coordinated"),
+        &["--register-timeout", "2s", "--on-missing", "fail"],
+    );
+    let first = worker(&served.url, &coordinator.url, 0, 2, &root.path().join("w0"));
+    wait_for(&coordinator.url, "worker 0 registered", |s| {
+        s.registered == [0]
+    });
+    let dir = root.path().join("w1");
+    let other = binary::spawn(&[
+        "run",
+        &plan(),
+        "--target",
+        &served.url,
+        "--api-key",
+        KEY,
+        "--rate",
+        "30",
+        "--workers",
+        "2",
+        "--worker-index",
+        "1",
+        "--rendezvous",
+        &coordinator.url,
+        "--report-dir",
+        dir.to_str().expect("UTF-8 path"),
+    ])
+    .wait_bounded(DEADLINE);
+    assert_eq!(other.code, Some(2), "{other:?}");
+    assert!(
+        other.stderr.contains("plan digests differ"),
+        "{}",
+        other.stderr
+    );
+    assert_eq!(first.wait_bounded(DEADLINE).code, Some(4));
+    assert_eq!(coordinator.process.wait_bounded(DEADLINE).code, Some(1));
+}
