@@ -94,7 +94,13 @@ pub fn check_writable(dir: &Path) -> Result<(), ReportError> {
         path: dir.to_owned(),
         source,
     })?;
-    let probe = dir.join(format!(".keyclaim-write-check-{}", std::process::id()));
+    // Unique per call, so runs sharing a process and a directory do not collide.
+    static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let probe = dir.join(format!(
+        ".keyclaim-write-check-{}-{}",
+        std::process::id(),
+        CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     write(&probe, b"")?;
     std::fs::remove_file(&probe).map_err(|source| ReportError::Write {
         path: probe.clone(),
