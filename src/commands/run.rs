@@ -25,7 +25,7 @@ use crate::report::console;
 use crate::report::progress::ScenarioProgress;
 use crate::results::RunReport;
 use crate::scale_out::rendezvous::{Hello, JoinError, Rendezvous};
-use crate::scale_out::{WorkerSlice, parse_start_at, plan_digest, start_times, wait_for_start};
+use crate::scale_out::{WorkerSlice, parse_start_at, plan_digest, synchronise};
 use crate::server::faults::{Fault, FaultSet};
 use crate::server::style::{Style, StyleSet};
 
@@ -607,49 +607,37 @@ pub async fn run(
         )?),
         _ => None,
     };
-    let heartbeats = CancellationToken::new();
-    let start = match (&rendezvous, args.start_at) {
-        (Some(rendezvous), _) => {
-            let joined = rendezvous
-                .join(args.rendezvous_timeout, &cancel, |registered, workers| {
-                    eprintln!(
-                        "waiting for the other workers ({registered} of {workers} registered)"
-                    )
-                })
-                .await?;
-            rendezvous.heartbeats(joined.heartbeat_every, heartbeats.clone());
-            tokio::select! {
-                () = tokio::time::sleep_until(joined.start) => {}
-                () = cancel.cancelled() => {}
-            }
-            Some(start_times("rendezvous", Some(joined.start_wall)))
-        }
-        (None, Some(start_at)) => {
-            wait_for_start(start_at, &cancel).await;
-            Some(start_times("start-at", Some(start_at)))
-        }
-        (None, None) => worker.map(|_| start_times("immediate", None)),
-    };
+    let started = synchronise(
+        rendezvous,
+        args.start_at,
+        worker,
+        args.rendezvous_timeout,
+        &cancel,
+        |registered, workers| {
+            eprintln!("waiting for the other workers ({registered} of {workers} registered)")
+        },
+    )
+    .await?;
     // What each worker was given of the plan, judged after the run on its figures.
     let planned = worker.map(|worker| (worker, scenarios.clone()));
     (observers.on_start)(scenarios.len());
     let mut report = engine::run(scenarios, settings, cancel, observers.on_done).await;
-    heartbeats.cancel();
+    started.ran();
     if let Some(server) = embedded {
         server.shutdown().await.ok();
     }
-    report.start = start;
+    report.start = started.times.clone();
     if let Some((worker, scenarios)) = planned {
         worker.record_shares(&mut report, &scenarios);
     }
     crate::report::write_all(&report, &report_dir, &redactor)
         .map_err(|err| RunError::Failed(format!("cannot write the reports: {err}")))?;
-    if let Some(rendezvous) = rendezvous {
+    if started.has_coordinator() {
         // The very text of report.json, so the coordinator merges what was written here.
         let text = crate::report::json::render(&report, &redactor)
             .map_err(|err| RunError::Failed(format!("cannot render the report: {err}")))?;
-        rendezvous
-            .hand_in(text, args.rendezvous_timeout)
+        started
+            .finish(text, args.rendezvous_timeout)
             .await
             .map_err(|err| match err {
                 JoinError::Unreachable { .. } => RunError::Failed(format!(

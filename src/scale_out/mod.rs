@@ -5,5 +5,7 @@
 pub mod merge;
 pub mod rendezvous;
 mod slice;
+mod start;
 
 pub use slice::{WorkerSlice, parse_start_at, plan_digest, start_times, unix_ms, wait_for_start};
+pub use start::{Started, synchronise};
