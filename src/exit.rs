@@ -14,16 +14,20 @@ pub enum ExitCode {
     Usage,
     /// `run`: the target could not be reached at all.
     Unreachable,
+    /// `run --rendezvous`: this worker took no part in the scaled-out run, or its
+    /// report is not in the coordinator's merge.
+    Excluded,
     /// Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
     Interrupted,
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 5] = [
+    pub const ALL: [ExitCode; 6] = [
         ExitCode::Ok,
         ExitCode::Failed,
         ExitCode::Usage,
         ExitCode::Unreachable,
+        ExitCode::Excluded,
         ExitCode::Interrupted,
     ];
 
@@ -33,6 +37,7 @@ impl ExitCode {
             ExitCode::Failed => 1,
             ExitCode::Usage => 2,
             ExitCode::Unreachable => 3,
+            ExitCode::Excluded => 4,
             ExitCode::Interrupted => 130,
         }
     }
@@ -51,6 +56,9 @@ impl ExitCode {
             }
             ExitCode::Unreachable => {
                 "the target could not be reached at all (the reports list every scenario as failed for that reason)"
+            }
+            ExitCode::Excluded => {
+                "run --rendezvous: this worker is not in the coordinator's merge (it came after the start, the run was called off, the coordinator could not be reached, or it counted the worker as lost)"
             }
             ExitCode::Interrupted => {
                 "interrupted by Ctrl-C or SIGTERM; the reports hold what ran, marked interrupted"

@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
 use keyclaim_harness::commands::process::Console;
-use keyclaim_harness::commands::{Cli, Command, crypto_bench, keygen, merge, run, selftest, serve};
+use keyclaim_harness::commands::{
+    Cli, Command, coordinate, crypto_bench, keygen, merge, run, selftest, serve,
+};
 use keyclaim_harness::redact::{Redactor, panic_text};
 
 fn main() -> std::process::ExitCode {
@@ -24,6 +26,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::execute(args),
         Command::Keygen(args) => keygen::execute(args),
         Command::Merge(args) => merge::execute(args, &console),
+        Command::Coordinate(args) => coordinate::execute(args, &console),
         Command::CryptoBench(args) => crypto_bench::execute(args),
         Command::Selftest(args) => selftest::execute(args),
     };

@@ -1,6 +1,7 @@
 //! What a run produced, in the shape every report format writes. The engine fills it;
 //! `report::{json, junit, html, console, hdr}` and `scale_out::merge` only read it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -220,6 +221,47 @@ pub struct RunReport {
     /// Set on a report `merge` made: which workers it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<MergedFrom>,
+    /// Set when the start was synchronised (`--start-at`, a rendezvous) and on every
+    /// worker's report: when the scenarios were asked to start and when they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartTimes>,
+    /// A scaled-out run, by load scenario name: how much of the plan's load this report
+    /// was given and how much of it ran, so `merge` can say what a gap cost.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plan_share: BTreeMap<String, PlanShare>,
+}
+
+/// When a run was asked to start and when it did, in milliseconds since the Unix epoch
+/// on the machine that ran it. `merge` judges a worker's lateness by these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartTimes {
+    /// "start-at" (a clock instant given to every worker), "rendezvous" (announced by
+    /// the coordinator once the workers were in) or "immediate" (no synchronisation).
+    pub via: String,
+    /// The instant asked for; absent for "immediate".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_unix_ms: Option<u64>,
+    /// When the scenarios began.
+    pub actual_unix_ms: u64,
+}
+
+impl StartTimes {
+    /// How long after the requested instant the run began (zero when on time or early;
+    /// `None` with nothing requested).
+    pub fn late_by(&self) -> Option<Duration> {
+        self.requested_unix_ms
+            .map(|requested| Duration::from_millis(self.actual_unix_ms.saturating_sub(requested)))
+    }
+}
+
+/// Fractions of one load scenario's whole load (the plan's, before the split).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PlanShare {
+    /// The part given to the workers this report holds: 1/N of a rate, a worker's
+    /// share of users or iterations; on a merged report, the sum over its workers.
+    pub assigned: f64,
+    /// The part that ran: `assigned`, less what an interruption or a crash cut short.
+    pub ran: f64,
 }
 
 /// Worker indexes as people read them: "0, 1, 2".
@@ -248,6 +290,10 @@ pub struct MergedFrom {
     /// Worker indexes with no report (merged with `--allow-missing`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<u32>,
+    /// Why each missing worker is missing, where a rendezvous collector knew ("lost:
+    /// no heartbeat for 30s", "registered 12.0s after the start").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub missing_why: BTreeMap<u32, String>,
 }
 
 impl ScenarioReport {

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each holding its clap `Args` and an
 //! `execute()` that returns the exit code. The binary parses [`Cli`] and dispatches.
 
+pub mod coordinate;
 pub mod crypto_bench;
 pub mod keygen;
 pub mod merge;
@@ -37,6 +38,9 @@ pub enum Command {
     CryptoBench(crypto_bench::CryptoBenchArgs),
     /// Merge the reports of a scaled-out run's workers into one exact report.
     Merge(merge::MergeArgs),
+    /// Gather a scaled-out run: start its workers together once all are in, collect
+    /// their reports and merge them (workers join with `run --rendezvous URL`).
+    Coordinate(coordinate::CoordinateArgs),
     /// Prove the conformance suite: run it against the embedded server with every
     /// fault (each must be caught) and in every style (each must pass).
     Selftest(selftest::SelftestArgs),

@@ -24,7 +24,8 @@ use crate::redact::Redactor;
 use crate::report::console;
 use crate::report::progress::ScenarioProgress;
 use crate::results::RunReport;
-use crate::scale_out::{WorkerSlice, parse_start_at, plan_digest, wait_for_start};
+use crate::scale_out::rendezvous::{Hello, JoinError, Rendezvous};
+use crate::scale_out::{WorkerSlice, parse_start_at, plan_digest, synchronise};
 use crate::server::faults::{Fault, FaultSet};
 use crate::server::style::{Style, StyleSet};
 
@@ -152,6 +153,26 @@ pub struct RunArgs {
     /// (2026-11-23T15:00:00Z) or seconds since the epoch.
     #[arg(long, env = "KEYCLAIM_START_AT", value_name = "TIME", value_parser = parse_start_at)]
     pub start_at: Option<std::time::SystemTime>,
+    /// Join the scaled-out run the coordinator at this URL gathers (`keyclaim-harness
+    /// coordinate`): start when it says every worker is in, and hand it the report.
+    #[arg(
+        long,
+        env = "KEYCLAIM_RENDEZVOUS",
+        value_name = "URL",
+        requires = "workers",
+        conflicts_with = "start_at"
+    )]
+    pub rendezvous: Option<String>,
+    /// With --rendezvous: how long to wait for the coordinator and the start, and to
+    /// hand the report in, at most.
+    #[arg(
+        long,
+        env = "KEYCLAIM_RENDEZVOUS_TIMEOUT",
+        default_value = "15m",
+        value_name = "DUR",
+        value_parser = humantime::parse_duration
+    )]
+    pub rendezvous_timeout: Duration,
 }
 
 impl RunArgs {
@@ -219,6 +240,8 @@ pub enum RunError {
     Unreachable { target: String, why: String },
     #[error("{0}")]
     Failed(String),
+    #[error("{0}")]
+    Rendezvous(#[from] JoinError),
 }
 
 impl RunError {
@@ -227,6 +250,13 @@ impl RunError {
             RunError::Plan(_) | RunError::Usage(_) => ExitCode::Usage,
             RunError::Unreachable { .. } => ExitCode::Unreachable,
             RunError::Failed(_) => ExitCode::Failed,
+            RunError::Rendezvous(JoinError::Interrupted) => ExitCode::Interrupted,
+            RunError::Rendezvous(JoinError::BadUrl { .. } | JoinError::Mismatch(_)) => {
+                ExitCode::Usage
+            }
+            RunError::Rendezvous(JoinError::Excluded(_) | JoinError::Unreachable { .. }) => {
+                ExitCode::Excluded
+            }
         }
     }
 }
@@ -496,6 +526,12 @@ pub async fn run(
         report_dir,
     } = prepare(args)?;
     let worker = args.worker()?;
+    crate::report::check_writable(&report_dir).map_err(|err| {
+        RunError::Usage(format!(
+            "--report-dir {}: {err:#}; nothing was run",
+            report_dir.display()
+        ))
+    })?;
     let connected = connect(args, &scenarios, private_key_pem).await?;
     let redactor = redactor(&connected);
     console.panic_redactor.set(Arc::clone(&redactor)).ok();
@@ -559,16 +595,58 @@ pub async fn run(
         plan_digest,
         signature_scheme: args.signature_scheme,
     });
-    if let Some(start_at) = args.start_at {
-        wait_for_start(start_at, &cancel).await;
-    }
+    let rendezvous = match (&args.rendezvous, worker) {
+        (Some(url), Some(worker)) => Some(Rendezvous::new(
+            url,
+            Hello {
+                index: worker.index(),
+                workers: worker.workers(),
+                plan_digest: settings.plan_digest.clone(),
+                session: Rendezvous::session(),
+            },
+        )?),
+        _ => None,
+    };
+    let started = synchronise(
+        rendezvous,
+        args.start_at,
+        worker,
+        args.rendezvous_timeout,
+        &cancel,
+        |registered, workers| {
+            eprintln!("waiting for the other workers ({registered} of {workers} registered)")
+        },
+    )
+    .await?;
+    // What each worker was given of the plan, judged after the run on its figures.
+    let planned = worker.map(|worker| (worker, scenarios.clone()));
     (observers.on_start)(scenarios.len());
-    let report = engine::run(scenarios, settings, cancel, observers.on_done).await;
+    let mut report = engine::run(scenarios, settings, cancel, observers.on_done).await;
+    started.ran();
     if let Some(server) = embedded {
         server.shutdown().await.ok();
     }
+    report.start = started.times.clone();
+    if let Some((worker, scenarios)) = planned {
+        worker.record_shares(&mut report, &scenarios);
+    }
     crate::report::write_all(&report, &report_dir, &redactor)
         .map_err(|err| RunError::Failed(format!("cannot write the reports: {err}")))?;
+    if started.has_coordinator() {
+        // The very text of report.json, so the coordinator merges what was written here.
+        let text = crate::report::json::render(&report, &redactor)
+            .map_err(|err| RunError::Failed(format!("cannot render the report: {err}")))?;
+        started
+            .finish(text, args.rendezvous_timeout)
+            .await
+            .map_err(|err| match err {
+                JoinError::Unreachable { .. } => RunError::Failed(format!(
+                    "cannot hand the report to the coordinator: {err}; it is in {}",
+                    report_dir.display()
+                )),
+                other => RunError::Rendezvous(other),
+            })?;
+    }
     Ok(RunOutcome {
         report,
         report_dir,

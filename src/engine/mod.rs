@@ -166,6 +166,8 @@ where
         plan_digest: settings.plan_digest.clone(),
         worker: settings.worker.map(WorkerSlice::tag),
         merged: None,
+        start: None,
+        plan_share: Default::default(),
     }
 }
 

@@ -152,5 +152,7 @@ pub fn unreachable_report(
         plan_digest,
         worker: worker.map(WorkerSlice::tag),
         merged: None,
+        start: None,
+        plan_share: Default::default(),
     }
 }

@@ -466,6 +466,8 @@ mod tests {
             plan_digest: String::new(),
             worker: None,
             merged: None,
+            start: None,
+            plan_share: Default::default(),
             scenarios: vec![
                 scenario(
                     "ok",

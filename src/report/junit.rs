@@ -236,6 +236,8 @@ mod tests {
             plan_digest: String::new(),
             worker: None,
             merged: None,
+            start: None,
+            plan_share: Default::default(),
             scenarios: vec![
                 scenario(
                     "a",

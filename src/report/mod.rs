@@ -87,6 +87,27 @@ pub fn write_all(
     Ok(paths)
 }
 
+/// Creates `dir` and checks a file can be written in it, before a run spends its
+/// time: a read-only or foreign-owned volume is found at the start, not after the load.
+pub fn check_writable(dir: &Path) -> Result<(), ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    // Unique per call, so runs sharing a process and a directory do not collide.
+    static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let probe = dir.join(format!(
+        ".keyclaim-write-check-{}-{}",
+        std::process::id(),
+        CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    write(&probe, b"")?;
+    std::fs::remove_file(&probe).map_err(|source| ReportError::Write {
+        path: probe.clone(),
+        source,
+    })
+}
+
 fn write(path: &Path, text: impl AsRef<[u8]>) -> Result<(), ReportError> {
     std::fs::write(path, text).map_err(|source| ReportError::Write {
         path: path.to_owned(),

@@ -13,13 +13,17 @@ use crate::metrics::codec::CodecError;
 use crate::metrics::thresholds::{self, Measured};
 use crate::plan::parse_threshold;
 use crate::results::{
-    CheckResult, IntervalFigures, LoadFigures, MergedFrom, Outcome, RunReport, ScenarioReport,
-    StepFigures, verdict, worker_list,
+    CheckResult, IntervalFigures, LoadFigures, MergedFrom, Outcome, PlanShare, RunReport,
+    ScenarioReport, StepFigures, verdict, worker_list,
 };
 
-/// A worker interval whose start lies further than this from the merged timeline's
-/// whole seconds is put in the nearest second, with a warning.
-const ALIGNMENT_TOLERANCE_S: f64 = 0.1;
+/// Workers whose loads started further apart than this are out of step: their
+/// per-second figures no longer line up, and the merged report says so.
+const OUT_OF_STEP_MS: u64 = 100;
+/// A worker that began later than this after the start it was asked for is named.
+const LATE_START_MS: u64 = 100;
+/// Below this fraction of the plan's load having run, the merged report says so.
+const RAN_IN_FULL: f64 = 0.999;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -108,19 +112,43 @@ pub fn read(dir: &Path) -> Result<WorkerReport, MergeError> {
 
 /// Merges the workers' reports after checking they are the workers of one run, each
 /// once, and (unless `allow_missing`) all of them.
-pub fn merge(mut inputs: Vec<WorkerReport>, allow_missing: bool) -> Result<RunReport, MergeError> {
-    let from = check_inputs(&mut inputs, allow_missing)?;
+pub fn merge(inputs: Vec<WorkerReport>, allow_missing: bool) -> Result<RunReport, MergeError> {
+    merge_explained(inputs, allow_missing, BTreeMap::new())
+}
+
+/// [`merge`], told why missing workers are missing (a rendezvous collector knows):
+/// the merged report records it and its warnings say it.
+pub fn merge_explained(
+    mut inputs: Vec<WorkerReport>,
+    allow_missing: bool,
+    missing_why: BTreeMap<u32, String>,
+) -> Result<RunReport, MergeError> {
+    let mut from = check_inputs(&mut inputs, allow_missing)?;
+    from.missing_why = missing_why
+        .into_iter()
+        .filter(|(index, _)| from.missing.contains(index))
+        .collect();
     let first = &inputs[0];
     let strict = inputs.iter().any(|i| i.report.strict);
+    let late = late_starts(&inputs);
 
     let mut scenarios = Vec::with_capacity(first.report.scenarios.len());
+    let mut plan_share = BTreeMap::new();
     for position in 0..first.report.scenarios.len() {
         let shares: Vec<(&WorkerReport, &ScenarioReport)> = inputs
             .iter()
             .map(|input| (input, &input.report.scenarios[position]))
             .collect();
         let merged = if shares.iter().any(|(_, s)| s.load.is_some()) {
-            merge_load(&shares, strict)?
+            let mut merged = merge_load(&shares, strict)?;
+            merged.warnings.extend(late.iter().cloned());
+            if let Some(share) = sum_shares(&shares) {
+                if share.ran < RAN_IN_FULL {
+                    merged.warnings.push(ran_warning(share, &from));
+                }
+                plan_share.insert(merged.name.clone(), share);
+            }
+            merged
         } else {
             merge_conformance(&shares, &from.missing, strict)
         };
@@ -165,7 +193,81 @@ pub fn merge(mut inputs: Vec<WorkerReport>, allow_missing: bool) -> Result<RunRe
         plan_digest: first.report.plan_digest.clone(),
         worker: None,
         merged: Some(from),
+        start: None,
+        plan_share,
     })
+}
+
+/// One line per worker that began more than [`LATE_START_MS`] after the start it was
+/// asked for (its report's `start`), judged on its own clock.
+fn late_starts(inputs: &[WorkerReport]) -> Vec<String> {
+    inputs
+        .iter()
+        .filter_map(|input| {
+            let start = input.report.start.as_ref()?;
+            let late = start.late_by()?;
+            (late.as_millis() > u128::from(LATE_START_MS)).then(|| {
+                format!(
+                    "worker {} started {} after the requested start ({}); its load ran out of step with the others",
+                    input.report.worker.map_or(0, |w| w.index),
+                    seconds(late),
+                    start.via
+                )
+            })
+        })
+        .collect()
+}
+
+/// "90.4s", "250ms": a lateness or a spread as people read it.
+fn seconds(span: Duration) -> String {
+    if span >= Duration::from_secs(1) {
+        format!("{:.1}s", span.as_secs_f64())
+    } else {
+        format!("{}ms", span.as_millis())
+    }
+}
+
+/// The merged part of a scenario's load: the sum of the workers' parts; `None` when
+/// the reports do not say (written before shares were recorded, or not workers').
+fn sum_shares(shares: &[(&WorkerReport, &ScenarioReport)]) -> Option<PlanShare> {
+    shares
+        .iter()
+        .map(|(input, scenario)| input.report.plan_share.get(&scenario.name).copied())
+        .try_fold(
+            PlanShare {
+                assigned: 0.0,
+                ran: 0.0,
+            },
+            |sum, share| {
+                let share = share?;
+                Some(PlanShare {
+                    assigned: sum.assigned + share.assigned,
+                    ran: sum.ran + share.ran,
+                })
+            },
+        )
+}
+
+fn ran_warning(share: PlanShare, from: &MergedFrom) -> String {
+    let mut why = Vec::new();
+    for index in &from.missing {
+        match from.missing_why.get(index) {
+            Some(reason) => why.push(format!("worker {index} missing ({reason})")),
+            None => why.push(format!("worker {index} missing")),
+        }
+    }
+    if share.ran + 1e-9 < share.assigned {
+        why.push("a worker's load was cut short (interrupted)".into());
+    }
+    format!(
+        "{:.1}% of the plan's load ran: {}",
+        share.ran * 100.0,
+        if why.is_empty() {
+            "the workers were given less than the whole".to_owned()
+        } else {
+            why.join("; ")
+        }
+    )
 }
 
 /// Refuses what cannot be merged; sorts the inputs by worker index and says which
@@ -258,6 +360,7 @@ fn check_inputs(
         workers,
         indexes,
         missing,
+        missing_why: BTreeMap::new(),
     })
 }
 
@@ -332,7 +435,6 @@ fn merge_load(
     let mut whole = Latency::default();
     let mut steps: Vec<(String, u64, u64, Latency)> = Vec::new();
     let mut intervals: BTreeMap<u64, IntervalSum> = BTreeMap::new();
-    let mut misaligned_ms: u64 = 0;
     let mut status_counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut error_codes: BTreeMap<String, u64> = BTreeMap::new();
     let sum = |f: fn(&LoadFigures) -> u64| loads.iter().map(|(_, l)| f(l)).sum::<u64>();
@@ -351,7 +453,6 @@ fn merge_load(
         for interval in &load.intervals {
             let at = offset_s + interval.start_s;
             let slot = at.round().max(0.0);
-            misaligned_ms = misaligned_ms.max(((at - slot).abs() * 1_000.0) as u64);
             let merged = intervals.entry(slot as u64).or_default();
             merged.duration_s = merged.duration_s.max(interval.duration_s);
             merged.requests += interval.requests;
@@ -367,6 +468,25 @@ fn merge_load(
     }
 
     let requests: u64 = shares.iter().map(|(_, s)| s.requests).sum();
+    // Rates are the sum of each worker's own rate over its own run: a worker that
+    // started late adds its load rather than diluting everyone's over a longer window.
+    // In step, this is the count over the window.
+    let rate_sum = |count: fn(&ScenarioReport, &LoadFigures) -> u64| {
+        shares
+            .iter()
+            .filter_map(|(_, s)| {
+                let load = s.load.as_ref()?;
+                Some(count(s, load) as f64 / load.duration_s.max(1e-3))
+            })
+            .sum::<f64>()
+    };
+    let achieved_rate = rate_sum(|_, l| l.iterations);
+    let rps = rate_sum(|s, _| s.requests);
+    let rate_seconds = if rps > 0.0 {
+        requests as f64 / rps
+    } else {
+        window_s
+    };
     let failed = sum(|l| l.failed_requests);
     let (iterations, dropped) = (sum(|l| l.iterations), sum(|l| l.dropped));
     let thresholds_written: Vec<String> = loads
@@ -392,7 +512,7 @@ fn merge_load(
             latency: &whole,
             requests,
             failed,
-            seconds: window_s,
+            seconds: rate_seconds,
             dropped,
             scheduled: iterations + dropped,
         },
@@ -420,9 +540,17 @@ fn merge_load(
             }
         }
     }
-    if misaligned_ms as f64 > ALIGNMENT_TOLERANCE_S * 1_000.0 {
+    // The spread of the workers' own starts, not their distance to a whole second: a
+    // worker 90.0 s late is as out of step as one 90.4 s late.
+    let spread_ms = loads
+        .iter()
+        .map(|(_, l)| l.start_unix_ms - base_ms)
+        .max()
+        .unwrap_or(0);
+    if spread_ms > OUT_OF_STEP_MS {
         warnings.push(format!(
-            "workers' timelines were up to {misaligned_ms} ms out of step; per-second figures are placed in the nearest second (start workers with --start-at to line them up). Whole-run figures are exact."
+            "workers' loads started up to {} apart; per-second figures are placed in the nearest second, and rates are the sum of each worker's own (start workers with --rendezvous or --start-at to line them up). Whole-run figures are exact.",
+            seconds(Duration::from_millis(spread_ms))
         ));
     }
     let executors: Vec<&str> = loads.iter().map(|(_, l)| l.executor.as_str()).collect();
@@ -446,7 +574,7 @@ fn merge_load(
             .unwrap_or_default(),
         executor,
         target_rate,
-        achieved_rate: iterations as f64 / window_s,
+        achieved_rate,
         duration_s: window_s,
         iterations,
         dropped,
@@ -484,7 +612,7 @@ fn merge_load(
         requests,
         errors: shares.iter().map(|(_, s)| s.errors).sum(),
         rate_limit_retries: shares.iter().map(|(_, s)| s.rate_limit_retries).sum(),
-        rps: requests as f64 / window_s,
+        rps,
         elapsed_s: shares.iter().map(|(_, s)| s.elapsed_s).fold(0.0, f64::max),
         latency_us: whole.summary(),
         warnings,

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario, Stage};
-use crate::results::WorkerTag;
+use crate::results::{LoadFigures, PlanShare, RunReport, StartTimes, WorkerTag};
 
 /// Worker `index` of `workers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,75 @@ impl WorkerSlice {
     }
 }
 
+impl WorkerSlice {
+    /// The fraction of `spec`'s whole load this worker drives: its share of the
+    /// iterations when they bound the run, else of the users, else 1/N of the rate.
+    pub fn assigned(self, spec: &LoadSpec) -> f64 {
+        let part = |total: u64| {
+            if total == 0 {
+                1.0 / f64::from(self.workers)
+            } else {
+                self.share(total) as f64 / total as f64
+            }
+        };
+        match (spec.iterations, &spec.executor) {
+            (Some(total), _) => part(total),
+            (None, Executor::Closed { users }) => part(u64::from(*users)),
+            (None, Executor::Open { .. }) => 1.0 / f64::from(self.workers),
+        }
+    }
+
+    /// Records on a worker's `report` the part of each load scenario's whole load it
+    /// was given and the part that ran (see [`PlanShare`]): all of it, unless the run
+    /// was interrupted; then as far as it got towards its duration or its iteration
+    /// count (dropped arrivals count as reached: `dropped` reports them).
+    pub fn record_shares(self, report: &mut RunReport, scenarios: &[Scenario]) {
+        for scenario in scenarios {
+            let (Some(spec), Some(figures)) = (
+                &scenario.load,
+                report
+                    .scenarios
+                    .iter()
+                    .find(|s| s.name == scenario.name)
+                    .and_then(|s| s.load.as_ref()),
+            ) else {
+                continue;
+            };
+            let assigned = self.assigned(spec);
+            // A run that was not interrupted ran its share to the end (its last
+            // arrivals may fall a little short of the planned duration).
+            let ran = if report.interrupted {
+                assigned * completion(&self.split(spec), figures)
+            } else {
+                assigned
+            };
+            report
+                .plan_share
+                .insert(scenario.name.clone(), PlanShare { assigned, ran });
+        }
+    }
+}
+
+/// How much of its own (already split) `spec` a load run got through, 0 to 1.
+fn completion(spec: &LoadSpec, figures: &LoadFigures) -> f64 {
+    let by_iterations = spec.iterations.map(|planned| {
+        if planned == 0 {
+            1.0
+        } else {
+            (figures.iterations + figures.dropped) as f64 / planned as f64
+        }
+    });
+    let by_time = spec
+        .duration
+        .filter(|d| !d.is_zero())
+        .map(|planned| figures.duration_s / planned.as_secs_f64());
+    by_iterations
+        .into_iter()
+        .chain(by_time)
+        .fold(0.0, f64::max)
+        .clamp(0.0, 1.0)
+}
+
 /// SHA-256 (hex) of the scenarios as they will run: the plans' content, the selection
 /// and the command-line overrides, but not the worker split. Workers of one run agree
 /// on it; `merge` refuses reports that don't.
@@ -113,15 +182,43 @@ pub fn plan_digest(scenarios: &[Scenario]) -> String {
 pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
     let text = text.trim();
     if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds)
-            .map(|offset| SystemTime::UNIX_EPOCH + offset)
-            .map_err(|_| format!("{text}: seconds since the epoch must be zero or more"));
+        // In whole microseconds: "1795446000.951" is 1795446000.95099998 as an f64,
+        // and must not be recorded a millisecond early.
+        let micros = (seconds * 1e6).round();
+        return (0.0..u64::MAX as f64)
+            .contains(&micros)
+            .then(|| SystemTime::UNIX_EPOCH.checked_add(Duration::from_micros(micros as u64)))
+            .flatten()
+            .ok_or_else(|| {
+                format!(
+                    "{text}: seconds since the epoch must be zero or more, and not far beyond today"
+                )
+            });
     }
     humantime::parse_rfc3339_weak(text).map_err(|err| {
         format!(
             "{text}: {err}; give an RFC 3339 instant such as 2026-11-23T15:00:00Z, or seconds since the epoch"
         )
     })
+}
+
+/// Milliseconds since the Unix epoch (0 for an instant before it).
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// The start record of a run that was asked to start at `requested` by `via`
+/// ("start-at", "rendezvous"; "immediate" when nothing was asked), taken now, as its
+/// scenarios begin.
+pub fn start_times(via: &str, requested: Option<SystemTime>) -> StartTimes {
+    StartTimes {
+        via: via.to_owned(),
+        requested_unix_ms: requested.map(unix_ms),
+        actual_unix_ms: unix_ms(SystemTime::now()),
+    }
 }
 
 /// Waits for `--start-at` (or an interrupt). A start already past is not an error — a
@@ -217,6 +314,8 @@ mod tests {
         let instant = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_446_000);
         assert_eq!(parse_start_at("1795446000"), Ok(instant));
         assert_eq!(parse_start_at("2026-11-23T15:00:00Z"), Ok(instant));
+        let with_ms = parse_start_at("1796053814.951").unwrap();
+        assert_eq!(unix_ms(with_ms), 1_796_053_814_951);
         let err = parse_start_at("tomorrow").unwrap_err();
         assert!(err.contains("RFC 3339"), "{err}");
         assert!(parse_start_at("-5").is_err());

@@ -207,6 +207,8 @@ fn run_report() -> RunReport {
         plan_digest: String::new(),
         worker: None,
         merged: None,
+        start: None,
+        plan_share: Default::default(),
         scenarios: vec![load_scenario(), closed],
     }
 }

@@ -12,6 +12,7 @@ mod independent;
 mod interrupts;
 mod load_engine;
 mod plan_loader;
+mod rendezvous;
 mod reports;
 mod run_secrets;
 mod scale_out;

@@ -150,6 +150,8 @@ fn sample_report() -> RunReport {
         plan_digest: String::new(),
         worker: None,
         merged: None,
+        start: None,
+        plan_share: Default::default(),
         scenarios: vec![
             scenario(
                 "issue-and-validate",

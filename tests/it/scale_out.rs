@@ -13,7 +13,8 @@ use hdrhistogram::Histogram;
 use keyclaim_harness::metrics::codec;
 use keyclaim_harness::redact::Redactor;
 use keyclaim_harness::results::{
-    IntervalFigures, LoadFigures, RunReport, ScenarioReport, StepFigures, WorkerTag,
+    IntervalFigures, LoadFigures, PlanShare, RunReport, ScenarioReport, StartTimes, StepFigures,
+    WorkerTag,
 };
 
 const KEY: &str = "kc_scale_out_key_0123";
@@ -91,7 +92,8 @@ fn run_workers(url: &str, root: &Path) -> (Vec<PathBuf>, SystemTime) {
         let finished = worker.wait_bounded(DEADLINE);
         assert_eq!(finished.code, Some(0), "a worker failed: {finished:?}");
     }
-    let start_at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(start_secs);
+    // The instant the workers were given: the text, to the millisecond.
+    let start_at = keyclaim_harness::scale_out::parse_start_at(&start).unwrap();
     (dirs, start_at)
 }
 
@@ -110,6 +112,14 @@ fn workers_against_one_server_merge_into_exact_sums() {
                 workers: WORKERS
             })
         );
+        // The report records the start it was asked for and when it began.
+        let start = report.start.as_ref().expect("a worker records its start");
+        assert_eq!(start.via, "start-at");
+        assert_eq!(
+            start.requested_unix_ms,
+            Some(keyclaim_harness::scale_out::unix_ms(start_at))
+        );
+        assert!(start.actual_unix_ms >= start.requested_unix_ms.unwrap());
         let conformance = &report.scenarios[2];
         assert!(conformance.load.is_none());
         // Conformance runs on worker 0 only; the others skip it without failing.
@@ -302,6 +312,8 @@ fn load_report(samples: &[u64], worker: Option<WorkerTag>, threshold: &str) -> R
         plan_digest: "same-run".into(),
         worker,
         merged: None,
+        start: None,
+        plan_share: Default::default(),
     }
 }
 
@@ -466,10 +478,12 @@ fn worker_index_out_of_range_is_a_usage_error() {
     assert!(bad_start.stderr.contains("RFC 3339"), "{bad_start:?}");
 }
 
-/// Intervals are placed by each worker's own start: a worker that started a whole
-/// second later fills the next second; one out of step by half a second is flagged.
+/// Intervals are placed by each worker's own start, and workers out of step are flagged
+/// by how far apart they started, not by their distance to a whole second (the bug:
+/// 90.0 s apart passed unnoticed, 90.4 s read as 400 ms). A late worker adds its load
+/// to the rates instead of diluting them over a longer window.
 #[test]
-fn merge_lines_intervals_up_by_wall_clock_start() {
+fn merge_lines_intervals_up_and_flags_workers_out_of_step_by_their_spread() {
     let samples = fixed_samples(100);
     let root = tempfile::tempdir().unwrap();
     let merged_with_offset = |offset_ms: u64| {
@@ -486,26 +500,136 @@ fn merge_lines_intervals_up_by_wall_clock_start() {
         assert_eq!(merge(&dirs, &out, &[]).code, Some(0));
         read_report(&out).scenarios.remove(0)
     };
-    let aligned = merged_with_offset(1_000);
-    let figures = load(&aligned);
+    let in_step = merged_with_offset(40);
+    assert!(in_step.warnings.is_empty(), "{:?}", in_step.warnings);
+
+    let a_second_late = merged_with_offset(1_000);
+    let figures = load(&a_second_late);
     let per_second: Vec<u64> = figures.intervals.iter().map(|i| i.requests).collect();
     assert_eq!(per_second, vec![100, 100]);
-    assert!(aligned.warnings.is_empty(), "{:?}", aligned.warnings);
-    // Rates are over the window both covered: 11 s, not 10.
+    // The timeline covers both (11 s), but each worker drove 10/s for its 10 s.
     assert!((figures.duration_s - 11.0).abs() < 1e-9);
-
-    let skewed = merged_with_offset(500);
     assert!(
-        skewed
-            .warnings
-            .iter()
-            .any(|w| w.contains("500 ms out of step")),
-        "{:?}",
-        skewed.warnings
+        (figures.achieved_rate - 20.0).abs() < 1e-9,
+        "{}",
+        figures.achieved_rate
     );
-    assert_eq!(
-        load(&skewed).histogram,
-        figures.histogram,
-        "whole-run figures are exact"
+    assert!(
+        (a_second_late.rps - 20.0).abs() < 1e-9,
+        "{}",
+        a_second_late.rps
+    );
+
+    for (offset_ms, says) in [
+        (500, "500ms apart"),
+        (90_000, "90.0s apart"),
+        (90_400, "90.4s apart"),
+    ] {
+        let skewed = merged_with_offset(offset_ms);
+        assert!(
+            skewed
+                .warnings
+                .iter()
+                .any(|w| w.contains(&format!("started up to {says}"))),
+            "{offset_ms}: {:?}",
+            skewed.warnings
+        );
+        assert_eq!(
+            load(&skewed).histogram,
+            figures.histogram,
+            "whole-run figures are exact"
+        );
+    }
+}
+
+/// Each worker's report says when it was asked to start and when it did; merge names
+/// a worker that began late, and says what part of the plan's load the merge holds.
+#[test]
+fn merge_names_late_workers_and_the_part_of_the_plan_that_ran() {
+    let samples = fixed_samples(100);
+    let root = tempfile::tempdir().unwrap();
+    let requested = 1_795_446_000_000;
+    let worker = |index: u32, late_ms: u64, ran: f64| {
+        let mut report = load_report(&samples, Some(WorkerTag { index, workers: 4 }), "p99 < 1s");
+        report.start = Some(StartTimes {
+            via: "rendezvous".into(),
+            requested_unix_ms: Some(requested),
+            actual_unix_ms: requested + late_ms,
+        });
+        report.plan_share = [(
+            "fixed".to_owned(),
+            PlanShare {
+                assigned: 0.25,
+                ran,
+            },
+        )]
+        .into();
+        let dir = root.path().join(format!("w{index}"));
+        write(&report, &dir);
+        dir
+    };
+    // Worker 1 began 90.4 s late; worker 2 was interrupted halfway; worker 3 is missing.
+    let dirs = [
+        worker(0, 3, 0.25),
+        worker(1, 90_400, 0.25),
+        worker(2, 0, 0.125),
+    ];
+    let out = root.path().join("merged");
+    let merged_run = merge(&dirs, &out, &["--allow-missing"]);
+    assert_eq!(merged_run.code, Some(0), "{merged_run:?}");
+    let merged = read_report(&out);
+    let warnings = &merged.scenarios[0].warnings;
+    assert!(
+        warnings.iter().any(|w| w
+            == "worker 1 started 90.4s after the requested start (rendezvous); its load ran out of step with the others"),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings.iter().any(|w| w.starts_with("worker 0 started")),
+        "3 ms is on time: {warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w
+            == "62.5% of the plan's load ran: worker 3 missing; a worker's load was cut short (interrupted)"),
+        "{warnings:?}"
+    );
+    let share = merged.plan_share["fixed"];
+    assert!((share.assigned - 0.75).abs() < 1e-9 && (share.ran - 0.625).abs() < 1e-9);
+    assert!(
+        merged_run.stdout.contains("62.5% of the plan's load ran"),
+        "{}",
+        merged_run.stdout
+    );
+}
+
+/// A report directory that cannot be written is found before the load, not after it:
+/// the run stops at once with exit 2 and says so (here a 10-minute load would have run
+/// past the test's deadline first).
+#[test]
+fn an_unwritable_report_dir_stops_the_run_before_the_load() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let report_dir = file.join("reports");
+    // A load bounded by time only (no iteration count to end it sooner).
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plans/rendezvous.toml");
+    let refused = binary::spawn(&[
+        "run",
+        plan.to_str().expect("UTF-8 path"),
+        "--duration",
+        "10m",
+        "--workers",
+        "2",
+        "--worker-index",
+        "1",
+        "--report-dir",
+        report_dir.to_str().expect("UTF-8 path"),
+    ])
+    .wait_bounded(DEADLINE);
+    assert_eq!(refused.code, Some(2), "{refused:?}");
+    assert!(
+        refused.stderr.contains("--report-dir") && refused.stderr.contains("nothing was run"),
+        "{}",
+        refused.stderr
     );
 }

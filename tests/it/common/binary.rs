@@ -106,6 +106,32 @@ impl Running {
             .count()
     }
 
+    /// The first line the child prints on stdout (e.g. `listening on http://...`),
+    /// waited for up to `limit`; fails the test past it or when the child exits first.
+    pub fn first_stdout_line(&mut self, limit: Duration) -> String {
+        let path = self.output.path().join("stdout.txt");
+        let started = Instant::now();
+        loop {
+            if let Some(line) = read(&path).lines().next()
+                && read(&path).contains('\n')
+            {
+                return line.to_owned();
+            }
+            if let Some(exit) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "exited ({exit}) before printing a line\nstderr:\n{}",
+                    read(&self.output.path().join("stderr.txt"))
+                );
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no stdout line after {limit:?}\nstderr:\n{}",
+                read(&self.output.path().join("stderr.txt"))
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// Sends a signal by name ("TERM", "INT") with kill(1).
     pub fn signal(&self, name: &str) {
         let sent = Command::new("kill")
