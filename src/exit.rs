@@ -49,10 +49,10 @@ impl ExitCode {
                 "every check passed (non-strict and skipped allowed unless --strict); for serve, a clean shutdown"
             }
             ExitCode::Failed => {
-                "a check or threshold failed, or the work could not be done (a server that could not run, reports that could not be written)"
+                "a check or threshold failed, compare found a regression, or the work could not be done (a server that could not run, reports that could not be written)"
             }
             ExitCode::Usage => {
-                "invalid arguments, plan, keys file or merge inputs (the message names the file, line and column)"
+                "invalid arguments, plan, keys file, merge inputs, or compare inputs of different plans (the message names the file, line and column)"
             }
             ExitCode::Unreachable => {
                 "the target could not be reached at all (the reports list every scenario as failed for that reason)"

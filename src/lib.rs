@@ -11,9 +11,11 @@
 pub mod checks;
 pub mod client;
 pub mod commands;
+pub mod compare;
 pub mod crypto;
 pub mod engine;
 pub mod exit;
+pub mod live;
 pub mod metrics;
 pub mod plan;
 pub mod protocol;

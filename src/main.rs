@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use clap::Parser;
 use keyclaim_harness::commands::process::Console;
 use keyclaim_harness::commands::{
-    Cli, Command, coordinate, crypto_bench, keygen, merge, run, selftest, serve,
+    Cli, Command, compare, coordinate, crypto_bench, keygen, merge, run, selftest, serve,
 };
 use keyclaim_harness::redact::{Redactor, panic_text};
 
@@ -29,6 +29,7 @@ fn main() -> std::process::ExitCode {
         Command::Coordinate(args) => coordinate::execute(args, &console),
         Command::CryptoBench(args) => crypto_bench::execute(args),
         Command::Selftest(args) => selftest::execute(args),
+        Command::Compare(args) => compare::execute(args),
     };
     code.into()
 }

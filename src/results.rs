@@ -171,6 +171,9 @@ pub struct LoadFigures {
     /// The plan's thresholds as written, so `merge` can judge the merged figures.
     #[serde(default)]
     pub thresholds: Vec<String>,
+    /// The plan's regression tolerances as written (`p99 +10%`), for `compare`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regression: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

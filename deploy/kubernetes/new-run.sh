@@ -13,7 +13,8 @@
 # Options: --image REF@sha256:DIGEST (required), --plan FILE (default: the base's
 # plan.toml), --target URL, --workers N (default 4), --register-timeout DUR (10m),
 # --on-missing fail|start (fail), --generator-pool (workers only on nodes labelled
-# keyclaim.dev/pool=load-generators), --run-id ID (default: UTC date-time), --out DIR
+# keyclaim.dev/pool=load-generators), --metrics (workers serve live figures on :9464
+# with Prometheus scrape annotations), --run-id ID (default: UTC date-time), --out DIR
 # (default: $TMPDIR/keyclaim-runs/ID).
 #
 # The API key comes from KEYCLAIM_API_KEY, never a flag (flags show in `ps` and shell
@@ -26,12 +27,12 @@ set -euo pipefail
 base="$(cd "$(dirname "$0")" && pwd)"
 usage() {
     echo "error: $1" >&2
-    echo "usage: KEYCLAIM_API_KEY=... $0 --image REF@sha256:DIGEST [--plan FILE] [--target URL] [--workers N] [--register-timeout DUR] [--on-missing fail|start] [--generator-pool] [--run-id ID] [--out DIR]" >&2
+    echo "usage: KEYCLAIM_API_KEY=... $0 --image REF@sha256:DIGEST [--plan FILE] [--target URL] [--workers N] [--register-timeout DUR] [--on-missing fail|start] [--generator-pool] [--metrics] [--run-id ID] [--out DIR]" >&2
     exit 2
 }
 
 image="" plan="$base/plan.toml" target="https://keyclaim.example.internal" workers=4
-register_timeout=10m on_missing=fail pool=false run_id="" out=""
+register_timeout=10m on_missing=fail pool=false metrics=false run_id="" out=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --image) image="${2-}"; shift 2 ;;
@@ -41,9 +42,10 @@ while [ $# -gt 0 ]; do
         --register-timeout) register_timeout="${2-}"; shift 2 ;;
         --on-missing) on_missing="${2-}"; shift 2 ;;
         --generator-pool) pool=true; shift ;;
+        --metrics) metrics=true; shift ;;
         --run-id) run_id="${2-}"; shift 2 ;;
         --out) out="${2-}"; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) usage "unknown option $1" ;;
     esac
 done
@@ -74,8 +76,15 @@ cp "$plan" "$out/plan.toml"
 (umask 077 && printf 'api-key=%s\n' "$key" > "$out/keys.env")
 components=""
 if [ "$pool" = true ]; then
-    components="components:
+    components="$components
   - $relative_base/components/generator-pool"
+fi
+if [ "$metrics" = true ]; then
+    components="$components
+  - $relative_base/components/metrics"
+fi
+if [ -n "$components" ]; then
+    components="components:$components"
 fi
 cat > "$out/kustomization.yaml" <<EOF
 # Run $run_id, written by deploy/kubernetes/new-run.sh.

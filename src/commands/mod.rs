@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each holding its clap `Args` and an
 //! `execute()` that returns the exit code. The binary parses [`Cli`] and dispatches.
 
+pub mod compare;
 pub mod coordinate;
 pub mod crypto_bench;
 pub mod keygen;
@@ -44,4 +45,7 @@ pub enum Command {
     /// Prove the conformance suite: run it against the embedded server with every
     /// fault (each must be caught) and in every style (each must pass).
     Selftest(selftest::SelftestArgs),
+    /// Compare two runs of one plan (report directories or report.json files), figure
+    /// by figure, and fail on a statistically sure regression beyond the tolerances.
+    Compare(compare::CompareArgs),
 }

@@ -18,6 +18,7 @@ use crate::engine::{
     ScenarioDone, SignatureScheme, start_embedded, target_label, unreachable_report,
 };
 use crate::exit::ExitCode;
+use crate::live::load::LoadMetrics;
 use crate::plan::model::{Action, Scenario};
 use crate::plan::{PlanError, apply_load_overrides, load_all, select};
 use crate::redact::Redactor;
@@ -110,6 +111,21 @@ pub struct RunArgs {
     /// Print only the final summary line.
     #[arg(long)]
     pub quiet: bool,
+    /// Serve live figures for Prometheus (OpenMetrics text) at http://ADDR/metrics while
+    /// the run lasts: requests by scenario, step, status and error code, latency
+    /// histograms, target and achieved rate, in flight, dropped, late.
+    #[arg(long, env = "KEYCLAIM_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// With --metrics-listen: keep serving the final figures this long after the reports
+    /// are written, so a scraper sees the end (Ctrl-C ends the wait).
+    #[arg(
+        long,
+        default_value = "0s",
+        value_name = "DUR",
+        value_parser = humantime::parse_duration,
+        requires = "metrics_listen"
+    )]
+    pub metrics_linger: Duration,
     /// Per-request timeout, from send to the last body byte.
     #[arg(long, default_value = "10s", value_name = "DUR", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -532,8 +548,26 @@ pub async fn run(
             report_dir.display()
         ))
     })?;
+    let metrics_listener = match &args.metrics_listen {
+        Some(addr) => {
+            let bound = crate::live::Bound::bind(addr)
+                .await
+                .map_err(|err| RunError::Failed(format!("--metrics-listen {addr}: {err}")))?;
+            if let Ok(local) = bound.local_addr() {
+                eprintln!("metrics: serving http://{local}{}", crate::live::PATH);
+            }
+            Some(bound)
+        }
+        None => None,
+    };
     let connected = connect(args, &scenarios, private_key_pem).await?;
     let redactor = redactor(&connected);
+    let live_metrics = metrics_listener.map(|bound| {
+        let metrics = Arc::new(LoadMetrics::new(Arc::clone(&redactor)));
+        let endpoint = bound.serve(metrics.registry());
+        // Ctrl-C after the run ends the linger.
+        (metrics, endpoint, cancel.clone())
+    });
     console.panic_redactor.set(Arc::clone(&redactor)).ok();
     let Connected {
         embedded,
@@ -594,6 +628,9 @@ pub async fn run(
         worker,
         plan_digest,
         signature_scheme: args.signature_scheme,
+        live_metrics: live_metrics
+            .as_ref()
+            .map(|(metrics, _, _)| Arc::clone(metrics)),
     });
     let rendezvous = match (&args.rendezvous, worker) {
         (Some(url), Some(worker)) => Some(Rendezvous::new(
@@ -646,6 +683,14 @@ pub async fn run(
                 )),
                 other => RunError::Rendezvous(other),
             })?;
+    }
+    if let Some((metrics, endpoint, interrupted)) = live_metrics {
+        metrics.finish();
+        tokio::select! {
+            () = tokio::time::sleep(args.metrics_linger) => {}
+            () = interrupted.cancelled() => {}
+        }
+        endpoint.stop().await;
     }
     Ok(RunOutcome {
         report,

@@ -105,6 +105,11 @@ pub struct ServeArgs {
     /// RUSTSEC-2023-0071, a timing side channel on private-key operations).
     #[arg(long, value_enum, default_value_t = RsaBackend::default())]
     pub rsa_backend: RsaBackend,
+    /// Also serve this server's figures for Prometheus (OpenMetrics text) at
+    /// http://ADDR/metrics, on a listener of its own: creates, validations by verdict,
+    /// rate-limited answers, the store's size and memory.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// The settings `serve` runs with, and a key it generated if none were given.
@@ -248,15 +253,33 @@ pub fn execute(args: ServeArgs) -> ExitCode {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", args.listen))?;
+        let metrics = match &args.metrics_listen {
+            Some(addr) => Some(
+                crate::live::Bound::bind(addr)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("--metrics-listen {addr}: {err}"))?,
+            ),
+            None => None,
+        };
         let addr = listener.local_addr()?;
         println!("listening on http://{addr}");
+        let server = crate::server::Server::new(&resolved.config)?;
+        let endpoint = match metrics {
+            Some(bound) => {
+                println!(
+                    "metrics on http://{}{}",
+                    bound.local_addr()?,
+                    crate::live::PATH
+                );
+                Some(bound.serve(server.metrics()))
+            }
+            None => None,
+        };
         std::io::stdout().flush().ok();
-        crate::server::run(
-            listener,
-            resolved.config,
-            async move { signals.recv().await },
-        )
-        .await?;
+        crate::server::serve_built(listener, server, async move { signals.recv().await }).await?;
+        if let Some(endpoint) = endpoint {
+            endpoint.stop().await;
+        }
         anyhow::Ok(())
     });
     match result {

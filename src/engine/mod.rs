@@ -198,6 +198,7 @@ mod tests {
             worker: None,
             plan_digest: String::new(),
             signature_scheme: None,
+            live_metrics: None,
         })
     }
 

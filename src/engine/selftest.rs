@@ -190,6 +190,7 @@ async fn run_case(
         plan_digest: String::new(),
         // The reference is held to its own scheme exactly; styles may sign nothing.
         signature_scheme: strict.then_some(SignatureScheme::KeyclaimV1),
+        live_metrics: None,
     });
     let report = super::run(
         scenarios.to_vec(),

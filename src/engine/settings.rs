@@ -88,4 +88,6 @@ pub struct RunSettings {
     pub plan_digest: String,
     /// Check every verdict signature exactly against this scheme.
     pub signature_scheme: Option<SignatureScheme>,
+    /// Where load scenarios publish live figures (`run --metrics-listen`).
+    pub live_metrics: Option<Arc<crate::live::load::LoadMetrics>>,
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{PlanError, Source, did_you_mean, one_of};
-use super::model::{Comparison, Executor, LoadSpec, Metric, RateSchedule, Stage, Threshold};
+use super::model::{
+    Allowance, Comparison, Executor, LoadSpec, Metric, RateSchedule, Stage, Threshold, Tolerance,
+};
 use super::raw::{RawLoad, RawStage};
 use super::values::{duration, int_in};
 
@@ -138,12 +140,26 @@ pub(super) fn spec(source: &Source<'_>, at: &Spanned<RawLoad>) -> Result<LoadSpe
         }
         thresholds.push(threshold);
     }
+    let mut regression = Vec::new();
+    for t in l.regression.iter().flatten() {
+        let written = t.get_ref().trim();
+        let tolerance = tolerance(written).map_err(|bad| {
+            source
+                .error(
+                    t.span(),
+                    format!("invalid regression tolerance `{written}`: {}", bad.why),
+                )
+                .with_help(bad.help)
+        })?;
+        regression.push(tolerance);
+    }
     Ok(LoadSpec {
         executor,
         duration: run_for,
         iterations,
         think_time,
         thresholds,
+        regression,
     })
 }
 
@@ -344,6 +360,99 @@ pub(super) fn threshold(text: &str) -> Result<Threshold, BadThreshold> {
         metric,
         op,
         value,
+        source: text.to_string(),
+    })
+}
+
+const TOLERANCE_HELP: &str = "write METRIC and how much worse it may get, like `p99 +10%`, \
+     `p50 +2ms`, `error_rate +0.1pp` or `rps -5%`";
+
+/// A regression tolerance for `compare`: `METRIC +N%` (relative to the baseline), or an
+/// absolute amount in the metric's unit (`+2ms`, `+0.1pp`, `-50/s` for `rps`). The
+/// sign is the worse direction: `+` for latencies and rates of failure, `-` for `rps`.
+pub(super) fn tolerance(text: &str) -> Result<Tolerance, BadThreshold> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(bad("it is empty", TOLERANCE_HELP));
+    }
+    let Some(sign_at) = text.find(['+', '-']) else {
+        if text.contains(OP_CHARS) {
+            return Err(bad(
+                "it is a threshold, not a tolerance",
+                format!("thresholds go in `thresholds`; {TOLERANCE_HELP}"),
+            ));
+        }
+        return Err(bad("it has no `+` or `-` amount", TOLERANCE_HELP));
+    };
+    let written_metric = text[..sign_at].trim();
+    if written_metric.is_empty() {
+        return Err(bad("it has no metric", TOLERANCE_HELP));
+    }
+    let metric = metric(written_metric)?;
+    let worse_up = !matches!(metric, Metric::Rps);
+    if metric == Metric::Requests {
+        return Err(bad(
+            "`requests` is not compared between runs",
+            "the request count follows from the plan's duration and rate; compare `rps`",
+        ));
+    }
+    let sign = &text[sign_at..sign_at + 1];
+    let amount = text[sign_at + 1..].trim();
+    match (worse_up, sign) {
+        (true, "-") => {
+            return Err(bad(
+                format!("a lower `{written_metric}` is better, so its tolerance is `+`"),
+                format!("did you mean `{written_metric} +{amount}`?"),
+            ));
+        }
+        (false, "+") => {
+            return Err(bad(
+                format!("a higher `{written_metric}` is better, so its tolerance is `-`"),
+                format!("did you mean `{written_metric} -{amount}`?"),
+            ));
+        }
+        _ => {}
+    }
+    if amount.is_empty() {
+        return Err(bad("it has no amount", TOLERANCE_HELP));
+    }
+    let allowed = if let Some(percent) = amount.strip_suffix('%') {
+        let n = number(percent.trim_end())
+            .ok_or_else(|| bad(format!("`{amount}` is not a percentage"), TOLERANCE_HELP))?;
+        Allowance::Relative(n / 100.0)
+    } else {
+        match metric {
+            Metric::Percentile(_) | Metric::Mean | Metric::Max => {
+                Allowance::Absolute(latency(amount)?)
+            }
+            Metric::ErrorRate | Metric::DroppedRate => {
+                let points = amount.strip_suffix("pp").and_then(|n| number(n.trim_end()));
+                let Some(points) = points else {
+                    return Err(bad(
+                        format!("`{amount}` is not in percentage points"),
+                        "a change of a rate is in percentage points, like `+0.1pp`, or \
+                         relative, like `+10%`",
+                    ));
+                };
+                Allowance::Absolute(points / 100.0)
+            }
+            Metric::Rps | Metric::Requests => {
+                let n = number(amount.strip_suffix("/s").unwrap_or(amount).trim_end()).ok_or_else(
+                    || {
+                        bad(
+                            format!("`{amount}` is not a rate"),
+                            "`rps` changes by a percentage like `-5%` or by requests per \
+                             second like `-100/s`",
+                        )
+                    },
+                )?;
+                Allowance::Absolute(n)
+            }
+        }
+    };
+    Ok(Tolerance {
+        metric,
+        allowed,
         source: text.to_string(),
     })
 }
@@ -633,6 +742,86 @@ mod tests {
         ];
         for &(text, why, help) in cases {
             assert_eq!(threshold(text), Err(bad(why, help)), "threshold `{text}`");
+        }
+    }
+
+    #[test]
+    fn tolerances_parse_to_model_units_in_their_worse_direction() {
+        let cases: [(&str, Metric, Allowance); 6] = [
+            (
+                "p99 +10%",
+                Metric::Percentile(99.0),
+                Allowance::Relative(0.1),
+            ),
+            (
+                "p(99.9)+5%",
+                Metric::Percentile(99.9),
+                Allowance::Relative(0.05),
+            ),
+            (
+                "p50 +2ms",
+                Metric::Percentile(50.0),
+                Allowance::Absolute(2_000.0),
+            ),
+            (
+                "error_rate +0.1pp",
+                Metric::ErrorRate,
+                Allowance::Absolute(0.001),
+            ),
+            ("rps -5%", Metric::Rps, Allowance::Relative(0.05)),
+            ("rps -100/s", Metric::Rps, Allowance::Absolute(100.0)),
+        ];
+        for (text, metric, allowed) in cases {
+            let t = tolerance(text).unwrap_or_else(|bad| panic!("{text}: {bad:?}"));
+            assert_eq!((t.metric, t.allowed), (metric, allowed), "{text}");
+            assert_eq!(t.source, text);
+        }
+    }
+
+    #[test]
+    fn bad_tolerances_say_why_and_how() {
+        for (text, why, help) in [
+            ("latency +5%", "unknown metric `latency`", "expected"),
+            (
+                "eror_rate +1pp",
+                "unknown metric `eror_rate`",
+                "did you mean `error_rate`?",
+            ),
+            (
+                "p99.5 +10%",
+                "unknown metric `p99.5`",
+                "did you mean `p(99.5)`?",
+            ),
+            (
+                "p99 -10%",
+                "a lower `p99` is better",
+                "did you mean `p99 +10%`?",
+            ),
+            (
+                "rps +10%",
+                "a higher `rps` is better",
+                "did you mean `rps -10%`?",
+            ),
+            (
+                "p99 < 10ms",
+                "it is a threshold, not a tolerance",
+                "thresholds go in",
+            ),
+            (
+                "error_rate +0.1",
+                "`0.1` is not in percentage points",
+                "+0.1pp",
+            ),
+            ("p99 +", "it has no amount", "like `p99 +10%`"),
+            (
+                "requests +5%",
+                "`requests` is not compared",
+                "compare `rps`",
+            ),
+        ] {
+            let bad = tolerance(text).expect_err(text);
+            assert!(bad.why.contains(why), "{text}: {bad:?}");
+            assert!(bad.help.contains(help), "{text}: {bad:?}");
         }
     }
 

@@ -55,6 +55,14 @@ pub fn parse_threshold(text: &str) -> Result<model::Threshold, String> {
     load::threshold(text).map_err(|bad| format!("threshold `{text}`: {}; {}", bad.why, bad.help))
 }
 
+/// Parses one regression tolerance as a plan's `regression` list writes it
+/// (`p99 +10%`); the error says why and how to fix it. `compare` uses it for
+/// `--tolerance` and for the tolerances a report carries.
+pub fn parse_tolerance(text: &str) -> Result<model::Tolerance, String> {
+    load::tolerance(text)
+        .map_err(|bad| format!("tolerance `{}`: {}; {}", text.trim(), bad.why, bad.help))
+}
+
 fn load_into(path: &Path, text: &str, seen: &mut Seen) -> Result<Plan, PlanError> {
     let source = Source::new(path, text);
     let raw = raw::parse(&source)?;

@@ -53,6 +53,8 @@ pub struct LoadSpec {
     /// Pause between a closed-model user's iterations.
     pub think_time: Duration,
     pub thresholds: Vec<Threshold>,
+    /// How much worse than a baseline run `compare` allows each figure to get.
+    pub regression: Vec<Tolerance>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +95,26 @@ pub struct Threshold {
     pub value: f64,
     /// As written in the plan, for messages.
     pub source: String,
+}
+
+/// How much worse a figure may get against a baseline before `compare` calls it a
+/// regression, e.g. `p99 +10%`, `error_rate +0.1pp`, `rps -5%`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tolerance {
+    pub metric: Metric,
+    pub allowed: Allowance,
+    /// As written (in the plan or on the command line), for messages.
+    pub source: String,
+}
+
+/// The room a tolerance leaves, always as a positive amount in the worse direction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Allowance {
+    /// A fraction of the baseline's figure (0.1 for `+10%`).
+    Relative(f64),
+    /// In the metric's unit: microseconds for latencies, a fraction for rates
+    /// (`+0.1pp` is 0.001), per second for `rps`.
+    Absolute(f64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -69,6 +69,8 @@ pub struct RawLoad {
     pub think_time: Option<Spanned<String>>,
     /// Each string is one threshold, like `"p99 < 50ms"`; its span places its errors.
     pub thresholds: Option<Vec<Spanned<String>>>,
+    /// Each string is one regression tolerance for `compare`, like `"p99 +10%"`.
+    pub regression: Option<Vec<Spanned<String>>>,
 }
 
 /// One element of `stages`: `{ duration = "10s", target = 500 }`.

@@ -87,6 +87,7 @@ pub fn apply_load_overrides(
             iterations: None,
             think_time: Duration::ZERO,
             thresholds: Vec::new(),
+            regression: Vec::new(),
         });
         if let Some(executor) = &executor {
             if matches!(executor, Executor::Open { .. }) {

@@ -554,6 +554,7 @@ mod tests {
             histogram: String::new(),
             start_unix_ms: 0,
             thresholds: Vec::new(),
+            regression: Vec::new(),
             intervals: vec![],
         });
         let text = render_summary(&report, false);

@@ -599,6 +599,10 @@ fn merge_load(
         intervals: fill_timeline(intervals),
         start_unix_ms: base_ms,
         thresholds: thresholds_written,
+        regression: loads
+            .first()
+            .map(|(_, l)| l.regression.clone())
+            .unwrap_or_default(),
     };
     Ok(ScenarioReport {
         name: first.name.clone(),

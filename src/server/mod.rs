@@ -15,6 +15,7 @@ pub mod faults;
 mod idle;
 mod io;
 pub mod keys;
+mod metrics;
 mod misanswer;
 mod routes;
 mod state;
@@ -218,6 +219,7 @@ impl Server {
             body_limit: config.body_limit,
             body_timeout: config.body_timeout,
             max_outstanding: config.max_outstanding,
+            counters: metrics::Counters::default(),
         });
         // Deliberately broken (`any-method`): every method is answered as POST is.
         let any_method = config.faults.has(faults::Fault::AnyMethod);
@@ -267,6 +269,14 @@ impl Server {
             send_timeout: config.send_timeout,
             max_connections: config.max_connections.max(1),
         })
+    }
+
+    /// A registry of this server's figures (creates, validations by verdict,
+    /// rate-limited answers, the store's size and memory) for `live::Bound::serve`.
+    pub fn metrics(&self) -> prometheus_client::registry::Registry {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("keyclaim_server");
+        registry.register_collector(Box::new(Figures(Arc::clone(&self.state))));
+        registry
     }
 
     /// Serves HTTP/1.1 on one connection until the client closes it, a deadline or a
@@ -321,7 +331,31 @@ pub async fn run(
     serve_built(listener, Server::new(&config)?, shutdown).await
 }
 
-async fn serve_built(
+/// The server's figures as `prometheus-client` collects them at each scrape.
+struct Figures(Arc<AppState>);
+
+impl std::fmt::Debug for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Figures")
+    }
+}
+
+impl prometheus_client::collector::Collector for Figures {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        metrics::encode(
+            &self.0.counters,
+            self.0.store.len(),
+            self.0.store.memory(),
+            encoder,
+        )
+    }
+}
+
+/// [`run`] for a server already built (to read its [`Server::metrics`] too).
+pub async fn serve_built(
     listener: TcpListener,
     server: Server,
     shutdown: impl Future<Output = ()> + Send + 'static,

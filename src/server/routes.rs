@@ -79,6 +79,7 @@ impl ApiError {
     }
 
     fn rate_limited(app: &AppState, retry_after_s: u64, message: Cow<'static, str>) -> Self {
+        app.counters.rate_limited();
         if app.styles.has(Style::RateLimit403) {
             return Self::new(StatusCode::FORBIDDEN, ErrorCode::RateLimited, message);
         }
@@ -325,6 +326,7 @@ pub async fn create(
             app.store
                 .insert(issued, None)
                 .map_err(|full| store_full(&app, full, ttl))?;
+            app.counters.created();
             Ok(create_answer(&CreateResponse {
                 challenge,
                 expires_in,
@@ -364,6 +366,7 @@ pub async fn create(
                 leaky["challenge_id"] = serde_json::Value::from(plaintext);
                 return Ok(Json(leaky).into_response());
             }
+            app.counters.created();
             Ok(create_answer(&answer))
         }
     }
@@ -515,6 +518,8 @@ async fn judge(app: &AppState, request: Request) -> Result<Response, Response> {
     };
     let verdict = app.store.validate(&key, &presented).await;
     let quota = (!app.styles.has(Style::NoQuota)).then(|| key.quota_info());
+    app.counters
+        .validated(verdict.err().map(|refusal| refusal_answer(refusal, app).0));
     Ok(match verdict {
         Ok(()) => {
             let signature = (key.tier.signs_verdicts() && !app.styles.has(Style::NoSignatures))
@@ -552,6 +557,7 @@ async fn judge(app: &AppState, request: Request) -> Result<Response, Response> {
 /// A key refusal on validate: the error answer, or, in the `invalid-key-verdict`
 /// style, a verdict that says `invalid_key`.
 fn refused_key(app: &AppState, refusal: ApiError) -> Response {
+    app.counters.validated(Some(refusal.code));
     if refusal.code == ErrorCode::InvalidKey && app.styles.has(Style::InvalidKeyVerdict) {
         return Json(ValidateResponse {
             valid: false,

@@ -16,4 +16,6 @@ pub(crate) struct AppState {
     pub body_limit: usize,
     pub body_timeout: Duration,
     pub max_outstanding: Option<u64>,
+    /// What `serve --metrics-listen` shows.
+    pub counters: super::metrics::Counters,
 }

@@ -506,7 +506,8 @@ fn two_runs_in_a_row_get_their_own_names_secret_and_pinned_image() {
             "https://kc.example.test",
         ]);
         if pool {
-            args.push("--generator-pool");
+            // The second run also takes the optional components: live metrics too.
+            args.extend(["--generator-pool", "--metrics"]);
         }
         let written = new_run(&dir, &args);
         assert!(
@@ -542,6 +543,32 @@ fn two_runs_in_a_row_get_their_own_names_secret_and_pinned_image() {
         );
         let worker_spec = pod_spec(job(&docs, "worker"));
         assert_eq!(worker_spec.get("nodeSelector").is_some(), pool, "{run}");
+        // --metrics: every worker serves its figures where the scrape annotations say.
+        let workers_job = job(&docs, "worker");
+        let Subcommand::Run(args) = parse(workers_job, &environment(&docs, workers_job, 0)).command
+        else {
+            panic!("the workers run `run`")
+        };
+        assert_eq!(
+            args.metrics_listen.as_deref(),
+            pool.then_some("0.0.0.0:9464"),
+            "{run}"
+        );
+        let annotation = |name: &str| {
+            at(workers_job, &["spec", "template", "metadata"])
+                .get("annotations")
+                .and_then(|a| a.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            annotation("prometheus.io/scrape").as_deref(),
+            pool.then_some("true")
+        );
+        assert_eq!(
+            annotation("prometheus.io/port").as_deref(),
+            pool.then_some("9464")
+        );
     }
     let mut unique = names.clone();
     unique.sort();

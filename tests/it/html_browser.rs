@@ -180,6 +180,7 @@ fn load_scenario() -> ScenarioReport {
             histogram: encode(&whole).unwrap(),
             start_unix_ms: 0,
             thresholds: Vec::new(),
+            regression: Vec::new(),
             intervals,
         }),
     }
@@ -358,4 +359,65 @@ fn broken_pages_fail_the_check() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(stdout.contains(expected), "{name}: {}", describe(&output));
     }
+}
+
+/// `report`'s load histograms (whole run and steps) with every latency scaled by `by`:
+/// the same run, slower.
+fn slowed(mut report: RunReport, by: f64) -> RunReport {
+    use keyclaim_harness::metrics::codec::decode;
+    let scale = |text: &mut String| {
+        let original = decode(text).unwrap();
+        let mut scaled = histogram();
+        for bucket in original.iter_recorded() {
+            let value = (bucket.value_iterated_to() as f64 * by) as u64;
+            scaled
+                .record_n(value.max(1), bucket.count_at_value())
+                .unwrap();
+        }
+        *text = encode(&scaled).unwrap();
+    };
+    for load in report.scenarios.iter_mut().filter_map(|s| s.load.as_mut()) {
+        scale(&mut load.histogram);
+        load.steps
+            .iter_mut()
+            .for_each(|step| scale(&mut step.histogram));
+    }
+    report
+}
+
+#[test]
+fn compare_html_is_clean_in_chromium() {
+    use keyclaim_harness::compare::{self, Run, Settings};
+    let Some(browser) = chromium("compare_html_is_clean_in_chromium") else {
+        return;
+    };
+    let (_temp, dir) = out_dir("compare");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = Run {
+        path: "base/report.json".into(),
+        report: run_report(),
+    };
+    let new = Run {
+        path: "new/report.json".into(),
+        report: slowed(run_report(), 1.3),
+    };
+    let comparison = compare::compare(&base, &new, &Settings::default()).unwrap();
+    assert!(comparison.regressed, "a 30% slowdown regresses");
+    let page = compare::html::render(&comparison);
+    assert_eq!(
+        page.matches("<svg").count(),
+        comparison.parts.len(),
+        "one overlaid chart per scenario and step"
+    );
+    assert_eq!(
+        page.matches("<polyline").count(),
+        2 * comparison.parts.len()
+    );
+    let html = dir.join("compare.html");
+    std::fs::write(&html, page).unwrap();
+    let screenshot = dir.join("compare.png");
+    let output = check_page(&browser, &html, &screenshot);
+    assert!(output.status.success(), "{}", describe(&output));
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
 }

@@ -3,6 +3,7 @@
 //! aws-lc) once instead of once per file, which dominates `cargo test` on two cores.
 
 mod common;
+mod compare;
 mod conformance;
 mod crypto_kat;
 mod deploy;
@@ -10,6 +11,7 @@ mod hostile_targets;
 mod html_browser;
 mod independent;
 mod interrupts;
+mod live_metrics;
 mod load_engine;
 mod plan_loader;
 mod rendezvous;

@@ -1108,6 +1108,7 @@ fn load_plan_of_each_executor_loads_into_the_model() {
                 duration: Some(Duration::from_secs(30)),
                 iterations: Some(100_000),
                 think_time: Duration::from_millis(100),
+                regression: Vec::new(),
                 thresholds: vec![
                     threshold(
                         "p99 < 50ms",
@@ -1143,6 +1144,7 @@ fn load_plan_of_each_executor_loads_into_the_model() {
             duration: None,
             iterations: Some(5000),
             think_time: Duration::ZERO,
+            regression: Vec::new(),
             thresholds: vec![
                 threshold(
                     "p999 <= 1.5s",
@@ -1198,6 +1200,7 @@ fn load_plan_of_each_executor_loads_into_the_model() {
             iterations: None,
             think_time: Duration::ZERO,
             thresholds: vec![],
+            regression: Vec::new(),
         })
     );
     let lines: Vec<usize> = ramping.steps.iter().map(|s| s.line).collect();
@@ -1241,6 +1244,7 @@ fn load_defaults_and_inline_form() {
             iterations: Some(1),
             think_time: Duration::ZERO,
             thresholds: vec![],
+            regression: Vec::new(),
         })
     );
     // Not a load scenario: no load, not exclusive.

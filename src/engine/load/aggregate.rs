@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::live::load::{LiveSample, LiveStatus, ScenarioLive};
 use crate::metrics::{Latency, codec};
 use crate::results::{IntervalFigures, LoadTick, StepFigures};
 
@@ -33,6 +34,26 @@ pub enum SampleOutcome {
     Timeout,
     ConnectionError,
     ProtocolError,
+}
+
+impl Sample {
+    /// This sample as the live metrics count it.
+    fn live(&self) -> LiveSample<'_> {
+        let (status, error_code) = match &self.outcome {
+            SampleOutcome::Answered {
+                status, error_code, ..
+            } => (LiveStatus::Http(*status), error_code.as_deref()),
+            SampleOutcome::Timeout => (LiveStatus::Timeout, None),
+            SampleOutcome::ConnectionError => (LiveStatus::ConnectionError, None),
+            SampleOutcome::ProtocolError => (LiveStatus::ProtocolError, None),
+        };
+        LiveSample {
+            step: self.step,
+            status,
+            error_code,
+            latency: self.latency,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -195,11 +216,13 @@ impl Aggregator {
     }
 }
 
-/// Receives samples until every sender is gone, ticking `on_tick` each interval.
+/// Receives samples until every sender is gone, ticking `on_tick` each interval, and
+/// handing each batch to `live` (the `--metrics-listen` endpoint), if any.
 pub async fn aggregate(
     mut samples: mpsc::Receiver<Vec<Sample>>,
     steps: usize,
     start: Instant,
+    live: Option<std::sync::Arc<ScenarioLive>>,
     on_tick: impl Fn(&LoadTick),
 ) -> Totals {
     let mut aggregator = Aggregator {
@@ -223,7 +246,12 @@ pub async fn aggregate(
     loop {
         tokio::select! {
             batch = samples.recv() => match batch {
-                Some(batch) => batch.into_iter().for_each(|sample| aggregator.record(sample)),
+                Some(batch) => {
+                    if let Some(live) = &live {
+                        live.record(batch.iter().map(Sample::live));
+                    }
+                    batch.into_iter().for_each(|sample| aggregator.record(sample));
+                }
                 None => break,
             },
             _ = ticker.tick() => on_tick(&aggregator.tick()),
@@ -260,7 +288,7 @@ mod tests {
                     .unwrap();
             }
         });
-        let totals = aggregate(rx, 1, start, |_| {}).await;
+        let totals = aggregate(rx, 1, start, None, |_| {}).await;
         feeder.await.unwrap();
         assert_eq!(totals.requests, 3);
         assert_eq!(totals.failed, 1);

@@ -20,6 +20,7 @@ use schedule::ArrivalSchedule;
 use transport::{Target, UserConnection};
 
 use crate::engine::settings::RunSettings;
+use crate::live::load::LoadGauges;
 use crate::metrics::codec;
 use crate::metrics::thresholds;
 use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario, Threshold};
@@ -39,6 +40,18 @@ struct Progress {
     dropped: AtomicU64,
     late: AtomicU64,
     in_flight: AtomicU64,
+}
+
+impl Progress {
+    /// The counters as live metrics show them.
+    fn gauges(&self) -> LoadGauges {
+        LoadGauges {
+            iterations: self.iterations.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+        }
+    }
 }
 
 pub async fn run(
@@ -86,11 +99,6 @@ pub async fn run(
     let start_unix_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);
-    let on_tick = Arc::clone(&settings.load_progress);
-    let name = scenario.name.clone();
-    let aggregator = tokio::spawn(aggregate(receiver, flow.steps(), load_start, move |tick| {
-        on_tick(&name, tick)
-    }));
     let progress = Arc::new(Progress::default());
     let stop = cancel.child_token();
     let schedule = match &spec.executor {
@@ -105,6 +113,22 @@ pub async fn run(
         .or_else(|| schedule.as_ref().and_then(ArrivalSchedule::length));
     // Durations too large for the clock (`--duration 1000000000y`) mean no deadline.
     let deadline = duration.and_then(|d| load_start.checked_add(d));
+    let live = settings.live_metrics.as_ref().map(|metrics| {
+        let progress = Arc::clone(&progress);
+        let (_, _, target_rate) = describe(spec, duration, schedule.as_ref());
+        metrics.scenario(&scenario.name, flow.step_names(), target_rate, move || {
+            progress.gauges()
+        })
+    });
+    let on_tick = Arc::clone(&settings.load_progress);
+    let name = scenario.name.clone();
+    let aggregator = tokio::spawn(aggregate(
+        receiver,
+        flow.steps(),
+        load_start,
+        live.clone(),
+        move |tick| on_tick(&name, tick),
+    ));
 
     let mut users = tokio::task::JoinSet::new();
     match &spec.executor {
@@ -198,6 +222,9 @@ pub async fn run(
         () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => false,
     };
     let load_end = Instant::now();
+    if let Some(live) = &live {
+        live.end();
+    }
     stopper.abort();
     let in_flight_at_end = if drained {
         0
@@ -240,6 +267,7 @@ pub async fn run(
         intervals: totals.intervals,
         start_unix_ms,
         thresholds: spec.thresholds.iter().map(|t| t.source.clone()).collect(),
+        regression: spec.regression.iter().map(|t| t.source.clone()).collect(),
     };
     let measured = thresholds::Measured {
         latency: &totals.latency,

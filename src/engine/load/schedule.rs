@@ -215,6 +215,7 @@ mod tests {
                     iterations: None,
                     think_time: Duration::ZERO,
                     thresholds: Vec::new(),
+                    regression: Vec::new(),
                 };
                 let crate::plan::model::Executor::Open { rate, .. } = worker.split(&spec).executor
                 else {

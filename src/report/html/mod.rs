@@ -15,6 +15,7 @@ mod svg;
 use std::fmt::Write as _;
 
 pub use escape::Esc;
+pub use svg::percentiles_overlaid;
 
 use crate::metrics::{codec, units};
 use crate::redact::Redactor;
@@ -38,9 +39,9 @@ pub fn render(report: &RunReport, redactor: &Redactor) -> String {
 }
 
 /// No scripts, no fetches: only the inline stylesheet (and `data:` images, for charts).
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+pub(crate) const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2328; background: #f6f8fa; }
 main { max-width: 1200px; margin: 0 auto; padding: 1.5em; }
 h1 { font-size: 1.5em; margin: 0 0 .4em; }
@@ -471,6 +472,7 @@ mod tests {
                 histogram,
                 start_unix_ms: 0,
                 thresholds: Vec::new(),
+                regression: Vec::new(),
                 intervals: vec![],
             }),
         };

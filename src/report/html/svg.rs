@@ -301,6 +301,66 @@ pub fn latency_by_percentile(histogram: &Histogram<u64>) -> String {
     svg
 }
 
+/// Two latency distributions by percentile on one chart (`compare`): `base` dashed
+/// grey, `new` in blue, on the axes of [`latency_by_percentile`], with a legend.
+pub fn percentiles_overlaid(base: &Histogram<u64>, new: &Histogram<u64>) -> String {
+    const HEIGHT: f64 = 320.0;
+    let panel_top = 36.0;
+    let mut svg = String::with_capacity(16 * 1024);
+    svg_start(&mut svg, HEIGHT, "Latency by percentile: base and new");
+    let count = base.len().max(new.len());
+    let decades = ((count.max(1) as f64).log10().ceil() as u32).clamp(4, 6);
+    let max_ms = units::ms(base.max().max(new.max()));
+    let ticks = nice_ticks(max_ms, 5);
+    let panel = Panel {
+        top: panel_top,
+        height: HEIGHT - panel_top - 44.0,
+        x_max: f64::from(decades),
+        y_max: ticks.last().copied().unwrap_or(1.0),
+    };
+    panel.y_axis(&mut svg, &ticks, "latency (ms)");
+    for d in 0..=decades {
+        panel.x_tick(&mut svg, f64::from(d), &decade_label(d));
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">percentile</text>",
+        num(LEFT + PLOT_WIDTH / 2.0),
+        num(HEIGHT - 6.0)
+    );
+    legend(&mut svg, LEFT + 8.0, 14.0, AXIS, "base");
+    legend(&mut svg, LEFT + 88.0, 14.0, BLUE, "new");
+    if count == 0 {
+        empty_note(&mut svg, &panel, "no requests measured");
+    }
+    let x_max = f64::from(decades);
+    for (histogram, color) in [(base, AXIS), (new, BLUE)] {
+        if histogram.is_empty() {
+            continue;
+        }
+        let points: Vec<(f64, f64)> =
+            hdr::percentile_steps(histogram, hdr::TICKS_PER_HALF_DISTANCE)
+                .iter()
+                .map(|step| (log_x(step.percentile / 100.0, x_max), units::ms(step.value)))
+                .collect();
+        panel.series(&mut svg, &points, color, false);
+        for &(q, label) in &MARKED {
+            let value = histogram.value_at_quantile(q);
+            let _ = writeln!(
+                svg,
+                "<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"#fff\" stroke=\"{color}\" \
+                 stroke-width=\"2\"><title>{}</title></circle>",
+                num(panel.x(log_x(q, x_max))),
+                num(panel.y(units::ms(value))),
+                Esc(&format!("{label} {} ms", units::ms_fixed(value, 3)))
+            );
+        }
+    }
+    panel.frame(&mut svg);
+    svg.push_str("</svg>\n");
+    svg
+}
+
 /// Requests/s and failed/s per interval above each interval's p99 latency, on one time axis
 /// (seconds from the load's start). Intervals without answers have no latency, so the p99
 /// line has a gap there rather than a zero.
@@ -451,6 +511,23 @@ mod tests {
         assert_eq!(tick_label(0.6000000000000001, 0.2), "0.6");
         assert_eq!(tick_label(2.5, 0.05), "2.50");
         assert_eq!(tick_label(500.0, 500.0), "500");
+    }
+
+    #[test]
+    fn overlaid_percentiles_of_real_and_empty_histograms() {
+        let mut base = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        let mut new = base.clone();
+        for v in 1..=5_000u64 {
+            base.record(v * 3).unwrap();
+            new.record(v * 4).unwrap();
+        }
+        let svg = percentiles_overlaid(&base, &new);
+        assert_clean(&svg);
+        assert_eq!(svg.matches("<polyline").count(), 2, "one line per run");
+        let empty = Histogram::<u64>::new(3).unwrap();
+        let svg = percentiles_overlaid(&empty, &empty);
+        assert_clean(&svg);
+        assert!(svg.contains("no requests measured"));
     }
 
     #[test]

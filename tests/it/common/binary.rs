@@ -132,6 +132,29 @@ impl Running {
         }
     }
 
+    /// The first stderr line containing `needle`, waited for up to `limit`; fails the
+    /// test past it or when the child exits first.
+    pub fn stderr_line_with(&mut self, needle: &str, limit: Duration) -> String {
+        let path = self.output.path().join("stderr.txt");
+        let started = Instant::now();
+        loop {
+            let text = read(&path);
+            if let Some(line) = text.lines().find(|line| line.contains(needle))
+                && text.contains(&format!("{line}\n"))
+            {
+                return line.to_owned();
+            }
+            if let Some(exit) = self.child.try_wait().expect("try_wait") {
+                panic!("exited ({exit}) before printing `{needle}`\nstderr:\n{text}");
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no `{needle}` on stderr after {limit:?}\nstderr:\n{text}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// Sends a signal by name ("TERM", "INT") with kill(1).
     pub fn signal(&self, name: &str) {
         let sent = Command::new("kill")
