@@ -516,11 +516,11 @@ fn measure(metric: Metric, side: &Side2) -> Option<(f64, Option<(f64, f64)>)> {
 /// The metric's name as tolerances write it.
 pub fn metric_name(metric: Metric) -> String {
     match metric {
-        Metric::Percentile(p) if p == 50.0 => "p50".into(),
-        Metric::Percentile(p) if p == 90.0 => "p90".into(),
-        Metric::Percentile(p) if p == 95.0 => "p95".into(),
-        Metric::Percentile(p) if p == 99.0 => "p99".into(),
-        Metric::Percentile(p) if p == 99.9 => "p999".into(),
+        Metric::Percentile(50.0) => "p50".into(),
+        Metric::Percentile(90.0) => "p90".into(),
+        Metric::Percentile(95.0) => "p95".into(),
+        Metric::Percentile(99.0) => "p99".into(),
+        Metric::Percentile(99.9) => "p999".into(),
         Metric::Percentile(p) => format!("p({p})"),
         Metric::Mean => "mean".into(),
         Metric::Max => "max".into(),

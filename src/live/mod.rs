@@ -91,9 +91,8 @@ impl Endpoint {
     /// Stops serving and waits for open scrapes to finish.
     pub async fn stop(self) {
         self.stop.send(()).ok();
-        match self.task.await {
-            Ok(Err(err)) => tracing::warn!("the metrics endpoint failed: {err}"),
-            Ok(Ok(())) | Err(_) => {}
+        if let Ok(Err(err)) = self.task.await {
+            tracing::warn!("the metrics endpoint failed: {err}");
         }
     }
 }

@@ -301,8 +301,8 @@ pub fn latency_by_percentile(histogram: &Histogram<u64>) -> String {
     svg
 }
 
-/// Two latency distributions by percentile on one chart (`compare`): `base` dashed
-/// grey, `new` in blue, on the axes of [`latency_by_percentile`], with a legend.
+/// Two latency distributions by percentile on one chart (`compare`): `base` in
+/// grey, `new` in blue, on the axes of `latency_by_percentile`, with a legend.
 pub fn percentiles_overlaid(base: &Histogram<u64>, new: &Histogram<u64>) -> String {
     const HEIGHT: f64 = 320.0;
     let panel_top = 36.0;
