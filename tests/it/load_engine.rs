@@ -116,6 +116,7 @@ fn ms(us: &Value) -> f64 {
 /// user per stall, however long the stall lasts, while its users stay busy.
 #[test]
 fn the_open_model_times_every_arrival_a_stall_holds_up_and_the_closed_model_one_per_user() {
+    let _timing = crate::common::timing_test();
     let server = stalling_server();
     let stall_ms = STALL.as_secs_f64() * 1_000.0;
     // A sample at least this slow waited out (half) a stall.
