@@ -471,6 +471,7 @@ mod tests {
                 histogram,
                 start_unix_ms: 0,
                 thresholds: Vec::new(),
+                generator: None,
                 intervals: vec![],
             }),
         };
