@@ -302,8 +302,10 @@ fn open_run(url: &str, plan: &str, extra: &[&str], dir: &Path) -> (binary::Finis
 /// target saw exactly one extra request per pre-allocated connection.
 #[test]
 fn the_open_model_starts_its_clock_on_warm_connections() {
-    const PRE_ALLOCATED: u64 = 40;
-    const ARRIVALS: u64 = 300;
+    // A second's worth of connections: the pool grows (and meets a cold answer) only
+    // if the run falls a whole second behind.
+    const PRE_ALLOCATED: u64 = 100;
+    const ARRIVALS: u64 = 200;
     let server = hostile::start(Behaviour::ColdFirstAnswer);
     let dir = tempfile::tempdir().unwrap();
     let plan = format!(
@@ -311,7 +313,7 @@ fn the_open_model_starts_its_clock_on_warm_connections() {
 [[scenario]]
 name = "warm"
 [scenario.load]
-rate = 200
+rate = 100
 iterations = {ARRIVALS}
 duration = "60s"
 pre_allocated = {PRE_ALLOCATED}
@@ -328,7 +330,7 @@ expect = {{ status = 200 }}
     let generator = &load["generator"];
     assert_eq!(generator["pre_allocated"], PRE_ALLOCATED, "{generator}");
     assert_eq!(generator["connects_on_arrival_path"], 0, "{generator}");
-    // A connection opened during the run (only when all 40 were busy at once) would
+    // A connection opened during the run (only when all 100 were busy at once) would
     // meet the cold answer: there is none, and each connection the target saw (besides
     // the run's reachability probe, one `GET /`) was warmed with one request before
     // the clock.

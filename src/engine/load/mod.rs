@@ -5,11 +5,12 @@
 mod aggregate;
 mod flow;
 mod open;
+mod progress;
 mod schedule;
 mod transport;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use aggregate::{Sample, aggregate};
 use flow::Flow;
+use progress::Progress;
 use schedule::ArrivalSchedule;
 use transport::{Target, UserConnection};
 
@@ -32,17 +34,6 @@ use crate::scale_out::WorkerSlice;
 /// Sample batches buffered between users and the aggregator; a full channel makes
 /// users wait rather than grow memory.
 const SAMPLE_QUEUE: usize = 4 * 1024;
-/// An open-model iteration that starts this much after its intended time is late.
-pub(crate) const LATE_AFTER: Duration = Duration::from_millis(10);
-
-/// Counters shared by the executors; touched once per iteration, not per sample.
-#[derive(Default)]
-pub(crate) struct Progress {
-    iterations: AtomicU64,
-    dropped: AtomicU64,
-    late: AtomicU64,
-    in_flight: AtomicU64,
-}
 
 pub async fn run(
     scenario: &Scenario,
@@ -128,8 +119,8 @@ pub async fn run(
     let deadline = duration.and_then(|d| load_start.checked_add(d));
 
     let mut users = tokio::task::JoinSet::new();
-    // Filled once, when the open model's generator ends (absent if it was abandoned).
-    let generator_counts: Arc<std::sync::Mutex<Option<open::GeneratorCounts>>> = Arc::default();
+    // The open model's generator reports here when it ends (not if it was abandoned).
+    let (generator_done, mut generator_counts) = tokio::sync::oneshot::channel();
     match &spec.executor {
         Executor::Closed { users: count } => {
             for _ in 0..*count {
@@ -175,10 +166,8 @@ pub async fn run(
                 iterations: spec.iterations,
                 max_in_flight: u64::from(*max_in_flight),
             };
-            let counts = Arc::clone(&generator_counts);
             users.spawn(async move {
-                let run = open::drive(run, ready).await;
-                *counts.lock().expect("not poisoned") = Some(run);
+                generator_done.send(open::drive(run, ready).await).ok();
             });
         }
     }
@@ -241,10 +230,7 @@ pub async fn run(
     let (model, executor, target_rate) = describe(spec, duration, schedule.as_ref());
     let late = progress.late.load(Ordering::Relaxed);
     let generator = matches!(spec.executor, Executor::Open { .. }).then(|| {
-        let counts = generator_counts
-            .lock()
-            .expect("not poisoned")
-            .unwrap_or_default();
+        let counts: open::GeneratorCounts = generator_counts.try_recv().unwrap_or_default();
         let wall = (load_end - load_start).as_secs_f64().max(1e-3);
         let mut figures = GeneratorFigures {
             pre_allocated,

@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::aggregate::Sample;
 use super::flow::{Flow, IterationState};
+use super::progress::{LATE_AFTER, Progress};
 use super::schedule::ArrivalSchedule;
 use super::transport::{Target, UserConnection};
-use super::{LATE_AFTER, Progress};
 use crate::metrics::units;
 use crate::plan::model::RateSchedule;
 use crate::results::GeneratorFigures;
@@ -354,8 +354,12 @@ fn clock(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> (JoinSet<()>
     let mut handed: u64 = 0;
     let mut next_flush = Instant::now() + FLUSH_EVERY;
     let mut busy = RuntimeBusy::new(runtime);
-    // The share of the last flush period the runtime's threads were busy.
-    let mut runtime_busy = 0.0;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mut cpu_then = (Instant::now(), process_cpu());
+    // Over the last flush period: the generator had no capacity to spare. Its threads
+    // were busy (not parked) and it used the CPU itself: busy threads that another
+    // process kept off the CPU would not gain from fewer connections.
+    let mut generator_busy = false;
     // When the clock meant to wake from its last sleep.
     let mut wake_at: Option<Instant> = None;
     while !shared.stop.is_cancelled() {
@@ -367,7 +371,18 @@ fn clock(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> (JoinSet<()>
             shared.flush_epoch.fetch_add(1, Ordering::Relaxed);
             shared.wake.notify_waiters();
             next_flush = now + FLUSH_EVERY;
-            runtime_busy = busy.share_since_last();
+            let threads = busy.share_since_last();
+            let cpu_now = (now, process_cpu());
+            let cpu = match (cpu_then.1, cpu_now.1) {
+                (Some(before), Some(after)) => {
+                    after.saturating_sub(before).as_secs_f64()
+                        / ((now - cpu_then.0).as_secs_f64() * cores).max(1e-9)
+                }
+                // Where the OS does not say, the threads' busy time alone decides.
+                _ => 1.0,
+            };
+            cpu_then = cpu_now;
+            generator_busy = threads >= GROW_BELOW_BUSY && cpu >= GROW_BELOW_CPU;
         }
         let head = shared.next.load(Ordering::Acquire);
         let first = head.max(handed);
@@ -405,7 +420,7 @@ fn clock(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> (JoinSet<()>
             // every one is waiting on the target; when the generator's own threads are
             // busy, it would only add work (the run reports saturation instead).
             let wanted = in_flight >= connections && connections < shared.max_in_flight;
-            if wanted && runtime_busy >= GROW_BELOW_BUSY {
+            if wanted && generator_busy {
                 shared.growth_deferred.fetch_add(1, Ordering::Relaxed);
             } else if wanted && !shared.growing.swap(true, Ordering::SeqCst) {
                 shared.connections.fetch_add(1, Ordering::SeqCst);
@@ -437,9 +452,12 @@ fn clock(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> (JoinSet<()>
     (grown, lag_max)
 }
 
-/// The pool grows only while the runtime's threads were busy less than this share of
-/// the last [`FLUSH_EVERY`].
+/// The pool does not grow while, over the last [`FLUSH_EVERY`], the runtime's threads
+/// were busy at least this share of the time and the process used at least
+/// [`GROW_BELOW_CPU`] of its cores (the kernel charges CPU in 10 ms ticks, so the
+/// CPU share of 100 ms is coarse).
 const GROW_BELOW_BUSY: f64 = 0.9;
+const GROW_BELOW_CPU: f64 = 0.8;
 
 /// How busy the runtime's worker threads were (tokio counts each worker's time spent
 /// not parked): the generator's own load, whatever else the machine runs.
