@@ -144,9 +144,7 @@ harness() {
         cat "$work/$name.out" "$work/$name.err" >&2
         die "harness ($name) exited $rc without a report"
     fi
-    local failed
-    failed=$(jq -r '.scenarios[0].load.failed_requests' "$work/$name/report.json")
-    [[ $failed == 0 ]] || die "harness ($name): failed_requests=$failed (nginx answers 200 to all); see $work/$name/report.json"
+    FAILED=$(jq -r '.scenarios[0].load.failed_requests' "$work/$name/report.json")
 }
 
 # open_figures NAME: "achieved late iterations p99_us steady_p99_us saturated cpu start_lag_p99_us warmed grown"
@@ -173,6 +171,12 @@ open_run() { # open_run NAME SECONDS RATE: sets FIG (open_figures) and HELD
     FIG=$(open_figures "$1")
     read -r a l n _ <<<"$FIG"
     HELD=$(held "$a" "$l" "$n" "$3")
+    # nginx answers 200 to all: a failure means the run broke (nginx's 1024
+    # connections, say, when a starved nginx made the pool grow); not held.
+    if [[ $FAILED != 0 ]]; then
+        log "WARNING: open $3/s: $FAILED failed requests (see $work/$1/report.json); counted as not held"
+        HELD=0
+    fi
 }
 
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
@@ -187,6 +191,7 @@ log "nginx (pid $NGINX_PID) on CPU $SERVER_CPU; load tools on CPU $CLIENT_CPU; $
 
 # 1. The closed model's ceiling.
 harness closed "$dur_s" --users "$USERS"
+[[ $FAILED == 0 ]] || die "harness (closed): failed_requests=$FAILED (nginx answers 200 to all); see $work/closed/report.json"
 closed_rps=$(jq -r '.scenarios[0].rps' "$work/closed/report.json")
 closed_others=$OTHERS
 log "closed $USERS users: $(printf '%.0f' "$closed_rps") requests/s (others ${OTHERS}%)"
@@ -198,7 +203,7 @@ p99_ratio_20k=""
 for rate in $RATES; do
     open_run "open_$rate" "$dur_s" "$rate"
     read -r a l n p99 steady sat cpu lag warmed grown <<<"$FIG"
-    ratio=$(awk -v w="$p99" -v s="$steady" 'BEGIN { printf "%.2f", s > 0 ? w / s : 0 }')
+    ratio=$(awk -v w="$p99" -v s="$steady" 'BEGIN { printf "%.2f", (s > 0 ? w / s : 0) }')
     ((rate == 20000)) && p99_ratio_20k=$ratio
     ((HELD)) && ((rate > best_held)) && best_held=$rate
     LINE[$rate]=$(printf '%-8s %10.0f %8s %10s %9s %9s %7s %6s %5s %8s %6s %7s' "$rate" "$a" "$l" "$(ms "$p99")" "$(ms "$steady")" "${ratio}x" \
@@ -226,7 +231,7 @@ for step in $(seq 1 "$SEARCH_STEPS"); do
     if ((HELD)); then lo=$mid; else hi=$mid; fi
 done
 held_rate=$lo
-held_ratio=$(awk -v h="$held_rate" -v c="$closed_rps" 'BEGIN { printf "%.3f", c > 0 ? h / c : 0 }')
+held_ratio=$(awk -v h="$held_rate" -v c="$closed_rps" 'BEGIN { printf "%.3f", (c > 0 ? h / c : 0) }')
 
 # 4. oha -q at the same rates, for reference.
 declare -A OHA_LINE
