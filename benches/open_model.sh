@@ -14,7 +14,8 @@
 #      (connections warmed, start lag, CPU, saturated or not);
 #   3. the highest rate held — achieved within 1% of the target and < 1% late — by a
 #      bounded bisection ($SEARCH_STEPS runs of $SEARCH_DURATION) between the best
-#      held rate of step 2 and 1.1x the closed model's requests/s; and held / closed;
+#      held rate of step 2 (or 0) and 1.1x the closed model's requests/s; and
+#      held / closed;
 #   4. oha -q R at the same rates for reference (oha does not correct for coordinated
 #      omission: its latency is its best case, not a like-for-like figure).
 # Targets (issue 19): at 20,000/s the whole-run p99 <= 2x the steady-state p99; the
@@ -211,17 +212,12 @@ for rate in $RATES; do
     log "open $rate/s: achieved $(printf '%.0f' "$a"), late $l, p99 $(ms "$p99") ms, steady p99 $(ms "$steady") ms, held $HELD"
 done
 
-# 3. The highest rate held: bisection between the best held rate so far (or the
-# lowest fixed rate's half) and 1.1x the closed model's requests/s.
+# 3. The highest rate held: bisection between the best held rate of step 2 (or 0)
+# and 1.1x the closed model's requests/s.
 lo=$best_held
-((lo > 0)) || lo=$(( ${RATES%% *} / 2 ))
 hi=$(awk -v c="$closed_rps" 'BEGIN { printf "%d", c * 1.1 }')
 ((hi > lo)) || hi=$((lo * 2))
 search_log=""
-if ((best_held == 0)); then
-    open_run search_lo "$search_s" "$lo"
-    ((HELD)) || lo=0
-fi
 for step in $(seq 1 "$SEARCH_STEPS"); do
     ((hi - lo > lo / 100 + 1)) || break
     mid=$(( (lo + hi) / 2 ))
