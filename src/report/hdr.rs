@@ -598,6 +598,7 @@ mod tests {
             histogram: codec::encode(&histogram()).unwrap(),
             start_unix_ms: 0,
             thresholds: Vec::new(),
+            generator: None,
             intervals,
         }
     }

@@ -599,6 +599,8 @@ fn merge_load(
         intervals: fill_timeline(intervals),
         start_unix_ms: base_ms,
         thresholds: thresholds_written,
+        // Per process: a saturated worker's warning is among the merged warnings.
+        generator: None,
     };
     Ok(ScenarioReport {
         name: first.name.clone(),

@@ -180,6 +180,7 @@ fn load_scenario() -> ScenarioReport {
             histogram: encode(&whole).unwrap(),
             start_unix_ms: 0,
             thresholds: Vec::new(),
+            generator: None,
             intervals,
         }),
     }

@@ -405,6 +405,7 @@ fn load_scenario(name: &str) -> ScenarioReport {
         histogram: codec::encode(&whole).unwrap(),
         start_unix_ms: 0,
         thresholds: Vec::new(),
+        generator: None,
         intervals: intervals
             .iter()
             .enumerate()

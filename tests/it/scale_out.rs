@@ -307,6 +307,7 @@ fn load_report(samples: &[u64], worker: Option<WorkerTag>, threshold: &str) -> R
                 }],
                 start_unix_ms: 1_795_446_000_000,
                 thresholds: vec![threshold.into()],
+                generator: None,
             }),
         }],
         plan_digest: "same-run".into(),

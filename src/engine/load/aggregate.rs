@@ -20,6 +20,9 @@ pub struct Sample {
     pub latency: Duration,
     /// When it completed, which interval it belongs to.
     pub done: Instant,
+    /// Open model, an iteration's first sample: how long after its intended start the
+    /// generator began it.
+    pub start_lag: Option<Duration>,
     pub outcome: SampleOutcome,
 }
 
@@ -51,6 +54,8 @@ pub struct Totals {
     /// Protocol errors (resets, garbage) plus connection errors and timeouts.
     pub transport_errors: u64,
     pub latency: Latency,
+    /// Open model: from each iteration's intended start to when the generator began it.
+    pub start_lag: Latency,
     pub status_counts: BTreeMap<String, u64>,
     pub error_codes: BTreeMap<String, u64>,
     pub steps: Vec<StepFigures>,
@@ -60,6 +65,7 @@ pub struct Totals {
 struct Aggregator {
     start: Instant,
     total: Latency,
+    start_lag: Latency,
     steps: Vec<StepTally>,
     interval_index: u64,
     interval: StepTally,
@@ -109,6 +115,9 @@ impl Aggregator {
                 true
             }
         };
+        if let Some(lag) = sample.start_lag {
+            self.start_lag.record(lag);
+        }
         self.requests += 1;
         self.failed += u64::from(failed);
         self.total.record(sample.latency);
@@ -191,6 +200,7 @@ impl Aggregator {
                 .collect(),
             intervals: self.intervals,
             latency: self.total,
+            start_lag: self.start_lag,
         }
     }
 }
@@ -205,6 +215,7 @@ pub async fn aggregate(
     let mut aggregator = Aggregator {
         start,
         total: Latency::default(),
+        start_lag: Latency::default(),
         steps: (0..steps).map(|_| StepTally::default()).collect(),
         interval_index: 0,
         interval: StepTally::default(),
@@ -241,6 +252,7 @@ mod tests {
             step: 0,
             latency: Duration::from_millis(latency_ms),
             done: start + Duration::from_millis(at_ms),
+            start_lag: None,
             outcome: SampleOutcome::Answered {
                 status: if failed { 500 } else { 200 },
                 failed,

@@ -256,85 +256,52 @@ impl Flow {
         intended: Option<Instant>,
     ) {
         let mut clock_from = intended;
+        // How late the generator began the iteration: the open model's own delay,
+        // carried by the iteration's first sample.
+        let mut start_lag =
+            intended.map(|intended| Instant::now().saturating_duration_since(intended));
         for (index, step) in self.steps.iter().enumerate() {
             let step_index = index as u16;
-            let (method, path, body, bearer, expect, ttl) = match step {
-                Compiled::Wait(wait) => {
-                    let pause = match wait {
-                        WaitFor::Fixed(duration) => *duration,
-                        WaitFor::Expiry { slot, margin } => state.saved[*slot]
-                            .expiry()
-                            .map_or(Duration::ZERO, |expiry| {
-                                (expiry + *margin).saturating_duration_since(Instant::now())
-                            }),
-                        WaitFor::BeforeExpiry { slot, before } => state.saved[*slot]
-                            .expiry()
-                            .and_then(|expiry| expiry.checked_sub(*before))
-                            .map_or(Duration::ZERO, |end| {
-                                end.saturating_duration_since(Instant::now())
-                            }),
-                    };
-                    tokio::time::sleep(pause).await;
-                    clock_from = None;
-                    continue;
-                }
-                Compiled::Create {
-                    body,
-                    sender,
-                    expect,
-                    ttl,
-                    ..
-                } => (
-                    Method::POST,
-                    CREATE_PATH,
-                    body.clone(),
-                    sender.bearer.as_ref(),
-                    expect,
-                    *ttl,
-                ),
-                Compiled::Validate {
-                    sender,
-                    secret,
-                    challenge,
-                    response,
-                    decrypted,
-                    expect,
-                } => {
-                    let body =
-                        validate_body(state, sender, secret, challenge, response, *decrypted);
-                    (
-                        Method::POST,
-                        VALIDATE_PATH,
-                        body,
-                        sender.bearer.as_ref(),
-                        expect,
-                        None,
-                    )
-                }
-                Compiled::Raw {
-                    method,
-                    path,
-                    body,
-                    bearer,
-                    expect,
-                } => (
-                    method.clone(),
-                    path.as_str(),
-                    body.clone(),
-                    bearer.as_ref(),
-                    expect,
-                    None,
-                ),
+            if let Compiled::Wait(wait) = step {
+                let pause = match wait {
+                    WaitFor::Fixed(duration) => *duration,
+                    WaitFor::Expiry { slot, margin } => state.saved[*slot]
+                        .expiry()
+                        .map_or(Duration::ZERO, |expiry| {
+                            (expiry + *margin).saturating_duration_since(Instant::now())
+                        }),
+                    WaitFor::BeforeExpiry { slot, before } => state.saved[*slot]
+                        .expiry()
+                        .and_then(|expiry| expiry.checked_sub(*before))
+                        .map_or(Duration::ZERO, |end| {
+                            end.saturating_duration_since(Instant::now())
+                        }),
+                };
+                tokio::time::sleep(pause).await;
+                clock_from = None;
+                continue;
+            }
+            let Some(Request {
+                method,
+                path,
+                body,
+                bearer,
+                expect,
+                ttl,
+            }) = request(step, state)
+            else {
+                continue;
             };
             let sent = Instant::now();
             let result = connection.send(&method, path, body, bearer).await;
             let done = Instant::now();
             let latency = done - clock_from.take().unwrap_or(sent).min(sent);
-            let (outcome, reply) = judge(result, expect.as_ref(), ttl);
+            let (outcome, reply) = judge(result, expect, ttl);
             state.pending.push(Sample {
                 step: step_index,
                 latency,
                 done,
+                start_lag: start_lag.take(),
                 outcome,
             });
             if state.pending.len() >= SAMPLE_BATCH {
@@ -351,6 +318,16 @@ impl Flow {
             {
                 self.save(state, *slot, &reply, *decrypt, sent).await;
             }
+        }
+    }
+
+    /// Sends the flow's first request once on `connection` and forgets the answer: the
+    /// connection (and the target's path for it) is warm before the clock starts.
+    pub async fn warm(&self, connection: &mut UserConnection, state: &IterationState) {
+        if let Some(request) = self.steps.iter().find_map(|step| request(step, state)) {
+            let _ = connection
+                .send(&request.method, request.path, request.body, request.bearer)
+                .await;
         }
     }
 
@@ -394,6 +371,66 @@ impl Flow {
             created_at: Some(sent),
         };
     }
+}
+
+/// What one step sends; `None` for a wait.
+struct Request<'a> {
+    method: Method,
+    path: &'a str,
+    body: Bytes,
+    bearer: Option<&'a HeaderValue>,
+    expect: Option<&'a Expect>,
+    /// A create's `ttl`, which its expectations check `expires_in` against.
+    ttl: Option<u64>,
+}
+
+fn request<'a>(step: &'a Compiled, state: &IterationState) -> Option<Request<'a>> {
+    Some(match step {
+        Compiled::Wait(_) => return None,
+        Compiled::Create {
+            body,
+            sender,
+            expect,
+            ttl,
+            ..
+        } => Request {
+            method: Method::POST,
+            path: CREATE_PATH,
+            body: body.clone(),
+            bearer: sender.bearer.as_ref(),
+            expect: expect.as_ref(),
+            ttl: *ttl,
+        },
+        Compiled::Validate {
+            sender,
+            secret,
+            challenge,
+            response,
+            decrypted,
+            expect,
+        } => Request {
+            method: Method::POST,
+            path: VALIDATE_PATH,
+            body: validate_body(state, sender, secret, challenge, response, *decrypted),
+            bearer: sender.bearer.as_ref(),
+            expect: expect.as_ref(),
+            ttl: None,
+        },
+        Compiled::Raw {
+            method,
+            path,
+            body,
+            bearer,
+            expect,
+        } => Request {
+            method: method.clone(),
+            path: path.as_str(),
+            body: body.clone(),
+            bearer: bearer.as_ref(),
+            expect: expect.as_ref(),
+            ttl: None,
+        },
+    })
 }
 
 /// Builds the validate body for this iteration's saved values.

@@ -277,6 +277,24 @@ fn load_section(
             load.dropped, load.late, load.in_flight_at_end
         ),
     );
+    if let Some(g) = &load.generator {
+        meta_row(
+            page,
+            "Generator",
+            &format!(
+                "{} connections warmed before the clock · {} opened during the run · start lag p99 {}, max {}{}",
+                g.pre_allocated,
+                g.grown,
+                units::readable(g.start_lag_us.p99),
+                units::readable(g.start_lag_us.max),
+                if g.saturated {
+                    " · saturated: the generator, not the target, set the pace"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
     meta_row(
         page,
         "Timeouts · connection errors",
@@ -471,6 +489,7 @@ mod tests {
                 histogram,
                 start_unix_ms: 0,
                 thresholds: Vec::new(),
+                generator: None,
                 intervals: vec![],
             }),
         };

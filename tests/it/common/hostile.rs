@@ -37,7 +37,14 @@ pub enum Behaviour {
     RedirectElsewhere { port: u16 },
     /// Reads the request and holds the socket without a byte in answer.
     Silent,
+    /// As `Plausible`, but each connection's first answer comes [`COLD_START`] late: a
+    /// cold path (a worker to start, a cache to fill) that a warmed connection has
+    /// already paid for.
+    ColdFirstAnswer,
 }
+
+/// How late [`Behaviour::ColdFirstAnswer`] sends each connection's first answer.
+pub const COLD_START: Duration = Duration::from_secs(1);
 
 /// The path [`Behaviour::Plausible`] holds without an answer.
 pub const HOLD_PATH: &str = "/hold";
@@ -152,7 +159,7 @@ struct Request {
 /// Serves one connection until the client leaves or the behaviour ends it.
 async fn serve(mut stream: TcpStream, behaviour: Behaviour, stats: &Stats, url: &str) {
     let mut buffer = Vec::new();
-    for _ in 0..REQUESTS_PER_CONNECTION {
+    for index in 0..REQUESTS_PER_CONNECTION {
         let Some(request) = read_request(&mut stream, &mut buffer).await else {
             return;
         };
@@ -164,6 +171,12 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, stats: &Stats, url: 
                 return;
             }
             Behaviour::Plausible => plausible(&mut stream, &request).await,
+            Behaviour::ColdFirstAnswer => {
+                if index == 0 {
+                    tokio::time::sleep(COLD_START).await;
+                }
+                plausible(&mut stream, &request).await
+            }
             Behaviour::EveryOther503 if n.is_multiple_of(2) => {
                 respond(
                     &mut stream,
