@@ -244,7 +244,7 @@ fn a_worker_that_comes_after_the_deadline_is_left_out_and_reported_missing() {
         &root.path().join("coordinated"),
         &[
             "--register-timeout",
-            "3s",
+            "10s",
             "--on-missing",
             "start",
             "--start-delay",
@@ -285,7 +285,7 @@ fn a_worker_that_comes_after_the_deadline_is_left_out_and_reported_missing() {
     assert!(
         collected
             .stderr
-            .contains("worker 2 missing: did not register within 3.0s"),
+            .contains("worker 2 missing: did not register within 10.0s"),
         "{}",
         collected.stderr
     );
@@ -300,7 +300,7 @@ fn a_worker_that_comes_after_the_deadline_is_left_out_and_reported_missing() {
     let warnings = &merged.scenarios[0].warnings;
     assert!(
         warnings.iter().any(|w| w.starts_with(
-            "66.7% of the plan's load ran: worker 2 missing (did not register within 3.0s)"
+            "66.7% of the plan's load ran: worker 2 missing (did not register within 10.0s)"
         )),
         "{warnings:?}"
     );
@@ -314,7 +314,7 @@ fn with_on_missing_fail_the_run_is_called_off_and_nothing_runs() {
     let coordinator = coordinate(
         3,
         &root.path().join("coordinated"),
-        &["--register-timeout", "2s", "--on-missing", "fail"],
+        &["--register-timeout", "10s", "--on-missing", "fail"],
     );
     let workers: Vec<Running> = [0, 1]
         .into_iter()
@@ -328,7 +328,7 @@ fn with_on_missing_fail_the_run_is_called_off_and_nothing_runs() {
     assert!(
         called_off
             .stderr
-            .contains("the run was called off: worker(s) 2 did not register within 2.0s"),
+            .contains("the run was called off: worker(s) 2 did not register within 10.0s"),
         "{}",
         called_off.stderr
     );
@@ -352,7 +352,7 @@ fn a_worker_killed_mid_run_is_listed_missing_and_the_rest_are_merged() {
     let coordinator = coordinate(
         3,
         &root.path().join("coordinated"),
-        &["--heartbeat-timeout", "1s", "--start-delay", "200ms"],
+        &["--heartbeat-timeout", "3s", "--start-delay", "200ms"],
     );
     let dirs: Vec<PathBuf> = (0..3)
         .map(|i| root.path().join(format!("worker-{i}")))
@@ -384,7 +384,7 @@ fn a_worker_killed_mid_run_is_listed_missing_and_the_rest_are_merged() {
     assert!(
         collected
             .stderr
-            .contains("worker 1 missing: lost: no word for 1.0s"),
+            .contains("worker 1 missing: lost: no word for 3.0s"),
         "{}",
         collected.stderr
     );
@@ -439,7 +439,7 @@ fn a_worker_of_another_run_is_refused() {
     let coordinator = coordinate(
         2,
         &root.path().join("coordinated"),
-        &["--register-timeout", "2s", "--on-missing", "fail"],
+        &["--register-timeout", "10s", "--on-missing", "fail"],
     );
     let first = worker(&served.url, &coordinator.url, 0, 2, &root.path().join("w0"));
     wait_for(&coordinator.url, "worker 0 registered", |s| {
