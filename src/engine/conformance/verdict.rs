@@ -23,6 +23,9 @@ pub struct StepVerdict {
     pub stop: bool,
 }
 
+/// A SHA-256 digest: what is kept of a target's string that only needs comparing.
+type Digest32 = [u8; 32];
+
 /// Judges one scenario's steps under the run's profile.
 pub struct Judge<'a> {
     pub scenario: &'a Scenario,
@@ -30,7 +33,7 @@ pub struct Judge<'a> {
     /// Signatures seen so far (lowercase), with the challenge and verdict each came
     /// with: one signature on two different verdicts proves nothing about either.
     /// Kept as SHA-256 digests, 65 bytes an entry however long the target's strings.
-    signatures: Mutex<HashMap<[u8; 32], ([u8; 32], bool)>>,
+    signatures: Mutex<HashMap<Digest32, (Digest32, bool)>>,
 }
 
 /// "step 2 validate (line 14)".
@@ -101,7 +104,7 @@ impl<'a> Judge<'a> {
         let challenge = text("challenge").unwrap_or_default();
         let valid = answer.valid() == Some(true);
         if let Some(signature) = signature.filter(|s| !s.is_empty()) {
-            let digest = |text: &str| -> [u8; 32] { Sha256::digest(text.as_bytes()).into() };
+            let digest = |text: &str| -> Digest32 { Sha256::digest(text.as_bytes()).into() };
             let signed = digest(&signature.to_ascii_lowercase());
             let on = digest(challenge);
             let mut seen = self.signatures.lock().expect("not poisoned");
