@@ -155,8 +155,12 @@ pub struct LoadFigures {
     pub connection_errors: u64,
     /// Answers by HTTP status ("200" -> n).
     pub status_counts: std::collections::BTreeMap<String, u64>,
-    /// Answers by body `error` code.
+    /// Answers by body `error` code. Bounded: at most 32 codes (1 to 64 of
+    /// `a-z0-9_.-`), the rest counted under `other`.
     pub error_codes: std::collections::BTreeMap<String, u64>,
+    /// One of the `error` values counted under `other`, cut at 64 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code_example: Option<String>,
     /// Requests that failed: no answer, 4xx/5xx, or an unmet expectation.
     pub failed_requests: u64,
     pub steps: Vec<StepFigures>,
@@ -442,6 +446,7 @@ impl RunReport {
                 };
                 fix_keys(&mut load.status_counts);
                 fix_keys(&mut load.error_codes);
+                load.error_code_example.iter_mut().for_each(&fix);
                 for step in &mut load.steps {
                     fix(&mut step.name);
                 }

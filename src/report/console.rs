@@ -588,6 +588,7 @@ mod tests {
             connection_errors: 5,
             status_counts: Default::default(),
             error_codes: Default::default(),
+            error_code_example: None,
             failed_requests: 12,
             steps: vec![
                 step("1 create", 19_974, 0, 1_100),

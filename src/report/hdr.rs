@@ -593,6 +593,7 @@ mod tests {
             connection_errors: 0,
             status_counts: Default::default(),
             error_codes: Default::default(),
+            error_code_example: None,
             failed_requests: 0,
             steps: vec![],
             histogram: codec::encode(&histogram()).unwrap(),

@@ -18,7 +18,7 @@ use crate::plan::model::{
     Action, AuthForm, BurstStep, ChallengeRef, ConcurrentStep, CreateStep, DecryptedField,
     KeyChoice, RawStep, ResponseForm, Scenario, Step, ValidateStep, WaitStep,
 };
-use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, VALIDATE_PATH};
+use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, MAX_CHALLENGE_BYTES, VALIDATE_PATH};
 use crate::results::{CheckResult, Outcome, ScenarioReport};
 
 /// A challenge a create step saved.
@@ -614,7 +614,8 @@ impl<'a> Run<'a> {
             let challenge = exchange
                 .answer()
                 .and_then(|a| a.field("challenge"))
-                .and_then(Value::as_str)?
+                .and_then(Value::as_str)
+                .filter(|challenge| challenge.len() <= MAX_CHALLENGE_BYTES)?
                 .to_owned();
             let response = secret.response(&ResponseForm::Hmac, &challenge, "");
             let mut body = json!({ "challenge": challenge, "response": response });

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::metrics::error_codes::ErrorCodes;
 use crate::metrics::{Latency, codec};
 use crate::results::{IntervalFigures, LoadTick, StepFigures};
 
@@ -30,7 +31,8 @@ pub enum SampleOutcome {
     Answered {
         status: u16,
         failed: bool,
-        /// The body's `error` code, when the body was read.
+        /// The body's `error` code, when the body was read: a code, or a cut example
+        /// of what was not one ([`crate::metrics::error_codes::carried`]).
         error_code: Option<String>,
     },
     Timeout,
@@ -58,6 +60,7 @@ pub struct Totals {
     pub start_lag: Latency,
     pub status_counts: BTreeMap<String, u64>,
     pub error_codes: BTreeMap<String, u64>,
+    pub error_code_example: Option<String>,
     pub steps: Vec<StepFigures>,
     pub intervals: Vec<IntervalFigures>,
 }
@@ -75,9 +78,11 @@ struct Aggregator {
     timeouts: u64,
     connection_errors: u64,
     transport_errors: u64,
-    /// By status code; turned into strings once, at the end.
+    /// By status code; turned into strings once, at the end. Bounded by the type:
+    /// HTTP parsers take three digits, so 900 entries at most.
     status_counts: BTreeMap<u16, u64>,
-    error_codes: BTreeMap<String, u64>,
+    /// Bounded: a few dozen codes and `other` (see [`ErrorCodes`]).
+    error_codes: ErrorCodes,
     last_tick: LoadTick,
 }
 
@@ -96,7 +101,7 @@ impl Aggregator {
             } => {
                 *self.status_counts.entry(status).or_default() += 1;
                 if let Some(code) = error_code {
-                    *self.error_codes.entry(code).or_default() += 1;
+                    self.error_codes.add(&code, 1);
                 }
                 failed
             }
@@ -155,6 +160,7 @@ impl Aggregator {
     }
 
     fn finish(mut self, end: Instant) -> Totals {
+        let (error_codes, error_code_example) = std::mem::take(&mut self.error_codes).into_parts();
         // Close the current interval (it may hold samples that completed after `end`
         // by the clock), then any empty ones up to the end.
         let last =
@@ -186,7 +192,8 @@ impl Aggregator {
                 .into_iter()
                 .map(|(status, n)| (status.to_string(), n))
                 .collect(),
-            error_codes: self.error_codes,
+            error_codes,
+            error_code_example,
             steps: self
                 .steps
                 .into_iter()
@@ -226,7 +233,7 @@ pub async fn aggregate(
         connection_errors: 0,
         transport_errors: 0,
         status_counts: BTreeMap::new(),
-        error_codes: BTreeMap::new(),
+        error_codes: ErrorCodes::default(),
         last_tick: LoadTick::default(),
     };
     let mut ticker = tokio::time::interval(INTERVAL);

@@ -14,13 +14,14 @@ use tokio::sync::mpsc;
 use super::aggregate::{Sample, SampleOutcome};
 use super::transport::{Reply, UserConnection};
 use crate::checks::{status_matches, unmet};
-use crate::client::{Answer, TransportError};
+use crate::client::{Answer, TransportError, first_duplicate_key};
 use crate::crypto::RsaPrivateKey;
 use crate::engine::credentials::{Credentials, Secret, decrypt_challenge, missing, random_hex64};
+use crate::metrics::error_codes;
 use crate::plan::model::{
     Action, AuthForm, ChallengeRef, DecryptedField, Expect, KeyChoice, ResponseForm, Step, WaitStep,
 };
-use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, VALIDATE_PATH};
+use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, MAX_CHALLENGE_BYTES, VALIDATE_PATH};
 
 /// A flow that cannot run as a load flow, or a key the run does not have.
 #[derive(Debug, thiserror::Error)]
@@ -296,7 +297,20 @@ impl Flow {
             let result = connection.send(&method, path, body, bearer).await;
             let done = Instant::now();
             let latency = done - clock_from.take().unwrap_or(sent).min(sent);
-            let (outcome, reply) = judge(result, expect, ttl);
+            let (mut outcome, reply) = judge(result, expect, ttl);
+            if let (
+                Compiled::Create {
+                    save: Some(slot),
+                    decrypt,
+                    ..
+                },
+                Some(reply),
+            ) = (step, reply)
+                && !self.save(state, *slot, &reply, *decrypt, sent).await
+                && let SampleOutcome::Answered { failed, .. } = &mut outcome
+            {
+                *failed = true;
+            }
             state.pending.push(Sample {
                 step: step_index,
                 latency,
@@ -306,17 +320,6 @@ impl Flow {
             });
             if state.pending.len() >= SAMPLE_BATCH {
                 Self::flush(state, samples).await;
-            }
-            if let (
-                Compiled::Create {
-                    save: Some(slot),
-                    decrypt,
-                    ..
-                },
-                Some(reply),
-            ) = (step, reply)
-            {
-                self.save(state, *slot, &reply, *decrypt, sent).await;
             }
         }
     }
@@ -340,7 +343,11 @@ impl Flow {
     }
 
     /// Keeps a created challenge; `sent` is when its create went out, where the
-    /// server's clock for it started at the earliest.
+    /// server's clock for it started at the earliest. Returns false, keeping nothing,
+    /// when the answer cannot be carried: a challenge over [`MAX_CHALLENGE_BYTES`], or
+    /// a body with a duplicated name (which value counts depends on the parser; the
+    /// conformance suite fails such a body too). The create then counts as failed and
+    /// the steps after it run with no saved challenge.
     async fn save(
         &self,
         state: &mut IterationState,
@@ -348,14 +355,20 @@ impl Flow {
         reply: &Reply,
         decrypt: bool,
         sent: Instant,
-    ) {
+    ) -> bool {
         let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
         let challenge = parsed
             .as_ref()
             .and_then(|v| v.get("challenge"))
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+            .unwrap_or_default();
+        if challenge.len() > MAX_CHALLENGE_BYTES
+            || (parsed.is_some() && first_duplicate_key(&reply.body).is_some())
+        {
+            state.saved[slot] = Saved::default();
+            return false;
+        }
+        let challenge = challenge.to_owned();
         let expires_in = parsed
             .as_ref()
             .and_then(|v| v.get("expires_in"))
@@ -370,6 +383,7 @@ impl Flow {
             expires_in,
             created_at: Some(sent),
         };
+        true
     }
 }
 
@@ -546,20 +560,26 @@ fn judge(
             .as_ref()
             .and_then(|v| v.get("error"))
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(error_codes::carried);
+        let parsed = json.is_some();
         let answer = Answer {
             status: reply.status,
             retry_after: reply.retry_after.clone(),
             text: String::new(),
             truncated: false,
             json,
-            // A load run counts outcomes; the conformance suite judges answer syntax.
+            // Looked for below, only where it can change the outcome.
             duplicate_key: None,
         };
         let unmet_any = expect.is_some_and(|e| !unmet(e, &answer, ttl).is_empty());
         // A 4xx/5xx fails unless the step expects that status.
         let status_expected = expect.is_some_and(|e| e.status.is_some());
-        (reply.status >= 400 && !status_expected) || unmet_any
+        // Read as the conformance suite reads it: a duplicated name makes the answer
+        // ambiguous (first-wins and last-wins parsers disagree), so it fails. An
+        // answer that fails anyway is not walked again, so error answers cost no more.
+        (reply.status >= 400 && !status_expected)
+            || unmet_any
+            || (parsed && first_duplicate_key(&reply.body).is_some())
     };
     (
         SampleOutcome::Answered {

@@ -262,6 +262,7 @@ pub async fn run(
         connection_errors: totals.connection_errors,
         status_counts: totals.status_counts,
         error_codes: totals.error_codes,
+        error_code_example: totals.error_code_example,
         failed_requests: totals.failed,
         steps,
         histogram: codec::encode(totals.latency.histogram()).unwrap_or_default(),

@@ -302,6 +302,9 @@ fn load_section(
     );
     meta_row(page, "Status codes", &counts(&load.status_counts));
     meta_row(page, "Error codes", &counts(&load.error_codes));
+    if let Some(example) = &load.error_code_example {
+        meta_row(page, "An error counted as other", example);
+    }
     if let Some(stem) = hdr_stem {
         let _ = writeln!(
             page,
@@ -484,6 +487,7 @@ mod tests {
                 connection_errors: 0,
                 status_counts: Default::default(),
                 error_codes: Default::default(),
+                error_code_example: None,
                 failed_requests: 0,
                 steps: vec![],
                 histogram,
