@@ -379,10 +379,19 @@ expect = {{ status = 200 }}
     // arrivals, so no connection comes free while they fall due.
     let (_, scenario) = open_run(&server.url, &plan, &["--timeout", "2s"], dir.path());
     let load = &scenario["load"];
-    assert_eq!(load["iterations"], IN_FLIGHT, "{load}");
-    assert_eq!(load["dropped"], 100 - IN_FLIGHT, "{load}");
-    // The pool grew from its default (1 at 100/s) to max_in_flight, never past it.
+    let (iterations, dropped) = (
+        load["iterations"].as_u64().unwrap(),
+        load["dropped"].as_u64().unwrap(),
+    );
+    // Every arrival is either begun or dropped and counted; never more begun than
+    // max_in_flight. (The pool grows in the background, and on a loaded machine it may
+    // reach max_in_flight only after some arrivals were already dropped.)
+    assert_eq!(iterations + dropped, 100, "{load}");
+    assert!((1..=IN_FLIGHT).contains(&iterations), "{load}");
+    assert!(dropped >= 100 - IN_FLIGHT, "{load}");
+    // The pool grew from its default (1 at 100/s) towards max_in_flight, never past it.
     let pool = load["generator"]["pre_allocated"].as_u64().unwrap_or(0)
         + load["generator"]["grown"].as_u64().unwrap_or(0);
-    assert_eq!(pool, IN_FLIGHT, "{load}");
+    assert!((1..=IN_FLIGHT).contains(&pool), "{load}");
+    assert!(iterations <= pool, "{load}");
 }
