@@ -386,9 +386,11 @@ expect = {{ status = 200 }}
     // Every arrival is either begun or dropped and counted; never more begun than
     // max_in_flight. (The pool grows in the background, and on a loaded machine it may
     // reach max_in_flight only after some arrivals were already dropped.)
-    assert_eq!(iterations + dropped, 100, "{load}");
+    // The last arrival is due 10 ms before the end; a clock running late on a loaded
+    // machine may meet the end first.
+    assert!((99..=100).contains(&(iterations + dropped)), "{load}");
     assert!((1..=IN_FLIGHT).contains(&iterations), "{load}");
-    assert!(dropped >= 100 - IN_FLIGHT, "{load}");
+    assert!(dropped >= 99 - IN_FLIGHT, "{load}");
     // The pool grew from its default (1 at 100/s) towards max_in_flight, never past it.
     let pool = load["generator"]["pre_allocated"].as_u64().unwrap_or(0)
         + load["generator"]["grown"].as_u64().unwrap_or(0);
