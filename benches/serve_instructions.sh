@@ -47,13 +47,7 @@ command -v curl >/dev/null || missing+=(curl)
 if [[ ${NGINX:-1} != 0 ]]; then
     command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 fi
-if ((${#missing[@]})); then
-    log "installing: ${missing[*]}"
-    sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_install "${missing[@]}"
 command -v python3 >/dev/null || die "python3 is needed for the load client"
 build_harness
 

@@ -25,6 +25,17 @@ cleanup() {
     if [[ -n ${KEEP:-} ]]; then log "kept $work"; else rm -rf "$work"; fi
 }
 
+# apt_install PKG...: installs the Debian packages named (none: nothing to do), with
+# sudo unless root.
+apt_install() {
+    (($#)) || return 0
+    log "installing: $*"
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # require_two_cpus: SERVER_CPU and CLIENT_CPU must be two distinct CPUs of this machine,
 # or the two sides of a comparison would share a core.
 require_two_cpus() {
