@@ -98,7 +98,21 @@ impl<'a> Run<'a> {
                         && refused
                         && let Some(late) = self.answered_past_expiry(&validate.challenge)
                     {
-                        return self.inconclusive(number, step, late);
+                        // A validation meant to land inside the challenge's lifetime
+                        // whose answer came only after it could have ended (a slow
+                        // network, an overloaded harness): a refusal then proves
+                        // nothing about the server.
+                        return self.skipped(
+                            number,
+                            step,
+                            format!(
+                                "the answer came {} after the challenge could have expired, so a refusal proves nothing; run from a machine nearer the target or less loaded",
+                                humantime::format_duration(Duration::from_millis(
+                                    late.as_millis() as u64
+                                ))
+                            ),
+                            false,
+                        );
                     }
                     self.judge.step(number, step, Some(&exchange), must, should)
                 }
@@ -114,20 +128,17 @@ impl<'a> Run<'a> {
                 } = wait
                     && pause > *at_most
                 {
-                    return StepVerdict {
-                        checks: vec![CheckResult {
-                            name: step_name(number, step),
-                            outcome: Outcome::Skipped,
-                            message: format!(
-                                "{}: skipped: the challenge lives {} more, longer than this wait's at_most {}",
-                                self.judge.prefix(),
-                                humantime::format_duration(Duration::from_secs(pause.as_secs())),
-                                humantime::format_duration(*at_most)
-                            ),
-                            evidence: None,
-                        }],
-                        stop: true,
-                    };
+                    // The scenario ends here: its later steps need the wait.
+                    return self.skipped(
+                        number,
+                        step,
+                        format!(
+                            "the challenge lives {} more, longer than this wait's at_most {}",
+                            humantime::format_duration(Duration::from_secs(pause.as_secs())),
+                            humantime::format_duration(*at_most)
+                        ),
+                        true,
+                    );
                 }
                 self.expiry_ahead = match wait {
                     WaitStep::BeforeExpiry { saved, .. } => self
@@ -162,22 +173,16 @@ impl<'a> Run<'a> {
             .flatten()
     }
 
-    /// A validation meant to land inside the challenge's lifetime whose answer came only
-    /// after it could have ended (a slow network, an overloaded harness): a refusal then
-    /// proves nothing about the server, so the check is skipped, not failed.
-    fn inconclusive(&self, number: usize, step: &Step, late: Duration) -> StepVerdict {
+    /// The step as a skipped check saying `why`; `stop` ends the scenario there.
+    fn skipped(&self, number: usize, step: &Step, why: String, stop: bool) -> StepVerdict {
         StepVerdict {
             checks: vec![CheckResult {
                 name: step_name(number, step),
                 outcome: Outcome::Skipped,
-                message: format!(
-                    "{}: skipped: the answer came {} after the challenge could have expired, so a refusal proves nothing; run from a machine nearer the target or less loaded",
-                    self.judge.prefix(),
-                    humantime::format_duration(Duration::from_millis(late.as_millis() as u64))
-                ),
+                message: format!("{}: skipped: {why}", self.judge.prefix()),
                 evidence: None,
             }],
-            stop: false,
+            stop,
         }
     }
 
