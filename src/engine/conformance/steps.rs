@@ -273,6 +273,8 @@ impl<'a> Run<'a> {
                     keyed: create.key.is_configured(),
                 })
                 .await;
+            // Taken before judging and decrypting, which are not the server's time.
+            let answered_at = Instant::now();
             let (must, should) = self.judge.answer_unmet(&step.expect, &exchange, create.ttl);
             if !must.is_empty() {
                 return self.judge.step(number, step, Some(&exchange), must, should);
@@ -293,9 +295,9 @@ impl<'a> Run<'a> {
             {
                 issued.push(challenge.to_owned());
             }
-            last = Some((exchange, should));
+            last = Some((exchange, should, answered_at));
         }
-        let (exchange, should) = last.expect("repeat is at least one");
+        let (exchange, should, answered_at) = last.expect("repeat is at least one");
         if step.expect.distinct
             && let Some(repeat) = repeated
         {
@@ -351,7 +353,7 @@ impl<'a> Run<'a> {
             }
         }
         if let Some(name) = &create.save
-            && let Err(problem) = self.save(name, &exchange, create).await
+            && let Err(problem) = self.save(name, &exchange, answered_at, create).await
         {
             return self
                 .judge
@@ -361,11 +363,13 @@ impl<'a> Run<'a> {
             .step(number, step, Some(&exchange), Vec::new(), should)
     }
 
-    /// Keeps a created challenge; for the RSA key, opens it with the private key.
+    /// Keeps a created challenge, answered at `answered_at`; for the RSA key, opens it
+    /// with the private key.
     async fn save(
         &mut self,
         name: &str,
         exchange: &Exchange,
+        answered_at: Instant,
         create: &CreateStep,
     ) -> Result<(), String> {
         let answer: &Answer = exchange
@@ -399,8 +403,8 @@ impl<'a> Run<'a> {
                 challenge,
                 expires_in: answer.field("expires_in").and_then(Value::as_u64),
                 requested_ttl: create.ttl,
-                sent_at: Instant::now() - exchange.latency,
-                answered_at: Instant::now(),
+                sent_at: answered_at - exchange.latency,
+                answered_at,
                 decrypted,
             },
         );
