@@ -71,13 +71,7 @@ command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v jq >/dev/null || missing+=(jq)
 command -v curl >/dev/null || missing+=(curl)
 command -v taskset >/dev/null || missing+=(util-linux)
-if ((${#missing[@]})); then
-    log "installing: ${missing[*]}"
-    sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_install "${missing[@]}"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 TIME=/usr/bin/time
 
@@ -121,41 +115,6 @@ EOF
 # ---- nginx -------------------------------------------------------------------
 
 # ---- measuring helpers -------------------------------------------------------
-HZ=$(getconf CLK_TCK)
-# "client_busy client_total server_busy server_total nginx_ticks" (ticks; nginx =
-# utime+stime of master + worker, so the rest of the server core is someone else).
-cpu_snap() {
-    local p ticks=0
-    for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true); do
-        ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    awk -v c="cpu$CLIENT_CPU" -v s="cpu$SERVER_CPU" -v n="$ticks" '
-        $1 == c { cb = $2+$3+$4+$7+$8; ct = cb+$5+$6 }
-        $1 == s { sb = $2+$3+$4+$7+$8; st = sb+$5+$6 }
-        END { print cb, ct, sb, st, n }' /proc/stat
-}
-# Waits (up to QUIET_WAIT seconds) until both cores are >= 90% idle over 1 s:
-# another benchmark on the machine would make every figure meaningless.
-wait_quiet() {
-    local a b deadline=$((SECONDS + QUIET_WAIT)) said=""
-    while :; do
-        a=$(cpu_snap); sleep 1; b=$(cpu_snap)
-        read -r cb0 ct0 sb0 st0 _ <<<"$a"; read -r cb1 ct1 sb1 st1 _ <<<"$b"
-        if (( (cb1 - cb0) * 10 <= (ct1 - ct0) && (sb1 - sb0) * 10 <= (st1 - st0) )); then
-            [[ -z $said ]] || log "machine quiet again"
-            return 0
-        fi
-        if ((SECONDS >= deadline)); then
-            log "WARNING: CPUs $CLIENT_CPU/$SERVER_CPU still busy after ${QUIET_WAIT}s of waiting; measuring anyway"
-            return 0
-        fi
-        if [[ -z $said ]]; then
-            said=1
-            log "CPUs $CLIENT_CPU/$SERVER_CPU busy with other work; waiting up to ${QUIET_WAIT}s; busiest:"
-            ps -eo pcpu=,psr=,comm= --sort=-pcpu | head -3 | awk '{ printf "[bench]   %s%% (cpu%s) %s\n", $1, $2, $3 }' >&2
-        fi
-    done
-}
 # Peak RSS in MB / CPU seconds (user+sys) from a `time -v` output file.
 rss_mb() { awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
 cpu_secs() { awk -F': ' '/User time|System time/ { t += $2 } END { printf "%.2f", t }' "$1"; }

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 
+use crate::metrics::error_codes;
+
 /// Largest answer body kept. Reading stops there and the connection is dropped, so
 /// a huge or endless answer costs neither memory nor the rest of the timeout.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -103,7 +105,8 @@ impl Answer {
             parts.push(format!("valid={valid}"));
         }
         if let Some(code) = self.error_code() {
-            parts.push(format!("error={code}"));
+            // Cut: a message must not carry a target's 256 KiB `error`.
+            parts.push(format!("error={}", error_codes::carried(code)));
         }
         if self.json.is_none() {
             parts.push(if self.truncated {

@@ -14,6 +14,11 @@ pub const KEY_PREFIX: &str = "kc_";
 pub const DEFAULT_TTL_S: u64 = 30;
 /// The reference server's accepted TTL range, in seconds (SPEC.md §3).
 pub const TTL_RANGE_S: std::ops::RangeInclusive<u64> = 1..=3600;
+/// The longest challenge the harness carries from a create to its validation. The
+/// largest a KeyClaim server issues is base64 of an RSA-4096 ciphertext (684
+/// characters); a longer one is a failed expectation, not something every iteration
+/// in flight should hold (a target could otherwise make each cost its 256 KiB body).
+pub const MAX_CHALLENGE_BYTES: usize = 4096;
 
 /// `POST /api/challenge/create`. `key` is absent when the key travels as a Bearer token.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -155,8 +155,12 @@ pub struct LoadFigures {
     pub connection_errors: u64,
     /// Answers by HTTP status ("200" -> n).
     pub status_counts: std::collections::BTreeMap<String, u64>,
-    /// Answers by body `error` code.
+    /// Answers by body `error` code. Bounded: at most 32 codes (1 to 64 of
+    /// `a-z0-9_.-`), the rest counted under `other`.
     pub error_codes: std::collections::BTreeMap<String, u64>,
+    /// One of the `error` values counted under `other`, cut at 64 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code_example: Option<String>,
     /// Requests that failed: no answer, 4xx/5xx, or an unmet expectation.
     pub failed_requests: u64,
     pub steps: Vec<StepFigures>,
@@ -174,6 +178,47 @@ pub struct LoadFigures {
     /// The plan's regression tolerances as written (`p99 +10%`), for `compare`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regression: Vec<String>,
+    /// Open model: how the load generator itself kept up, so that its own delays are
+    /// never read as the target's latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<GeneratorFigures>,
+}
+
+/// The open model's generator: its connections, how late it began iterations, and
+/// whether it (not the target) was the bottleneck.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorFigures {
+    /// Connections opened and warmed (one request each, not recorded) before the
+    /// schedule's clock started.
+    pub pre_allocated: u64,
+    /// Connections opened in the background during the run (connected, not warmed),
+    /// when every connection was busy with the target as an arrival fell due.
+    pub grown: u64,
+    /// Times every connection was busy but the pool did not grow, because the
+    /// generator's threads were busy (another connection would only add work).
+    pub growth_deferred: u64,
+    /// Connects an iteration waited on: reconnects after the target closed or broke a
+    /// connection (HTTPS targets connect inside their client and are not counted).
+    pub connects_on_arrival_path: u64,
+    /// From each iteration's intended start to when the generator began it.
+    pub start_lag_us: LatencySummary,
+    /// Late iterations (see `late`) begun by a connection that had been waiting idle:
+    /// the generator, not a busy target, held them up.
+    pub late_with_idle_connection: u64,
+    /// The clock thread's worst lateness waking from a sleep.
+    pub clock_lag_max_us: u64,
+    /// CPU the whole process used while the load ran, in cores (1.0 is one core
+    /// busy throughout); absent where the OS does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cores: Option<f64>,
+    /// Cores the process may run on.
+    pub cores: u32,
+    /// The share of the run (0 to 1) the generator's runtime threads were busy, not
+    /// parked waiting for the network: near 1, it had no capacity to spare.
+    pub runtime_busy: f64,
+    /// The generator was the bottleneck: the scenario's warnings say why, and its
+    /// latency figures include the generator's own delay.
+    pub saturated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -404,6 +449,7 @@ impl RunReport {
                 };
                 fix_keys(&mut load.status_counts);
                 fix_keys(&mut load.error_codes);
+                load.error_code_example.iter_mut().for_each(&fix);
                 for step in &mut load.steps {
                     fix(&mut step.name);
                 }

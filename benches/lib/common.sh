@@ -25,6 +25,17 @@ cleanup() {
     if [[ -n ${KEEP:-} ]]; then log "kept $work"; else rm -rf "$work"; fi
 }
 
+# apt_install PKG...: installs the Debian packages named (none: nothing to do), with
+# sudo unless root.
+apt_install() {
+    (($#)) || return 0
+    log "installing: $*"
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # require_two_cpus: SERVER_CPU and CLIENT_CPU must be two distinct CPUs of this machine,
 # or the two sides of a comparison would share a core.
 require_two_cpus() {
@@ -132,4 +143,41 @@ EOF
         : >"$prefix/logs/error.log"
     done
     die "nginx: no free port found"
+}
+
+# ---- CPU accounting (needs CLIENT_CPU, SERVER_CPU, NGINX_PID, QUIET_WAIT) ----------
+HZ=$(getconf CLK_TCK)
+# "client_busy client_total server_busy server_total nginx_ticks" (ticks; nginx =
+# utime+stime of master + worker, so the rest of the server core is someone else).
+cpu_snap() {
+    local p ticks=0
+    for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true); do
+        ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    awk -v c="cpu$CLIENT_CPU" -v s="cpu$SERVER_CPU" -v n="$ticks" '
+        $1 == c { cb = $2+$3+$4+$7+$8; ct = cb+$5+$6 }
+        $1 == s { sb = $2+$3+$4+$7+$8; st = sb+$5+$6 }
+        END { print cb, ct, sb, st, n }' /proc/stat
+}
+# Waits (up to QUIET_WAIT seconds) until both cores are >= 90% idle over 1 s:
+# another benchmark on the machine would make every figure meaningless.
+wait_quiet() {
+    local a b deadline=$((SECONDS + QUIET_WAIT)) said=""
+    while :; do
+        a=$(cpu_snap); sleep 1; b=$(cpu_snap)
+        read -r cb0 ct0 sb0 st0 _ <<<"$a"; read -r cb1 ct1 sb1 st1 _ <<<"$b"
+        if (( (cb1 - cb0) * 10 <= (ct1 - ct0) && (sb1 - sb0) * 10 <= (st1 - st0) )); then
+            [[ -z $said ]] || log "machine quiet again"
+            return 0
+        fi
+        if ((SECONDS >= deadline)); then
+            log "WARNING: CPUs $CLIENT_CPU/$SERVER_CPU still busy after ${QUIET_WAIT}s of waiting; measuring anyway"
+            return 0
+        fi
+        if [[ -z $said ]]; then
+            said=1
+            log "CPUs $CLIENT_CPU/$SERVER_CPU busy with other work; waiting up to ${QUIET_WAIT}s; busiest:"
+            ps -eo pcpu=,psr=,comm= --sort=-pcpu | head -3 | awk '{ printf "[bench]   %s%% (cpu%s) %s\n", $1, $2, $3 }' >&2
+        fi
+    done
 }

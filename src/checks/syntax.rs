@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use crate::client::Answer;
+use crate::protocol::MAX_CHALLENGE_BYTES;
 
 /// Every rule `answer` breaks, described as what was expected.
 pub fn malformed(answer: &Answer) -> Vec<String> {
@@ -31,6 +32,12 @@ pub fn malformed(answer: &Answer) -> Vec<String> {
         "challenge",
         |v| v.as_str().is_some_and(|s| !s.is_empty()),
         "a non-empty string",
+    );
+    let carried = format!("a string of at most {MAX_CHALLENGE_BYTES} bytes");
+    expect(
+        "challenge",
+        |v| v.as_str().is_none_or(|s| s.len() <= MAX_CHALLENGE_BYTES),
+        &carried,
     );
     expect(
         "expires_in",
@@ -126,7 +133,16 @@ mod tests {
                 "`quota` as {used, remaining, quota: number or \"unlimited\"}",
             ),
         ];
+        let huge = format!(
+            r#"{{"challenge":"{}"}}"#,
+            "a".repeat(MAX_CHALLENGE_BYTES + 1)
+        );
+        let cases = cases
+            .into_iter()
+            .map(|(t, e)| (t.to_owned(), e))
+            .chain([(huge, "`challenge` as a string of at most 4096 bytes")]);
         for (text, expected) in cases {
+            let text = text.as_str();
             assert_eq!(
                 malformed(&answer(text)),
                 vec![expected.to_owned()],

@@ -10,6 +10,7 @@ pub mod text;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -17,7 +18,7 @@ use serde::Serialize;
 use crate::metrics::codec::{self, CodecError};
 use crate::metrics::units;
 use crate::plan::model::{Allowance, Metric, Tolerance};
-use crate::results::{LoadFigures, RunReport, ScenarioReport};
+use crate::results::{IntervalFigures, LoadFigures, RunReport, ScenarioReport};
 
 /// What every comparison judges unless told otherwise: latencies may not grow by more
 /// than 10%, the error rate by more than 0.1 percentage points, the rate may not fall
@@ -261,12 +262,21 @@ pub fn compare(base: &Run, new: &Run, settings: &Settings) -> Result<Comparison,
                 source,
             })
         };
+        let batches = |run: &Run, load: &LoadFigures| {
+            load.intervals
+                .iter()
+                .filter(|i| i.duration_s >= BATCH_MIN_SECONDS && i.requests >= BATCH_MIN_REQUESTS)
+                .map(|i| Ok(Batch::new(i, histogram(run, &i.histogram)?)))
+                .collect::<Result<Rc<[Batch]>, CompareError>>()
+        };
+        let (base_batches, new_batches) = (batches(base, base_load)?, batches(new, new_load)?);
         let whole = Side2 {
             histogram: histogram(base, &base_load.histogram)?,
             requests: base_scenario.requests,
             failed: base_load.failed_requests,
             seconds: base_load.duration_s,
             dropped: Some((base_load.dropped, base_load.iterations + base_load.dropped)),
+            batches: Rc::clone(&base_batches),
         };
         let whole_new = Side2 {
             histogram: histogram(new, &new_load.histogram)?,
@@ -274,6 +284,7 @@ pub fn compare(base: &Run, new: &Run, settings: &Settings) -> Result<Comparison,
             failed: new_load.failed_requests,
             seconds: new_load.duration_s,
             dropped: Some((new_load.dropped, new_load.iterations + new_load.dropped)),
+            batches: Rc::clone(&new_batches),
         };
         parts.push(part(&scenario.name, None, whole, whole_new, &tolerances));
         for new_step in &new_load.steps {
@@ -284,20 +295,26 @@ pub fn compare(base: &Run, new: &Run, settings: &Settings) -> Result<Comparison,
                 ));
                 continue;
             };
-            let side = |run: &Run, step: &crate::results::StepFigures, seconds: f64| {
+            // A step has no per-second figures of its own: the scenario's spread over
+            // its seconds stands for the step's.
+            let side = |run: &Run,
+                        step: &crate::results::StepFigures,
+                        seconds: f64,
+                        batches: &Rc<[Batch]>| {
                 Ok::<_, CompareError>(Side2 {
                     histogram: histogram(run, &step.histogram)?,
                     requests: step.requests,
                     failed: step.failed,
                     seconds,
                     dropped: None,
+                    batches: Rc::clone(batches),
                 })
             };
             parts.push(part(
                 &scenario.name,
                 Some(new_step.name.as_str()),
-                side(base, base_step, base_load.duration_s)?,
-                side(new, new_step, new_load.duration_s)?,
+                side(base, base_step, base_load.duration_s, &base_batches)?,
+                side(new, new_step, new_load.duration_s, &new_batches)?,
                 &tolerances,
             ));
         }
@@ -460,6 +477,50 @@ struct Side2 {
     seconds: f64,
     /// (dropped, scheduled) for a whole open-model scenario.
     dropped: Option<(u64, u64)>,
+    /// The scenario's seconds, for batch means (see [`stats`]).
+    batches: Rc<[Batch]>,
+}
+
+/// An interval shorter than this (the run's last sliver) is not a batch.
+const BATCH_MIN_SECONDS: f64 = 0.5;
+/// Nor one with fewer requests: its percentiles would be a handful of samples.
+const BATCH_MIN_REQUESTS: u64 = 10;
+
+/// Requests a second needs beyond a percentile for its value there to count.
+const TAIL_SAMPLES: f64 = 10.0;
+
+/// One second of a scenario, as batch means measure it.
+struct Batch {
+    histogram: Histogram<u64>,
+    requests: u64,
+    failed: u64,
+    seconds: f64,
+}
+
+impl Batch {
+    fn new(interval: &IntervalFigures, histogram: Histogram<u64>) -> Self {
+        Self {
+            histogram,
+            requests: interval.requests,
+            failed: interval.failed,
+            seconds: interval.duration_s,
+        }
+    }
+
+    /// `metric` in this second alone, where a second has it.
+    fn measure(&self, metric: Metric) -> Option<f64> {
+        match metric {
+            // A second's tail percentile is only its few largest requests, too few to
+            // say how the run's tail moved: tails keep their order-statistic interval.
+            Metric::Percentile(p) if self.requests as f64 * (1.0 - p / 100.0) >= TAIL_SAMPLES => {
+                Some(self.histogram.value_at_quantile(p / 100.0) as f64)
+            }
+            Metric::Mean => Some(self.histogram.mean()),
+            Metric::ErrorRate => Some(self.failed as f64 / self.requests as f64),
+            Metric::Rps => Some(self.requests as f64 / self.seconds),
+            _ => None,
+        }
+    }
 }
 
 fn part(
@@ -493,8 +554,34 @@ fn part(
     }
 }
 
-/// A figure's point estimate and interval on one side.
+/// A figure's point estimate and interval on one side: the wider of the interval that
+/// assumes independent requests and the one from the spread over the run's seconds.
 fn measure(metric: Metric, side: &Side2) -> Option<(f64, Option<(f64, f64)>)> {
+    let (point, interval) = independent(metric, side)?;
+    let per_second: Vec<f64> = side
+        .batches
+        .iter()
+        .filter_map(|batch| batch.measure(metric))
+        .collect();
+    let (Some((low, high)), Some((mean, half))) = (interval, stats::batch_means(&per_second))
+    else {
+        return Some((point, interval));
+    };
+    // Latencies and rates spread in proportion to their size (a step's figures are
+    // widened by the scenario's relative spread); a fraction by the same amount.
+    let half = match unit(metric) {
+        "fraction" => half,
+        _ if mean > 0.0 => half / mean * point,
+        _ => 0.0,
+    };
+    Some((
+        point,
+        Some((low.min((point - half).max(0.0)), high.max(point + half))),
+    ))
+}
+
+/// A figure's point estimate and interval, its requests taken as independent.
+fn independent(metric: Metric, side: &Side2) -> Option<(f64, Option<(f64, f64)>)> {
     let with = |(point, low, high): (f64, f64, f64)| (point, Some((low, high)));
     match metric {
         Metric::Percentile(p) if p >= 100.0 => {
@@ -636,7 +723,58 @@ mod tests {
             failed,
             seconds: 10.0,
             dropped: None,
+            batches: Rc::from(Vec::new()),
         }
+    }
+
+    /// `side` of `seconds`, each second's latencies all `value`.
+    fn side_by_second(seconds: &[u64], per_second: usize) -> Side2 {
+        let histogram_of = |values: &[u64]| {
+            let mut h = Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+            for &v in values {
+                h.record_n(v, per_second as u64).unwrap();
+            }
+            h
+        };
+        let batches: Vec<Batch> = seconds
+            .iter()
+            .map(|&v| Batch {
+                histogram: histogram_of(&[v]),
+                requests: per_second as u64,
+                failed: 0,
+                seconds: 1.0,
+            })
+            .collect();
+        Side2 {
+            batches: Rc::from(batches),
+            seconds: seconds.len() as f64,
+            ..side([], 0)
+        }
+        .with_histogram(histogram_of(seconds))
+    }
+
+    impl Side2 {
+        fn with_histogram(mut self, histogram: Histogram<u64>) -> Self {
+            self.requests = histogram.len();
+            self.histogram = histogram;
+            self
+        }
+    }
+
+    #[test]
+    fn seconds_that_move_together_widen_the_interval() {
+        let p50 = tolerance("p50 +10%");
+        // Runs whose seconds wander (a machine busy now and then): the medians differ
+        // by 40%, which thousands of independent requests would call certain.
+        let base = side_by_second(&[900, 1_000, 1_500, 950, 2_000, 1_000], 250);
+        let new = side_by_second(&[1_400, 1_300, 2_100, 1_400, 1_000, 1_500], 250);
+        let judged = figure(Metric::Percentile(50.0), &base, &new, Some(&p50));
+        assert_eq!(judged.verdict, Verdict::Unchanged, "{}", judged.why);
+        // Steady seconds, the same 40%: a regression.
+        let base = side_by_second(&[1_000, 1_010, 990, 1_000, 1_005, 995], 250);
+        let new = side_by_second(&[1_400, 1_410, 1_390, 1_400, 1_405, 1_395], 250);
+        let judged = figure(Metric::Percentile(50.0), &base, &new, Some(&p50));
+        assert_eq!(judged.verdict, Verdict::Regression, "{}", judged.why);
     }
 
     fn tolerance(text: &str) -> Tolerance {

@@ -9,9 +9,13 @@
 //! - A rate (requests per second) treats the count as Poisson: `(k ± z·√k) / t`.
 //! - A mean gets `mean ± z·σ/√n`.
 //!
-//! Each assumes independent samples. Requests of one run are not quite that (a stall
-//! delays every request in flight), which is why `compare` also asks a change to exceed
-//! a tolerance before calling it a regression.
+//! Each assumes independent samples. Requests of one run are not that: a stall, or a
+//! busy machine for a few seconds, moves every request of those seconds at once. So
+//! each figure is also measured per second of the run (report.json keeps every
+//! second's histogram and counts) and, by batch means, those per-second values give a
+//! second interval, `mean ± t·s/√k` over `k` seconds with Student's t; `compare` uses
+//! the wider of the two. And a change must still exceed a tolerance before it is a
+//! regression (a drift of the whole machine between runs is seen by neither).
 
 use hdrhistogram::Histogram;
 
@@ -21,6 +25,34 @@ pub const Z: f64 = 2.575_829_303_548_901;
 
 /// The confidence level [`Z`] stands for, for reports.
 pub const CONFIDENCE: f64 = 0.99;
+
+/// Seconds of a run needed before their spread is taken as evidence.
+pub const MIN_BATCHES: usize = 3;
+
+/// Student's t, two-sided 99%, for `df` degrees of freedom (the normal's beyond 30).
+fn t99(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        63.657, 9.925, 5.841, 4.604, 4.032, 3.707, 3.499, 3.355, 3.250, 3.169, 3.106, 3.055, 3.012,
+        2.977, 2.947, 2.921, 2.898, 2.878, 2.861, 2.845, 2.831, 2.819, 2.807, 2.797, 2.787, 2.779,
+        2.771, 2.763, 2.756, 2.750,
+    ];
+    df.checked_sub(1)
+        .and_then(|i| T.get(i).copied())
+        .unwrap_or(Z)
+}
+
+/// Batch means: a figure measured in each of `k` consecutive batches (seconds of a
+/// run) as `(mean, half-width)` of the interval `mean ± t·s/√k`; `None` with fewer
+/// than [`MIN_BATCHES`].
+pub fn batch_means(values: &[f64]) -> Option<(f64, f64)> {
+    let k = values.len();
+    if k < MIN_BATCHES {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / k as f64;
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1) as f64;
+    Some((mean, t99(k - 1) * (variance / k as f64).sqrt()))
+}
 
 /// The value at 1-based `rank` in `histogram`'s sorted samples (its bucket's highest
 /// equivalent value, as HdrHistogram reports percentiles).
@@ -137,5 +169,17 @@ mod tests {
         assert_eq!(r, 1000.0);
         assert!(low > 970.0 && high < 1030.0);
         assert_eq!(proportion(1, 0), None);
+    }
+
+    #[test]
+    fn batch_means_widen_with_spread_and_need_a_few_batches() {
+        assert_eq!(batch_means(&[1.0, 2.0]), None);
+        let (mean, half) = batch_means(&[500.0, 500.0, 500.0, 500.0]).unwrap();
+        assert_eq!((mean, half), (500.0, 0.0));
+        // s = 100 over k = 4: t(3) = 5.841, so 5.841 * 100 / 2.
+        let (mean, half) = batch_means(&[400.0, 500.0, 600.0, 500.0]).unwrap();
+        assert_eq!(mean, 500.0);
+        let s = (20_000.0f64 / 3.0).sqrt();
+        assert!((half - 5.841 * s / 2.0).abs() < 1e-9, "{half}");
     }
 }

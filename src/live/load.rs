@@ -17,6 +17,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::metrics::error_codes;
 use crate::redact::Redactor;
 
 /// Upper bounds of the latency buckets, in seconds: 250 µs to 10 s, dense where
@@ -25,10 +26,6 @@ pub const LATENCY_BUCKETS_S: [f64; 16] = [
     0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
     10.0,
 ];
-
-/// Distinct error codes kept as labels per scenario; further ones count as `other`, so
-/// a target that invents codes cannot grow the series without bound.
-pub const MAX_ERROR_CODES: usize = 32;
 
 /// How a request ended, as the `status` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,7 +74,7 @@ struct Tallies {
     requests: BTreeMap<RequestKey, u64>,
     /// By step index.
     latency: Vec<Buckets>,
-    /// The error codes kept as labels, at most [`MAX_ERROR_CODES`], as received and as
+    /// The error codes kept as labels, by the rule reports use ([`error_codes`]), as received and as
     /// shown (redacted: a target may echo a key back in its error code).
     error_codes: BTreeMap<String, String>,
 }
@@ -121,12 +118,16 @@ impl ScenarioLive {
                 None => String::new(),
                 Some(code) => match tallies.error_codes.get(code) {
                     Some(shown) => shown.clone(),
-                    None if tallies.error_codes.len() < MAX_ERROR_CODES => {
+                    // Reports' rule: strings that look like codes, a few dozen of
+                    // them, the rest `other`; so the series a target can add are bounded.
+                    None if error_codes::is_code(code)
+                        && tallies.error_codes.len() < error_codes::KEPT_CODES =>
+                    {
                         let shown = self.redactor.redact(code).into_owned();
                         tallies.error_codes.insert(code.to_owned(), shown.clone());
                         shown
                     }
-                    None => "other".to_owned(),
+                    None => error_codes::OTHER.to_owned(),
                 },
             };
             *tallies
@@ -385,6 +386,7 @@ impl Collector for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::error_codes::KEPT_CODES;
 
     fn scrape(metrics: &Arc<LoadMetrics>) -> String {
         let mut text = String::new();
@@ -451,10 +453,10 @@ mod tests {
         let redactor = Redactor::new(vec!["kc_secret_key_0123456789".to_owned()]);
         let metrics = Arc::new(LoadMetrics::new(Arc::new(redactor)));
         let live = metrics.scenario("s", vec!["1 create".into()], None, LoadGauges::default);
-        let mut codes: Vec<String> = (0..MAX_ERROR_CODES + 10)
-            .map(|i| format!("code{i}"))
-            .collect();
-        codes[0] = "echo kc_secret_key_0123456789".to_owned();
+        let mut codes: Vec<String> = (0..KEPT_CODES + 10).map(|i| format!("code{i}")).collect();
+        // A target echoing a key in a code-shaped `error`: kept, and redacted.
+        codes[0] = "kc_secret_key_0123456789".to_owned();
+        codes[1] = "not a code".to_owned();
         live.record(codes.iter().map(|code| LiveSample {
             step: 0,
             status: LiveStatus::Http(400),
@@ -464,7 +466,7 @@ mod tests {
         let text = scrape(&metrics);
         assert_eq!(
             text.matches("keyclaim_load_requests_total{").count(),
-            MAX_ERROR_CODES + 1
+            KEPT_CODES + 1
         );
         assert!(text.contains(r#"error_code="other"} 10"#), "{text}");
         assert!(!text.contains("kc_secret_key_0123456789"), "{text}");

@@ -2,6 +2,7 @@
 //! digits (fixed memory however long the run; exact merge), never a list of samples.
 
 pub mod codec;
+pub mod error_codes;
 pub mod thresholds;
 pub mod units;
 

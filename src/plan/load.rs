@@ -198,6 +198,16 @@ fn executor(source: &Source<'_>, at: &Spanned<RawLoad>) -> Result<Executor, Plan
                 .error(m.span(), "`max_in_flight` only applies to an open model (`rate` or `stages`)")
                 .with_help("a closed model has at most `users` iterations in flight; remove `max_in_flight`"));
         }
+        if let Some(p) = &l.pre_allocated {
+            return Err(source
+                .error(
+                    p.span(),
+                    "`pre_allocated` only applies to an open model (`rate` or `stages`)",
+                )
+                .with_help(
+                    "a closed model opens one connection per user; remove `pre_allocated`",
+                ));
+        }
         if let Some(s) = &l.start_rate {
             return Err(start_rate_alone(source, s.span()));
         }
@@ -239,9 +249,20 @@ fn executor(source: &Source<'_>, at: &Spanned<RawLoad>) -> Result<Executor, Plan
         1..=MAX_IN_FLIGHT,
         DEFAULT_MAX_IN_FLIGHT,
     )?;
+    let pre_allocated = match &l.pre_allocated {
+        Some(at) => Some(int_in(
+            source,
+            Some(at),
+            "pre_allocated",
+            1..=max_in_flight,
+            1,
+        )?),
+        None => None,
+    };
     Ok(Executor::Open {
         rate,
         max_in_flight,
+        pre_allocated,
     })
 }
 

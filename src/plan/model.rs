@@ -67,6 +67,9 @@ pub enum Executor {
         rate: RateSchedule,
         /// Iterations in flight at most; an arrival beyond it is dropped and counted.
         max_in_flight: u32,
+        /// Connections opened and warmed before the schedule's clock starts (k6's
+        /// `preAllocatedVUs`); `None`: the engine sizes it from the peak rate.
+        pre_allocated: Option<u32>,
     },
 }
 

@@ -64,6 +64,7 @@ pub struct RawLoad {
     pub stages: Option<Spanned<Vec<Spanned<RawStage>>>>,
     pub start_rate: Option<Spanned<f64>>,
     pub max_in_flight: Option<Spanned<i64>>,
+    pub pre_allocated: Option<Spanned<i64>>,
     pub duration: Option<Spanned<String>>,
     pub iterations: Option<Spanned<i64>>,
     pub think_time: Option<Spanned<String>>,

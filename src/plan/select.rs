@@ -59,6 +59,7 @@ pub fn apply_load_overrides(
         (Some(rate), None) => Some(Executor::Open {
             rate: RateSchedule::Constant(rate),
             max_in_flight: OVERRIDE_MAX_IN_FLIGHT,
+            pre_allocated: None,
         }),
         (None, Some(0)) => return Err("--users must be at least 1".into()),
         (None, Some(users)) => Some(Executor::Closed { users }),

@@ -12,7 +12,9 @@ use std::fmt::Write as _;
 
 use crate::metrics::units;
 use crate::redact::Redactor;
-use crate::results::{CheckResult, LatencySummary, Outcome, RunReport, ScenarioReport, Status};
+use crate::results::{
+    CheckResult, GeneratorFigures, LatencySummary, Outcome, RunReport, ScenarioReport, Status,
+};
 
 /// Widest a name or id column gets; longer ones are cut with "…".
 const MAX_NAME_WIDTH: usize = 40;
@@ -208,6 +210,9 @@ fn load_blocks(out: &mut String, report: &RunReport, paint: Paint) {
             "  schedule   dropped {}, late {}, in flight at end {}",
             load.dropped, load.late, load.in_flight_at_end
         );
+        if let Some(generator) = &load.generator {
+            generator_line(out, generator, paint);
+        }
         // The engine fills the scenario's summary from the load's whole-run histogram.
         let _ = writeln!(out, "  latency    {}", percentiles(&scenario.latency_us));
         let names: Vec<String> = load
@@ -234,6 +239,43 @@ fn load_blocks(out: &mut String, report: &RunReport, paint: Paint) {
             );
         }
     }
+}
+
+/// The open model's own figures: its connections, how late it began iterations, its
+/// CPU, and whether it was the bottleneck (the warnings below say why).
+fn generator_line(out: &mut String, g: &GeneratorFigures, paint: Paint) {
+    let ms = |us: u64| units::ms_fixed(us, 2);
+    let cpu = g
+        .cpu_cores
+        .map(|cpu| {
+            format!(
+                "; CPU {cpu:.2} of {} core{}",
+                g.cores,
+                if g.cores == 1 { "" } else { "s" }
+            )
+        })
+        .unwrap_or_default();
+    let busy = format!(", threads busy {:.0}%", 100.0 * g.runtime_busy);
+    let verdict = if g.saturated {
+        format!(
+            "; {}",
+            paint.style(
+                RED,
+                "SATURATED: the generator, not the target, set the pace"
+            )
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "  generator  {} connections warmed before the clock, {} opened during the run, {} connects on an arrival's path; start lag p99 {}, max {} ms{cpu}{busy}{verdict}",
+        g.pre_allocated,
+        g.grown,
+        g.connects_on_arrival_path,
+        ms(g.start_lag_us.p99),
+        ms(g.start_lag_us.max),
+    );
 }
 
 /// "p50 1.20  p90 3.40  p99 12.30  p99.9 30.00  max 41.00 ms".
@@ -546,6 +588,7 @@ mod tests {
             connection_errors: 5,
             status_counts: Default::default(),
             error_codes: Default::default(),
+            error_code_example: None,
             failed_requests: 12,
             steps: vec![
                 step("1 create", 19_974, 0, 1_100),
@@ -555,6 +598,19 @@ mod tests {
             start_unix_ms: 0,
             thresholds: Vec::new(),
             regression: Vec::new(),
+            generator: Some(crate::results::GeneratorFigures {
+                pre_allocated: 5,
+                grown: 2,
+                growth_deferred: 0,
+                connects_on_arrival_path: 1,
+                start_lag_us: latency(40, 12_500),
+                late_with_idle_connection: 3,
+                clock_lag_max_us: 900,
+                cpu_cores: Some(0.973),
+                cores: 1,
+                runtime_busy: 0.95,
+                saturated: true,
+            }),
             intervals: vec![],
         });
         let text = render_summary(&report, false);
@@ -563,6 +619,7 @@ load bad (open 1000/s for 20s)
   rate       target 1000.0/s, achieved 998.7/s over 20.0s, 19974 iterations
   requests   39948 sent, 12 failed; timeouts 4, connection errors 5
   schedule   dropped 1, late 3, in flight at end 2
+  generator  5 connections warmed before the clock, 2 opened during the run, 1 connects on an arrival's path; start lag p99 0.16, max 12.50 ms; CPU 0.97 of 1 core, threads busy 95%; SATURATED: the generator, not the target, set the pace
   latency    p50 1.20  p90 2.40  p99 4.80  p99.9 9.60  max 41.00 ms
   step 1 create             19974 req      0 failed  p50 1.10  p90 2.20  p99 4.40  p99.9 8.80  max 41.00 ms
   step 2 validate\\u{1b}[2J  19974 req     12 failed  p50 1.30  p90 2.60  p99 5.20  p99.9 10.40  max 41.00 ms

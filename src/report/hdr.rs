@@ -593,12 +593,14 @@ mod tests {
             connection_errors: 0,
             status_counts: Default::default(),
             error_codes: Default::default(),
+            error_code_example: None,
             failed_requests: 0,
             steps: vec![],
             histogram: codec::encode(&histogram()).unwrap(),
             start_unix_ms: 0,
             thresholds: Vec::new(),
             regression: Vec::new(),
+            generator: None,
             intervals,
         }
     }

@@ -13,6 +13,7 @@ use quick_junit::{
     NonSuccessKind, Property, Report, SerializeError, TestCase, TestCaseStatus, TestSuite,
 };
 
+use super::xml_chars::replace_forbidden;
 use crate::redact::Redactor;
 use crate::results::{CheckResult, Outcome, RunReport, ScenarioReport, Status};
 
@@ -52,7 +53,8 @@ pub fn render(report: &RunReport, redactor: &Redactor) -> Result<String, Seriali
     junit.set_time(seconds(report.elapsed_s));
     junit.add_test_suite(suite);
     let xml = junit.to_string()?;
-    Ok(redactor.redact(&xml).into_owned())
+    // The writer escapes markup but passes forbidden characters through raw.
+    Ok(replace_forbidden(&redactor.redact(&xml)).into_owned())
 }
 
 fn test_case(scenario: &ScenarioReport, strict: bool) -> TestCase {

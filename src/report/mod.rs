@@ -11,6 +11,7 @@ pub mod html;
 pub mod json;
 pub mod junit;
 pub mod progress;
+pub mod xml_chars;
 
 use std::path::{Path, PathBuf};
 

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::metrics::Latency;
 use crate::metrics::codec::CodecError;
+use crate::metrics::error_codes::ErrorCodes;
 use crate::metrics::thresholds::{self, Measured};
 use crate::plan::parse_threshold;
 use crate::results::{
@@ -436,7 +437,9 @@ fn merge_load(
     let mut steps: Vec<(String, u64, u64, Latency)> = Vec::new();
     let mut intervals: BTreeMap<u64, IntervalSum> = BTreeMap::new();
     let mut status_counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut error_codes: BTreeMap<String, u64> = BTreeMap::new();
+    // Bounded as a run's own table is, however many workers (or however a report
+    // was edited): a few dozen codes and `other`.
+    let mut error_codes = ErrorCodes::default();
     let sum = |f: fn(&LoadFigures) -> u64| loads.iter().map(|(_, l)| f(l)).sum::<u64>();
     for (input, load) in &loads {
         whole.merge(&decode(input, &load.histogram)?);
@@ -462,11 +465,10 @@ fn merge_load(
         for (status, n) in &load.status_counts {
             *status_counts.entry(status.clone()).or_default() += n;
         }
-        for (code, n) in &load.error_codes {
-            *error_codes.entry(code.clone()).or_default() += n;
-        }
+        error_codes.add_table(&load.error_codes, load.error_code_example.as_deref());
     }
 
+    let (error_codes, error_code_example) = error_codes.into_parts();
     let requests: u64 = shares.iter().map(|(_, s)| s.requests).sum();
     // Rates are the sum of each worker's own rate over its own run: a worker that
     // started late adds its load rather than diluting everyone's over a longer window.
@@ -584,6 +586,7 @@ fn merge_load(
         connection_errors: sum(|l| l.connection_errors),
         status_counts,
         error_codes,
+        error_code_example,
         failed_requests: failed,
         steps: steps
             .into_iter()
@@ -603,6 +606,8 @@ fn merge_load(
             .first()
             .map(|(_, l)| l.regression.clone())
             .unwrap_or_default(),
+        // Per process: a saturated worker's warning is among the merged warnings.
+        generator: None,
     };
     Ok(ScenarioReport {
         name: first.name.clone(),

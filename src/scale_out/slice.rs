@@ -64,7 +64,7 @@ impl WorkerSlice {
     }
 
     /// This worker's part of `spec`: rates divided by N, users and iterations split
-    /// with [`share`](Self::share), `max_in_flight` divided rounding up.
+    /// with [`share`](Self::share), `max_in_flight` and `pre_allocated` divided rounding up.
     pub fn split(self, spec: &LoadSpec) -> LoadSpec {
         let n = f64::from(self.workers);
         let executor = match &spec.executor {
@@ -74,6 +74,7 @@ impl WorkerSlice {
             Executor::Open {
                 rate,
                 max_in_flight,
+                pre_allocated,
             } => Executor::Open {
                 rate: match rate {
                     RateSchedule::Constant(rate) => RateSchedule::Constant(rate / n),
@@ -89,6 +90,7 @@ impl WorkerSlice {
                     },
                 },
                 max_in_flight: max_in_flight.div_ceil(self.workers),
+                pre_allocated: pre_allocated.map(|n| n.div_ceil(self.workers)),
             },
         };
         LoadSpec {
@@ -287,6 +289,7 @@ mod tests {
                     }],
                 },
                 max_in_flight: 10,
+                pre_allocated: Some(10),
             },
             Some(10),
         ));
@@ -301,6 +304,7 @@ mod tests {
                     }],
                 },
                 max_in_flight: 3,
+                pre_allocated: Some(3),
             }
         );
         assert_eq!(open.iterations, Some(3)); // 10 = 3 + 3 + 2 + 2

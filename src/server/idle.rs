@@ -17,14 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
 use tokio::time::Instant;
 
-type Inner = TowerToHyperService<Router>;
-type InnerFuture = TowerToHyperServiceFuture<Router, http::Request<Incoming>>;
+use super::dispatch::{Dispatch, DispatchFuture};
+
+type Inner = Dispatch;
+type InnerFuture = DispatchFuture;
 
 /// Requests started and answered on one connection.
 #[derive(Default)]

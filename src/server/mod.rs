@@ -11,6 +11,7 @@
 //! keep-alive connections), bodies have a size cap and a deadline, and an answer the
 //! client will not read drops the connection after a deadline.
 
+mod dispatch;
 pub mod faults;
 mod idle;
 mod io;
@@ -35,13 +36,13 @@ use axum::routing::{any, get, post};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::protocol::{CREATE_PATH, VALIDATE_PATH};
+use dispatch::Dispatch;
 use faults::FaultSet;
 use keys::{KeyRegistry, KeySpec, KeysError};
 use state::AppState;
@@ -182,7 +183,7 @@ pub enum ServerError {
 /// Cloning it is cheap (reference counts), for handing to connection tasks.
 #[derive(Clone)]
 pub struct Server {
-    service: TowerToHyperService<Router>,
+    service: Dispatch,
     state: Arc<AppState>,
     http: http1::Builder,
     header_timeout: Duration,
@@ -224,9 +225,9 @@ impl Server {
         // Deliberately broken (`any-method`): every method is answered as POST is.
         let any_method = config.faults.has(faults::Fault::AnyMethod);
         let (create, validate) = if any_method {
-            (any(routes::create), any(routes::validate))
+            (any(create_route), any(validate_route))
         } else {
-            (post(routes::create), post(routes::validate))
+            (post(create_route), post(validate_route))
         };
         let mut router = Router::new()
             .route(CREATE_PATH, create)
@@ -235,6 +236,8 @@ impl Server {
             .fallback(routes::not_found)
             .method_not_allowed_fallback(routes::method_not_allowed)
             .with_state(Arc::clone(&state));
+        // A layer must see every request, so with one the endpoints go through the router.
+        let layered = misanswer::needed(&config.faults) || config.pause.is_some();
         if misanswer::needed(&config.faults) {
             router = router.layer(middleware::from_fn_with_state(
                 config.faults,
@@ -262,7 +265,7 @@ impl Server {
             // on as they arrive. This bounds per-connection memory (default ~400 KB).
             .max_buf_size(config.max_header_bytes.max(MIN_READ_BUFFER));
         Ok(Self {
-            service: TowerToHyperService::new(router),
+            service: Dispatch::new(Arc::clone(&state), router, !layered),
             state,
             http,
             header_timeout: config.header_timeout,
@@ -309,6 +312,17 @@ impl Server {
 }
 
 type Connection<I> = http1::Connection<TokioIo<io::SendDeadline<I>>, idle::Counted>;
+
+/// The endpoints as routes, for requests that go through the router (see `dispatch`).
+async fn create_route(State(app): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    routes::create(&app, parts, body).await
+}
+
+async fn validate_route(State(app): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    routes::validate(&app, parts, body).await
+}
 
 async fn pause_layer(
     State((schedule, started)): State<(PauseSchedule, Instant)>,

@@ -8,14 +8,15 @@ use std::task::Poll;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use serde::de::DeserializeOwned;
+use hyper::body::Body as HttpBody;
+use serde::Deserialize;
 
 use super::faults::Fault;
 use super::keys::KeyState;
@@ -23,8 +24,8 @@ use super::state::AppState;
 use super::store::{Full, Presented, Refusal};
 use super::style::Style;
 use crate::protocol::{
-    CreateRequest, CreateResponse, DEFAULT_TTL_S, ErrorBody, ErrorCode, TTL_RANGE_S,
-    ValidateRequest, ValidateResponse, bearer_token, resolve_key, verdict_signature,
+    CreateResponse, DEFAULT_TTL_S, ErrorBody, ErrorCode, TTL_RANGE_S, ValidateResponse,
+    bearer_token, resolve_key, verdict_signature,
 };
 
 /// TTLs above this are shortened under the `ttl-cap-20` style.
@@ -112,16 +113,25 @@ impl IntoResponse for ApiError {
 
 enum BodyError {
     TooLarge,
-    Read(axum::Error),
+    Read(String),
 }
+
+/// A request body as the handlers take it: hyper's own on the direct path (see
+/// `dispatch`), axum's through the router.
+pub trait RequestBody: HttpBody<Data = Bytes, Error: std::fmt::Display> + Unpin + Send {}
+
+impl<B> RequestBody for B where B: HttpBody<Data = Bytes, Error: std::fmt::Display> + Unpin + Send {}
 
 /// The whole body, up to `limit` bytes. A body that came in one piece (nearly all) is
 /// passed on as it is, without copying.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+async fn read_body<B: RequestBody>(mut body: B, limit: usize) -> Result<Bytes, BodyError> {
     let mut whole: Option<Bytes> = None;
     let mut joined: Option<bytes::BytesMut> = None;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
+        let Ok(data) = frame
+            .map_err(|err| BodyError::Read(err.to_string()))?
+            .into_data()
+        else {
             continue;
         };
         let so_far = joined.as_ref().map_or(0, |j| j.len()) + whole.as_ref().map_or(0, |w| w.len());
@@ -142,11 +152,39 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
     Ok(joined.map_or_else(|| whole.unwrap_or_default(), bytes::BytesMut::freeze))
 }
 
-/// Reads the body up to the server's size limit and deadline, and parses it as a JSON
-/// object. A body whose declared length is over the limit is refused before any of it
-/// is read, so a client that sent `Expect: 100-continue` gets the 413 at once and no
-/// `100 Continue` (hyper sends that only when the body is first read).
-async fn parse_body<T: DeserializeOwned>(app: &AppState, body: Body) -> Result<T, ApiError> {
+/// A create's body as the server reads it: the fields of
+/// [`CreateRequest`](crate::protocol::CreateRequest), with the key borrowed from the
+/// request's bytes (copied only when it has JSON escapes).
+#[derive(Deserialize)]
+struct CreateBody<'a> {
+    #[serde(default, borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ttl: Option<u64>,
+    #[serde(default)]
+    encrypted: Option<bool>,
+}
+
+/// A validation's body as the server reads it: the fields of
+/// [`ValidateRequest`](crate::protocol::ValidateRequest), borrowed like
+/// [`CreateBody`]'s.
+#[derive(Deserialize)]
+struct ValidateBody<'a> {
+    #[serde(default, borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    challenge: Cow<'a, str>,
+    #[serde(borrow)]
+    response: Cow<'a, str>,
+    #[serde(rename = "decryptedChallenge", default, borrow)]
+    decrypted_challenge: Option<Cow<'a, str>>,
+}
+
+/// Reads the body up to the server's size limit and deadline; the JSON object it holds
+/// is for [`decode`]. A body whose declared length is over the limit is refused before
+/// any of it is read, so a client that sent `Expect: 100-continue` gets the 413 at once
+/// and no `100 Continue` (hyper sends that only when the body is first read).
+async fn read_json<B: RequestBody>(app: &AppState, body: B) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -154,7 +192,7 @@ async fn parse_body<T: DeserializeOwned>(app: &AppState, body: Body) -> Result<T
             format!("request body is larger than {} bytes", app.body_limit),
         )
     };
-    if axum::body::HttpBody::size_hint(&body).lower() > app.body_limit as u64 {
+    if body.size_hint().lower() > app.body_limit as u64 {
         return Err(too_large());
     }
     let mut read = std::pin::pin!(read_body(body, app.body_limit));
@@ -184,18 +222,21 @@ async fn parse_body<T: DeserializeOwned>(app: &AppState, body: Body) -> Result<T
             }
         })?;
     // An empty body is an empty object: SDK create calls may carry only a Bearer key.
-    let json: &[u8] = match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => b"{}",
-        Some(b'{') => &body,
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Ok(Bytes::from_static(b"{}")),
+        Some(b'{') => Ok(body),
         // serde would read a struct from an array too; KeyClaim bodies are objects.
-        Some(_) => {
-            return Err(ApiError::malformed(
-                app,
-                Fault::NonObject500,
-                "the request body must be a JSON object",
-            ));
-        }
-    };
+        Some(_) => Err(ApiError::malformed(
+            app,
+            Fault::NonObject500,
+            "the request body must be a JSON object",
+        )),
+    }
+}
+
+/// Parses a body from [`read_json`]; what is wrong with it names the fault that breaks
+/// on it.
+fn decode<'a, T: Deserialize<'a>>(app: &AppState, json: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(json).map_err(|err| {
         let fault = if !err.is_data() {
             Fault::BadInput500
@@ -280,26 +321,34 @@ fn missing_key(app: &AppState) -> ApiError {
     ApiError::invalid_key("no API key: send \"key\" in the body or Authorization: Bearer kc_...")
 }
 
-// Handlers take the whole request: extracting `HeaderMap` would clone every header.
-pub async fn create(
-    State(app): State<Arc<AppState>>,
-    request: Request,
+/// `POST /api/challenge/create`. Handlers take the request's parts: extracting a
+/// `HeaderMap` would clone every header.
+pub async fn create<B: RequestBody>(app: &AppState, parts: Parts, body: B) -> Response {
+    issue(app, parts, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn issue<B: RequestBody>(
+    app: &AppState,
+    parts: Parts,
+    body: B,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
-    let request: CreateRequest = parse_body(&app, body).await?;
-    let (key, via_bearer) = match authenticate(&app, &parts.headers, request.key.as_deref()) {
+    let json = read_json(app, body).await?;
+    let request: CreateBody = decode(app, &json)?;
+    let (key, via_bearer) = match authenticate(app, &parts.headers, request.key.as_deref()) {
         Ok(caller) => (caller.key, caller.via_bearer),
         // Deliberately broken: a keyless create is issued for the first key.
         Err(NoCaller::Missing) if app.faults.has(Fault::MissingKeyCreate) => {
-            (app.keys.first().ok_or_else(|| missing_key(&app))?, false)
+            (app.keys.first().ok_or_else(|| missing_key(app))?, false)
         }
-        Err(NoCaller::Missing) => return Err(missing_key(&app)),
+        Err(NoCaller::Missing) => return Err(missing_key(app)),
         Err(NoCaller::Refused(refusal)) => return Err(refusal),
     };
     let ttl = request.ttl.unwrap_or(DEFAULT_TTL_S);
     if !TTL_RANGE_S.contains(&ttl) {
         return Err(ApiError::bad_request(
-            &app,
+            app,
             format!(
                 "ttl must be whole seconds from {} to {}; got {ttl}",
                 TTL_RANGE_S.start(),
@@ -309,29 +358,31 @@ pub async fn create(
     }
     if request.encrypted == Some(true) && key.public_key.is_none() {
         return Err(ApiError::bad_request(
-            &app,
+            app,
             "encrypted challenges need a public key assigned to this API key",
         ));
     }
-    let (expires_in, lifetime) = lifetime(&app, ttl, request.ttl.is_none());
+    let (expires_in, lifetime) = lifetime(app, ttl, request.ttl.is_none());
     let issued = app
         .store
         .issue(&key, ttl, lifetime)
-        .map_err(|full| store_full(&app, full, ttl))?;
+        .map_err(|full| store_full(app, full, ttl))?;
     let plaintext_rsa = app.faults.has(Fault::PlaintextRsa)
         || (via_bearer && app.faults.has(Fault::RsaBearerPlaintext));
     match key.public_key.as_ref().filter(|_| !plaintext_rsa) {
         None => {
-            let challenge = issued.wire().to_owned();
+            // Written before the challenge is stored (which takes `issued`), sent only
+            // once it is.
+            let answer = create_answer(
+                issued.wire(),
+                expires_in,
+                app.faults.has(Fault::EncryptedOnPlain).then_some(true),
+            );
             app.store
                 .insert(issued, None)
-                .map_err(|full| store_full(&app, full, ttl))?;
+                .map_err(|full| store_full(app, full, ttl))?;
             app.counters.created();
-            Ok(create_answer(&CreateResponse {
-                challenge,
-                expires_in,
-                encrypted: app.faults.has(Fault::EncryptedOnPlain).then_some(true),
-            }))
+            Ok(answer)
         }
         Some(public_key) => {
             let plaintext = issued.wire().as_bytes();
@@ -354,7 +405,7 @@ pub async fn create(
             let plaintext = issued.wire().to_owned();
             app.store
                 .insert(issued, Some(&ciphertext))
-                .map_err(|full| store_full(&app, full, ttl))?;
+                .map_err(|full| store_full(app, full, ttl))?;
             let answer = CreateResponse {
                 challenge: ciphertext,
                 expires_in,
@@ -367,31 +418,45 @@ pub async fn create(
                 return Ok(Json(leaky).into_response());
             }
             app.counters.created();
-            Ok(create_answer(&answer))
+            Ok(create_answer(
+                &answer.challenge,
+                answer.expires_in,
+                answer.encrypted,
+            ))
         }
     }
 }
 
-/// A create's answer: the JSON `serde` would write for `answer`, written directly. It
-/// is the one answer a load test asks for by the million, and its text needs no
-/// escaping: a challenge is hex, or base64 when encrypted.
-fn create_answer(answer: &CreateResponse) -> Response {
+/// A create's answer: the JSON `serde` would write for a [`CreateResponse`] of these
+/// fields, written directly. It is the one answer a load test asks for by the million,
+/// and its text needs no escaping: a challenge is hex, or base64 when encrypted.
+fn create_answer(challenge: &str, expires_in: u64, encrypted: Option<bool>) -> Response {
     use std::fmt::Write as _;
     debug_assert!(
-        answer
-            .challenge
+        challenge
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)),
         "needs no JSON escaping"
     );
-    let mut text = String::with_capacity(answer.challenge.len() + 64);
-    text.push_str("{\"challenge\":\"");
-    text.push_str(&answer.challenge);
-    write!(text, "\",\"expires_in\":{}", answer.expires_in).expect("writing to a String");
-    if let Some(encrypted) = answer.encrypted {
-        write!(text, ",\"encrypted\":{encrypted}").expect("writing to a String");
+    const OPEN: &str = "{\"challenge\":\"";
+    const EXPIRES: &str = "\",\"expires_in\":";
+    const ENCRYPTED: &str = ",\"encrypted\":";
+    let digits = expires_in
+        .checked_ilog10()
+        .map_or(1, |log| log as usize + 1);
+    let flag = encrypted.map_or(0, |on| ENCRYPTED.len() + if on { 4 } else { 5 });
+    // Exactly the length: a body whose buffer is full becomes `Bytes` without a
+    // second allocation.
+    let length = OPEN.len() + challenge.len() + EXPIRES.len() + digits + flag + 1;
+    let mut text = String::with_capacity(length);
+    text.push_str(OPEN);
+    text.push_str(challenge);
+    write!(text, "{EXPIRES}{expires_in}").expect("writing to a String");
+    if let Some(encrypted) = encrypted {
+        write!(text, "{ENCRYPTED}{encrypted}").expect("writing to a String");
     }
     text.push('}');
+    debug_assert_eq!(text.len(), length);
     (
         [(
             header::CONTENT_TYPE,
@@ -453,17 +518,22 @@ fn lifetime(app: &AppState, ttl: u64, defaulted: bool) -> (u64, Duration) {
     (ttl, Duration::from_secs(ttl))
 }
 
-pub async fn validate(State(app): State<Arc<AppState>>, request: Request) -> Response {
-    match judge(&app, request).await {
+/// `POST /api/challenge/validate`.
+pub async fn validate<B: RequestBody>(app: &AppState, parts: Parts, body: B) -> Response {
+    match judge(app, parts, body).await {
         Ok(response) | Err(response) => response,
     }
 }
 
-async fn judge(app: &AppState, request: Request) -> Result<Response, Response> {
-    let (parts, body) = request.into_parts();
-    let request: ValidateRequest = parse_body(app, body)
+async fn judge<B: RequestBody>(
+    app: &AppState,
+    parts: Parts,
+    body: B,
+) -> Result<Response, Response> {
+    let json = read_json(app, body)
         .await
         .map_err(IntoResponse::into_response)?;
+    let request: ValidateBody = decode(app, &json).map_err(IntoResponse::into_response)?;
     let caller = match authenticate(app, &parts.headers, request.key.as_deref()) {
         Ok(caller) => caller,
         // Deliberately broken: a keyless validation is judged for the challenge's owner.
@@ -572,9 +642,9 @@ fn refused_key(app: &AppState, refusal: ApiError) -> Response {
 }
 
 /// The verdict signature (SPEC.md §6), or what a fault makes of it.
-fn signature(app: &AppState, key: &KeyState, request: &ValidateRequest) -> String {
+fn signature(app: &AppState, key: &KeyState, request: &ValidateBody) -> String {
     if app.faults.has(Fault::SignatureIsResponse) {
-        return request.response.clone();
+        return request.response.clone().into_owned();
     }
     if app.faults.has(Fault::UnboundSignature) {
         // Covers the challenge, not the verdict.
@@ -668,13 +738,20 @@ mod tests {
 
     #[test]
     fn the_create_answer_is_the_json_serde_writes() {
-        for encrypted in [None, Some(true), Some(false)] {
+        for (encrypted, expires_in) in [
+            (None, 30),
+            (Some(true), 0),
+            (Some(false), 3600),
+            (None, 9),
+            (None, 10),
+            (None, u64::MAX),
+        ] {
             let answer = CreateResponse {
                 challenge: "ab12CD+/==".to_owned(),
-                expires_in: 30,
+                expires_in,
                 encrypted,
             };
-            let written = create_answer(&answer);
+            let written = create_answer(&answer.challenge, expires_in, encrypted);
             assert_eq!(written.headers()[header::CONTENT_TYPE], "application/json");
             let body = futures::executor::block_on(axum::body::to_bytes(written.into_body(), 1024))
                 .unwrap();

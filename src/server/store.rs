@@ -1156,7 +1156,10 @@ impl Room {
             list_bytes,
             ..
         } = self;
-        for (&second, lists) in seconds.range_mut(from..=now_s) {
+        // A second sweep in the same second (a late tick caught up, or a busy machine)
+        // has nothing new to expire; `from..=now_s` would then be backwards, a panic.
+        let newly_due = seconds.range_mut(from.min(now_s)..=now_s);
+        for (&second, lists) in newly_due.filter(|(second, _)| **second >= from) {
             let waiting = std::mem::take(&mut lists.waiting);
             *list_bytes -= waiting.slots.capacity() * 4;
             if !waiting.is_empty() {
@@ -1349,6 +1352,29 @@ mod tests {
         tokio::time::advance(Duration::from_secs(5)).await;
         store.sweep();
         assert!(store.is_empty(), "past retention they are gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweeping_again_within_the_same_second_changes_nothing() {
+        // The sweeper's ticks can bunch up on a busy machine (a late tick is caught up
+        // at once); a second sweep in a second once panicked on a backwards range.
+        let store = store(Some(10), DEFAULT_TEST_MEMORY, Duration::from_secs(5));
+        let owner = key();
+        let challenge = create(&store, &owner, 1).unwrap();
+        store.sweep();
+        store.sweep();
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        store.sweep();
+        store.sweep();
+        assert_eq!(owner.outstanding.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            validate(&store, &owner, &challenge).await,
+            Err(Refusal::Expired)
+        );
+        tokio::time::advance(Duration::from_secs(5)).await;
+        store.sweep();
+        store.sweep();
+        assert!(store.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

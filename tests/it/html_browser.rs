@@ -175,12 +175,14 @@ fn load_scenario() -> ScenarioReport {
                 .map(|(k, v)| (k.to_owned(), v))
                 .into(),
             error_codes: [("rate_limited".to_owned(), failed - 3)].into(),
+            error_code_example: None,
             failed_requests: failed,
             steps,
             histogram: encode(&whole).unwrap(),
             start_unix_ms: 0,
             thresholds: Vec::new(),
             regression: Vec::new(),
+            generator: None,
             intervals,
         }),
     }

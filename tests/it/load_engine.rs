@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::binary;
+use common::hostile::{self, Behaviour, COLD_START};
 use keyclaim_harness::metrics::Latency;
 use serde_json::Value;
 
@@ -116,6 +117,7 @@ fn ms(us: &Value) -> f64 {
 /// user per stall, however long the stall lasts, while its users stay busy.
 #[test]
 fn the_open_model_times_every_arrival_a_stall_holds_up_and_the_closed_model_one_per_user() {
+    let _timing = crate::common::timing_test();
     let server = stalling_server();
     let stall_ms = STALL.as_secs_f64() * 1_000.0;
     // A sample at least this slow waited out (half) a stall.
@@ -270,4 +272,128 @@ expect = { status = 200, valid = true }
     assert_eq!(report["scenarios"][0]["requests"], 600);
     assert_eq!(load["failed_requests"], 0);
     assert_eq!(load["steps"][1]["requests"], 300);
+}
+
+/// Runs `plan` (one open-model scenario) against `url`; returns the run and the
+/// scenario's report.
+fn open_run(url: &str, plan: &str, extra: &[&str], dir: &Path) -> (binary::Finished, Value) {
+    let path = dir.join("open.toml");
+    std::fs::write(&path, plan).expect("plan written");
+    let reports = dir.join("reports");
+    let mut args = vec![
+        "run",
+        path.to_str().expect("UTF-8 path"),
+        "--target",
+        url,
+        "--api-key",
+        KEY,
+        "--report-dir",
+        reports.to_str().expect("UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let run = binary::spawn(&args).wait_bounded(DEADLINE);
+    let report = binary::report(&reports);
+    (run, report["scenarios"][0].clone())
+}
+
+/// No start-up transient: the open model opens its connections and sends each one
+/// request (not recorded) before its clock starts, so not one arrival of the run waits
+/// on a connect or a target's cold first answer. Against a target whose first answer on
+/// each connection takes a second, every recorded latency stays well under it, and the
+/// target saw exactly one extra request per pre-allocated connection.
+#[test]
+fn the_open_model_starts_its_clock_on_warm_connections() {
+    // A second's worth of connections: the pool grows (and meets a cold answer) only
+    // if the run falls a whole second behind.
+    const PRE_ALLOCATED: u64 = 100;
+    const ARRIVALS: u64 = 200;
+    let server = hostile::start(Behaviour::ColdFirstAnswer);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!(
+        r#"
+[[scenario]]
+name = "warm"
+[scenario.load]
+rate = 100
+iterations = {ARRIVALS}
+duration = "60s"
+pre_allocated = {PRE_ALLOCATED}
+[[scenario.step]]
+create = {{ ttl = 30 }}
+expect = {{ status = 200 }}
+"#
+    );
+    let (run, scenario) = open_run(&server.url, &plan, &[], dir.path());
+    let load = &scenario["load"];
+    assert_eq!(run.code, Some(0), "{}\n{scenario}", run.stdout);
+    assert_eq!(load["iterations"], ARRIVALS, "{load}");
+    assert_eq!(scenario["requests"], ARRIVALS, "{scenario}");
+    let generator = &load["generator"];
+    assert_eq!(generator["pre_allocated"], PRE_ALLOCATED, "{generator}");
+    assert_eq!(generator["connects_on_arrival_path"], 0, "{generator}");
+    // A connection opened during the run (only when all 100 were busy at once) would
+    // meet the cold answer: there is none, and each connection the target saw (besides
+    // the run's reachability probe, one `GET /`) was warmed with one request before
+    // the clock.
+    const PROBE: u64 = 1;
+    assert_eq!(generator["grown"], 0, "{generator}");
+    assert_eq!(
+        server.stats.connections(),
+        PRE_ALLOCATED + PROBE,
+        "{generator}"
+    );
+    assert_eq!(
+        server.stats.requests(),
+        ARRIVALS + PRE_ALLOCATED + PROBE,
+        "{generator}"
+    );
+    let max_ms = ms(&scenario["latency_us"]["max"]);
+    assert!(
+        max_ms < COLD_START.as_secs_f64() * 1_000.0 / 2.0,
+        "an arrival waited {max_ms} ms: on a cold connection"
+    );
+}
+
+/// At `max_in_flight`, an arrival is dropped and counted, never queued: against a
+/// target that never answers, the pool grows to five connections, each starts one
+/// iteration, and the other arrivals of the second are dropped, to the one.
+#[test]
+fn arrivals_beyond_max_in_flight_are_dropped_and_counted() {
+    const IN_FLIGHT: u64 = 5;
+    let server = hostile::start(Behaviour::Silent);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!(
+        r#"
+[[scenario]]
+name = "full"
+[scenario.load]
+rate = 100
+duration = "1s"
+max_in_flight = {IN_FLIGHT}
+[[scenario.step]]
+create = {{ ttl = 30 }}
+expect = {{ status = 200 }}
+"#
+    );
+    // The warm-up requests and the iterations time out after 2 s, past the second of
+    // arrivals, so no connection comes free while they fall due.
+    let (_, scenario) = open_run(&server.url, &plan, &["--timeout", "2s"], dir.path());
+    let load = &scenario["load"];
+    let (iterations, dropped) = (
+        load["iterations"].as_u64().unwrap(),
+        load["dropped"].as_u64().unwrap(),
+    );
+    // Every arrival is either begun or dropped and counted; never more begun than
+    // max_in_flight. (The pool grows in the background, and on a loaded machine it may
+    // reach max_in_flight only after some arrivals were already dropped.)
+    // The last arrival is due 10 ms before the end; a clock running late on a loaded
+    // machine may meet the end first.
+    assert!((99..=100).contains(&(iterations + dropped)), "{load}");
+    assert!((1..=IN_FLIGHT).contains(&iterations), "{load}");
+    assert!(dropped >= 99 - IN_FLIGHT, "{load}");
+    // The pool grew from its default (1 at 100/s) towards max_in_flight, never past it.
+    let pool = load["generator"]["pre_allocated"].as_u64().unwrap_or(0)
+        + load["generator"]["grown"].as_u64().unwrap_or(0);
+    assert!((1..=IN_FLIGHT).contains(&pool), "{load}");
+    assert!(iterations <= pool, "{load}");
 }

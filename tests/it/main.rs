@@ -2,6 +2,7 @@
 //! conformance suite, load, reports, scale-out ...). One binary links the library (and
 //! aws-lc) once instead of once per file, which dominates `cargo test` on two cores.
 
+mod bounded;
 mod common;
 mod compare;
 mod conformance;

@@ -1025,6 +1025,24 @@ fn readme_examples_load() {
 // ---------------------------------------------------------------------------------
 // Load scenarios
 
+/// `pre_allocated`: the open model's connections opened and warmed before its clock.
+#[test]
+fn pre_allocated_sizes_the_open_models_first_connections() {
+    let text = with_load(
+        "rate = 2000\nmax_in_flight = 300\npre_allocated = 120\nduration = \"5s\"",
+        "",
+    );
+    let plan = load_str(Path::new("p.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.scenarios[0].load.as_ref().unwrap().executor,
+        Executor::Open {
+            rate: RateSchedule::Constant(2000.0),
+            max_in_flight: 300,
+            pre_allocated: Some(120),
+        }
+    );
+}
+
 fn load_text() -> String {
     std::fs::read_to_string(fixture("load.toml")).expect("fixture is readable")
 }
@@ -1140,6 +1158,7 @@ fn load_plan_of_each_executor_loads_into_the_model() {
             executor: Executor::Open {
                 rate: RateSchedule::Constant(1000.0),
                 max_in_flight: 500,
+                pre_allocated: None,
             },
             duration: None,
             iterations: Some(5000),
@@ -1194,6 +1213,7 @@ fn load_plan_of_each_executor_loads_into_the_model() {
                 },
                 // The default.
                 max_in_flight: 10_000,
+                pre_allocated: None,
             },
             // No `duration`: the stages' sum.
             duration: Some(Duration::from_secs(30)),
@@ -1233,6 +1253,7 @@ fn load_defaults_and_inline_form() {
                 }],
             },
             max_in_flight: 10_000,
+            pre_allocated: None,
         }
     );
     assert_eq!(a.duration, Some(Duration::from_secs(90)));
@@ -1424,6 +1445,24 @@ fn load_mistakes_are_placed() {
         (
             "rate = 5\nmax_in_flight = 0\nduration = \"1s\"",
             "`max_in_flight` must be from 1 to 1000000, found 0",
+            6,
+            17,
+        ),
+        (
+            "users = 5\npre_allocated = 10\nduration = \"1s\"",
+            "`pre_allocated` only applies to an open model (`rate` or `stages`)",
+            6,
+            17,
+        ),
+        (
+            "rate = 5\nmax_in_flight = 50\npre_allocated = 51\nduration = \"1s\"",
+            "`pre_allocated` must be from 1 to 50, found 51",
+            7,
+            17,
+        ),
+        (
+            "rate = 5\npre_allocated = 0\nduration = \"1s\"",
+            "`pre_allocated` must be from 1 to 10000, found 0",
             6,
             17,
         ),

@@ -394,6 +394,7 @@ fn load_scenario(name: &str) -> ScenarioReport {
         connection_errors: 0,
         status_counts: [("200".to_owned(), 690), ("500".to_owned(), 10)].into(),
         error_codes: [(format!("{SCRIPT} {SECRET}"), 10)].into(),
+        error_code_example: None,
         failed_requests: 10,
         steps: vec![StepFigures {
             name: format!("1 create {BREAKOUT}"),
@@ -406,6 +407,7 @@ fn load_scenario(name: &str) -> ScenarioReport {
         start_unix_ms: 0,
         thresholds: Vec::new(),
         regression: Vec::new(),
+        generator: None,
         intervals: intervals
             .iter()
             .enumerate()

@@ -288,6 +288,7 @@ fn load_report(samples: &[u64], worker: Option<WorkerTag>, threshold: &str) -> R
                 connection_errors: 0,
                 status_counts: [("200".to_owned(), requests)].into(),
                 error_codes: Default::default(),
+                error_code_example: None,
                 failed_requests: 0,
                 steps: vec![StepFigures {
                     name: "1 create".into(),
@@ -308,6 +309,7 @@ fn load_report(samples: &[u64], worker: Option<WorkerTag>, threshold: &str) -> R
                 start_unix_ms: 1_795_446_000_000,
                 thresholds: vec![threshold.into()],
                 regression: Vec::new(),
+                generator: None,
             }),
         }],
         plan_digest: "same-run".into(),

@@ -18,7 +18,7 @@ use crate::plan::model::{
     Action, AuthForm, BurstStep, ChallengeRef, ConcurrentStep, CreateStep, DecryptedField,
     KeyChoice, RawStep, ResponseForm, Scenario, Step, ValidateStep, WaitStep,
 };
-use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, VALIDATE_PATH};
+use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, MAX_CHALLENGE_BYTES, VALIDATE_PATH};
 use crate::results::{CheckResult, Outcome, ScenarioReport};
 
 /// A challenge a create step saved.
@@ -98,7 +98,21 @@ impl<'a> Run<'a> {
                         && refused
                         && let Some(late) = self.answered_past_expiry(&validate.challenge)
                     {
-                        return self.inconclusive(number, step, late);
+                        // A validation meant to land inside the challenge's lifetime
+                        // whose answer came only after it could have ended (a slow
+                        // network, an overloaded harness): a refusal then proves
+                        // nothing about the server.
+                        return self.skipped(
+                            number,
+                            step,
+                            format!(
+                                "the answer came {} after the challenge could have expired, so a refusal proves nothing; run from a machine nearer the target or less loaded",
+                                humantime::format_duration(Duration::from_millis(
+                                    late.as_millis() as u64
+                                ))
+                            ),
+                            false,
+                        );
                     }
                     self.judge.step(number, step, Some(&exchange), must, should)
                 }
@@ -114,20 +128,17 @@ impl<'a> Run<'a> {
                 } = wait
                     && pause > *at_most
                 {
-                    return StepVerdict {
-                        checks: vec![CheckResult {
-                            name: step_name(number, step),
-                            outcome: Outcome::Skipped,
-                            message: format!(
-                                "{}: skipped: the challenge lives {} more, longer than this wait's at_most {}",
-                                self.judge.prefix(),
-                                humantime::format_duration(Duration::from_secs(pause.as_secs())),
-                                humantime::format_duration(*at_most)
-                            ),
-                            evidence: None,
-                        }],
-                        stop: true,
-                    };
+                    // The scenario ends here: its later steps need the wait.
+                    return self.skipped(
+                        number,
+                        step,
+                        format!(
+                            "the challenge lives {} more, longer than this wait's at_most {}",
+                            humantime::format_duration(Duration::from_secs(pause.as_secs())),
+                            humantime::format_duration(*at_most)
+                        ),
+                        true,
+                    );
                 }
                 self.expiry_ahead = match wait {
                     WaitStep::BeforeExpiry { saved, .. } => self
@@ -162,22 +173,16 @@ impl<'a> Run<'a> {
             .flatten()
     }
 
-    /// A validation meant to land inside the challenge's lifetime whose answer came only
-    /// after it could have ended (a slow network, an overloaded harness): a refusal then
-    /// proves nothing about the server, so the check is skipped, not failed.
-    fn inconclusive(&self, number: usize, step: &Step, late: Duration) -> StepVerdict {
+    /// The step as a skipped check saying `why`; `stop` ends the scenario there.
+    fn skipped(&self, number: usize, step: &Step, why: String, stop: bool) -> StepVerdict {
         StepVerdict {
             checks: vec![CheckResult {
                 name: step_name(number, step),
                 outcome: Outcome::Skipped,
-                message: format!(
-                    "{}: skipped: the answer came {} after the challenge could have expired, so a refusal proves nothing; run from a machine nearer the target or less loaded",
-                    self.judge.prefix(),
-                    humantime::format_duration(Duration::from_millis(late.as_millis() as u64))
-                ),
+                message: format!("{}: skipped: {why}", self.judge.prefix()),
                 evidence: None,
             }],
-            stop: false,
+            stop,
         }
     }
 
@@ -268,6 +273,8 @@ impl<'a> Run<'a> {
                     keyed: create.key.is_configured(),
                 })
                 .await;
+            // Taken before judging and decrypting, which are not the server's time.
+            let answered_at = Instant::now();
             let (must, should) = self.judge.answer_unmet(&step.expect, &exchange, create.ttl);
             if !must.is_empty() {
                 return self.judge.step(number, step, Some(&exchange), must, should);
@@ -288,9 +295,9 @@ impl<'a> Run<'a> {
             {
                 issued.push(challenge.to_owned());
             }
-            last = Some((exchange, should));
+            last = Some((exchange, should, answered_at));
         }
-        let (exchange, should) = last.expect("repeat is at least one");
+        let (exchange, should, answered_at) = last.expect("repeat is at least one");
         if step.expect.distinct
             && let Some(repeat) = repeated
         {
@@ -346,7 +353,7 @@ impl<'a> Run<'a> {
             }
         }
         if let Some(name) = &create.save
-            && let Err(problem) = self.save(name, &exchange, create).await
+            && let Err(problem) = self.save(name, &exchange, answered_at, create).await
         {
             return self
                 .judge
@@ -356,11 +363,13 @@ impl<'a> Run<'a> {
             .step(number, step, Some(&exchange), Vec::new(), should)
     }
 
-    /// Keeps a created challenge; for the RSA key, opens it with the private key.
+    /// Keeps a created challenge, answered at `answered_at`; for the RSA key, opens it
+    /// with the private key.
     async fn save(
         &mut self,
         name: &str,
         exchange: &Exchange,
+        answered_at: Instant,
         create: &CreateStep,
     ) -> Result<(), String> {
         let answer: &Answer = exchange
@@ -394,8 +403,8 @@ impl<'a> Run<'a> {
                 challenge,
                 expires_in: answer.field("expires_in").and_then(Value::as_u64),
                 requested_ttl: create.ttl,
-                sent_at: Instant::now() - exchange.latency,
-                answered_at: Instant::now(),
+                sent_at: answered_at - exchange.latency,
+                answered_at,
                 decrypted,
             },
         );
@@ -614,7 +623,8 @@ impl<'a> Run<'a> {
             let challenge = exchange
                 .answer()
                 .and_then(|a| a.field("challenge"))
-                .and_then(Value::as_str)?
+                .and_then(Value::as_str)
+                .filter(|challenge| challenge.len() <= MAX_CHALLENGE_BYTES)?
                 .to_owned();
             let response = secret.response(&ResponseForm::Hmac, &challenge, "");
             let mut body = json!({ "challenge": challenge, "response": response });

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::evidence::evidence;
 use super::retry::Counters;
@@ -22,13 +23,17 @@ pub struct StepVerdict {
     pub stop: bool,
 }
 
+/// A SHA-256 digest: what is kept of a target's string that only needs comparing.
+type Digest32 = [u8; 32];
+
 /// Judges one scenario's steps under the run's profile.
 pub struct Judge<'a> {
     pub scenario: &'a Scenario,
     pub settings: &'a RunSettings,
     /// Signatures seen so far (lowercase), with the challenge and verdict each came
     /// with: one signature on two different verdicts proves nothing about either.
-    signatures: Mutex<HashMap<String, (String, bool)>>,
+    /// Kept as SHA-256 digests, 65 bytes an entry however long the target's strings.
+    signatures: Mutex<HashMap<Digest32, (Digest32, bool)>>,
 }
 
 /// "step 2 validate (line 14)".
@@ -99,9 +104,12 @@ impl<'a> Judge<'a> {
         let challenge = text("challenge").unwrap_or_default();
         let valid = answer.valid() == Some(true);
         if let Some(signature) = signature.filter(|s| !s.is_empty()) {
+            let digest = |text: &str| -> Digest32 { Sha256::digest(text.as_bytes()).into() };
+            let signed = digest(&signature.to_ascii_lowercase());
+            let on = digest(challenge);
             let mut seen = self.signatures.lock().expect("not poisoned");
-            match seen.get(&signature.to_ascii_lowercase()) {
-                Some((earlier, _)) if earlier != challenge => problems.push(
+            match seen.get(&signed) {
+                Some((earlier, _)) if *earlier != on => problems.push(
                     "a `signature` that differs between verdicts on different challenges (this one was also given for another)".to_owned(),
                 ),
                 Some((_, earlier_valid)) if *earlier_valid != valid => problems.push(
@@ -109,10 +117,7 @@ impl<'a> Judge<'a> {
                 ),
                 Some(_) => {}
                 None => {
-                    seen.insert(
-                        signature.to_ascii_lowercase(),
-                        (challenge.to_owned(), valid),
-                    );
+                    seen.insert(signed, (on, valid));
                 }
             }
         }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::live::load::{LiveSample, LiveStatus, ScenarioLive};
+use crate::metrics::error_codes::ErrorCodes;
 use crate::metrics::{Latency, codec};
 use crate::results::{IntervalFigures, LoadTick, StepFigures};
 
@@ -21,6 +22,9 @@ pub struct Sample {
     pub latency: Duration,
     /// When it completed, which interval it belongs to.
     pub done: Instant,
+    /// Open model, an iteration's first sample: how long after its intended start the
+    /// generator began it.
+    pub start_lag: Option<Duration>,
     pub outcome: SampleOutcome,
 }
 
@@ -28,7 +32,8 @@ pub enum SampleOutcome {
     Answered {
         status: u16,
         failed: bool,
-        /// The body's `error` code, when the body was read.
+        /// The body's `error` code, when the body was read: a code, or a cut example
+        /// of what was not one ([`crate::metrics::error_codes::carried`]).
         error_code: Option<String>,
     },
     Timeout,
@@ -72,8 +77,11 @@ pub struct Totals {
     /// Protocol errors (resets, garbage) plus connection errors and timeouts.
     pub transport_errors: u64,
     pub latency: Latency,
+    /// Open model: from each iteration's intended start to when the generator began it.
+    pub start_lag: Latency,
     pub status_counts: BTreeMap<String, u64>,
     pub error_codes: BTreeMap<String, u64>,
+    pub error_code_example: Option<String>,
     pub steps: Vec<StepFigures>,
     pub intervals: Vec<IntervalFigures>,
 }
@@ -81,6 +89,7 @@ pub struct Totals {
 struct Aggregator {
     start: Instant,
     total: Latency,
+    start_lag: Latency,
     steps: Vec<StepTally>,
     interval_index: u64,
     interval: StepTally,
@@ -90,9 +99,11 @@ struct Aggregator {
     timeouts: u64,
     connection_errors: u64,
     transport_errors: u64,
-    /// By status code; turned into strings once, at the end.
+    /// By status code; turned into strings once, at the end. Bounded by the type:
+    /// HTTP parsers take three digits, so 900 entries at most.
     status_counts: BTreeMap<u16, u64>,
-    error_codes: BTreeMap<String, u64>,
+    /// Bounded: a few dozen codes and `other` (see [`ErrorCodes`]).
+    error_codes: ErrorCodes,
     last_tick: LoadTick,
 }
 
@@ -111,7 +122,7 @@ impl Aggregator {
             } => {
                 *self.status_counts.entry(status).or_default() += 1;
                 if let Some(code) = error_code {
-                    *self.error_codes.entry(code).or_default() += 1;
+                    self.error_codes.add(&code, 1);
                 }
                 failed
             }
@@ -130,6 +141,9 @@ impl Aggregator {
                 true
             }
         };
+        if let Some(lag) = sample.start_lag {
+            self.start_lag.record(lag);
+        }
         self.requests += 1;
         self.failed += u64::from(failed);
         self.total.record(sample.latency);
@@ -167,6 +181,7 @@ impl Aggregator {
     }
 
     fn finish(mut self, end: Instant) -> Totals {
+        let (error_codes, error_code_example) = std::mem::take(&mut self.error_codes).into_parts();
         // Close the current interval (it may hold samples that completed after `end`
         // by the clock), then any empty ones up to the end.
         let last =
@@ -198,7 +213,8 @@ impl Aggregator {
                 .into_iter()
                 .map(|(status, n)| (status.to_string(), n))
                 .collect(),
-            error_codes: self.error_codes,
+            error_codes,
+            error_code_example,
             steps: self
                 .steps
                 .into_iter()
@@ -212,6 +228,7 @@ impl Aggregator {
                 .collect(),
             intervals: self.intervals,
             latency: self.total,
+            start_lag: self.start_lag,
         }
     }
 }
@@ -228,6 +245,7 @@ pub async fn aggregate(
     let mut aggregator = Aggregator {
         start,
         total: Latency::default(),
+        start_lag: Latency::default(),
         steps: (0..steps).map(|_| StepTally::default()).collect(),
         interval_index: 0,
         interval: StepTally::default(),
@@ -238,7 +256,7 @@ pub async fn aggregate(
         connection_errors: 0,
         transport_errors: 0,
         status_counts: BTreeMap::new(),
-        error_codes: BTreeMap::new(),
+        error_codes: ErrorCodes::default(),
         last_tick: LoadTick::default(),
     };
     let mut ticker = tokio::time::interval(INTERVAL);
@@ -269,6 +287,7 @@ mod tests {
             step: 0,
             latency: Duration::from_millis(latency_ms),
             done: start + Duration::from_millis(at_ms),
+            start_lag: None,
             outcome: SampleOutcome::Answered {
                 status: if failed { 500 } else { 200 },
                 failed,

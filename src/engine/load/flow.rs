@@ -14,13 +14,14 @@ use tokio::sync::mpsc;
 use super::aggregate::{Sample, SampleOutcome};
 use super::transport::{Reply, UserConnection};
 use crate::checks::{status_matches, unmet};
-use crate::client::{Answer, TransportError};
+use crate::client::{Answer, TransportError, first_duplicate_key};
 use crate::crypto::RsaPrivateKey;
 use crate::engine::credentials::{Credentials, Secret, decrypt_challenge, missing, random_hex64};
+use crate::metrics::error_codes;
 use crate::plan::model::{
     Action, AuthForm, ChallengeRef, DecryptedField, Expect, KeyChoice, ResponseForm, Step, WaitStep,
 };
-use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, VALIDATE_PATH};
+use crate::protocol::{CREATE_PATH, DEFAULT_TTL_S, MAX_CHALLENGE_BYTES, VALIDATE_PATH};
 
 /// A flow that cannot run as a load flow, or a key the run does not have.
 #[derive(Debug, thiserror::Error)]
@@ -256,90 +257,47 @@ impl Flow {
         intended: Option<Instant>,
     ) {
         let mut clock_from = intended;
+        // How late the generator began the iteration: the open model's own delay,
+        // carried by the iteration's first sample.
+        let mut start_lag =
+            intended.map(|intended| Instant::now().saturating_duration_since(intended));
         for (index, step) in self.steps.iter().enumerate() {
             let step_index = index as u16;
-            let (method, path, body, bearer, expect, ttl) = match step {
-                Compiled::Wait(wait) => {
-                    let pause = match wait {
-                        WaitFor::Fixed(duration) => *duration,
-                        WaitFor::Expiry { slot, margin } => state.saved[*slot]
-                            .expiry()
-                            .map_or(Duration::ZERO, |expiry| {
-                                (expiry + *margin).saturating_duration_since(Instant::now())
-                            }),
-                        WaitFor::BeforeExpiry { slot, before } => state.saved[*slot]
-                            .expiry()
-                            .and_then(|expiry| expiry.checked_sub(*before))
-                            .map_or(Duration::ZERO, |end| {
-                                end.saturating_duration_since(Instant::now())
-                            }),
-                    };
-                    tokio::time::sleep(pause).await;
-                    clock_from = None;
-                    continue;
-                }
-                Compiled::Create {
-                    body,
-                    sender,
-                    expect,
-                    ttl,
-                    ..
-                } => (
-                    Method::POST,
-                    CREATE_PATH,
-                    body.clone(),
-                    sender.bearer.as_ref(),
-                    expect,
-                    *ttl,
-                ),
-                Compiled::Validate {
-                    sender,
-                    secret,
-                    challenge,
-                    response,
-                    decrypted,
-                    expect,
-                } => {
-                    let body =
-                        validate_body(state, sender, secret, challenge, response, *decrypted);
-                    (
-                        Method::POST,
-                        VALIDATE_PATH,
-                        body,
-                        sender.bearer.as_ref(),
-                        expect,
-                        None,
-                    )
-                }
-                Compiled::Raw {
-                    method,
-                    path,
-                    body,
-                    bearer,
-                    expect,
-                } => (
-                    method.clone(),
-                    path.as_str(),
-                    body.clone(),
-                    bearer.as_ref(),
-                    expect,
-                    None,
-                ),
+            if let Compiled::Wait(wait) = step {
+                let pause = match wait {
+                    WaitFor::Fixed(duration) => *duration,
+                    WaitFor::Expiry { slot, margin } => state.saved[*slot]
+                        .expiry()
+                        .map_or(Duration::ZERO, |expiry| {
+                            (expiry + *margin).saturating_duration_since(Instant::now())
+                        }),
+                    WaitFor::BeforeExpiry { slot, before } => state.saved[*slot]
+                        .expiry()
+                        .and_then(|expiry| expiry.checked_sub(*before))
+                        .map_or(Duration::ZERO, |end| {
+                            end.saturating_duration_since(Instant::now())
+                        }),
+                };
+                tokio::time::sleep(pause).await;
+                clock_from = None;
+                continue;
+            }
+            let Some(Request {
+                method,
+                path,
+                body,
+                bearer,
+                expect,
+                ttl,
+            }) = request(step, state)
+            else {
+                continue;
             };
             let sent = Instant::now();
             let result = connection.send(&method, path, body, bearer).await;
             let done = Instant::now();
             let latency = done - clock_from.take().unwrap_or(sent).min(sent);
-            let (outcome, reply) = judge(result, expect.as_ref(), ttl);
-            state.pending.push(Sample {
-                step: step_index,
-                latency,
-                done,
-                outcome,
-            });
-            if state.pending.len() >= SAMPLE_BATCH {
-                Self::flush(state, samples).await;
-            }
+            let (mut outcome, reply) = judge(result, expect, ttl);
             if let (
                 Compiled::Create {
                     save: Some(slot),
@@ -348,9 +306,31 @@ impl Flow {
                 },
                 Some(reply),
             ) = (step, reply)
+                && !self.save(state, *slot, &reply, *decrypt, sent).await
+                && let SampleOutcome::Answered { failed, .. } = &mut outcome
             {
-                self.save(state, *slot, &reply, *decrypt, sent).await;
+                *failed = true;
             }
+            state.pending.push(Sample {
+                step: step_index,
+                latency,
+                done,
+                start_lag: start_lag.take(),
+                outcome,
+            });
+            if state.pending.len() >= SAMPLE_BATCH {
+                Self::flush(state, samples).await;
+            }
+        }
+    }
+
+    /// Sends the flow's first request once on `connection` and forgets the answer: the
+    /// connection (and the target's path for it) is warm before the clock starts.
+    pub async fn warm(&self, connection: &mut UserConnection, state: &IterationState) {
+        if let Some(request) = self.steps.iter().find_map(|step| request(step, state)) {
+            let _ = connection
+                .send(&request.method, request.path, request.body, request.bearer)
+                .await;
         }
     }
 
@@ -363,7 +343,11 @@ impl Flow {
     }
 
     /// Keeps a created challenge; `sent` is when its create went out, where the
-    /// server's clock for it started at the earliest.
+    /// server's clock for it started at the earliest. Returns false, keeping nothing,
+    /// when the answer cannot be carried: a challenge over [`MAX_CHALLENGE_BYTES`], or
+    /// a body with a duplicated name (which value counts depends on the parser; the
+    /// conformance suite fails such a body too). The create then counts as failed and
+    /// the steps after it run with no saved challenge.
     async fn save(
         &self,
         state: &mut IterationState,
@@ -371,14 +355,20 @@ impl Flow {
         reply: &Reply,
         decrypt: bool,
         sent: Instant,
-    ) {
+    ) -> bool {
         let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
         let challenge = parsed
             .as_ref()
             .and_then(|v| v.get("challenge"))
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+            .unwrap_or_default();
+        if challenge.len() > MAX_CHALLENGE_BYTES
+            || (parsed.is_some() && first_duplicate_key(&reply.body).is_some())
+        {
+            state.saved[slot] = Saved::default();
+            return false;
+        }
+        let challenge = challenge.to_owned();
         let expires_in = parsed
             .as_ref()
             .and_then(|v| v.get("expires_in"))
@@ -393,7 +383,68 @@ impl Flow {
             expires_in,
             created_at: Some(sent),
         };
+        true
     }
+}
+
+/// What one step sends; `None` for a wait.
+struct Request<'a> {
+    method: Method,
+    path: &'a str,
+    body: Bytes,
+    bearer: Option<&'a HeaderValue>,
+    expect: Option<&'a Expect>,
+    /// A create's `ttl`, which its expectations check `expires_in` against.
+    ttl: Option<u64>,
+}
+
+fn request<'a>(step: &'a Compiled, state: &IterationState) -> Option<Request<'a>> {
+    Some(match step {
+        Compiled::Wait(_) => return None,
+        Compiled::Create {
+            body,
+            sender,
+            expect,
+            ttl,
+            ..
+        } => Request {
+            method: Method::POST,
+            path: CREATE_PATH,
+            body: body.clone(),
+            bearer: sender.bearer.as_ref(),
+            expect: expect.as_ref(),
+            ttl: *ttl,
+        },
+        Compiled::Validate {
+            sender,
+            secret,
+            challenge,
+            response,
+            decrypted,
+            expect,
+        } => Request {
+            method: Method::POST,
+            path: VALIDATE_PATH,
+            body: validate_body(state, sender, secret, challenge, response, *decrypted),
+            bearer: sender.bearer.as_ref(),
+            expect: expect.as_ref(),
+            ttl: None,
+        },
+        Compiled::Raw {
+            method,
+            path,
+            body,
+            bearer,
+            expect,
+        } => Request {
+            method: method.clone(),
+            path: path.as_str(),
+            body: body.clone(),
+            bearer: bearer.as_ref(),
+            expect: expect.as_ref(),
+            ttl: None,
+        },
+    })
 }
 
 /// Builds the validate body for this iteration's saved values.
@@ -509,20 +560,26 @@ fn judge(
             .as_ref()
             .and_then(|v| v.get("error"))
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(error_codes::carried);
+        let parsed = json.is_some();
         let answer = Answer {
             status: reply.status,
             retry_after: reply.retry_after.clone(),
             text: String::new(),
             truncated: false,
             json,
-            // A load run counts outcomes; the conformance suite judges answer syntax.
+            // Looked for below, only where it can change the outcome.
             duplicate_key: None,
         };
         let unmet_any = expect.is_some_and(|e| !unmet(e, &answer, ttl).is_empty());
         // A 4xx/5xx fails unless the step expects that status.
         let status_expected = expect.is_some_and(|e| e.status.is_some());
-        (reply.status >= 400 && !status_expected) || unmet_any
+        // Read as the conformance suite reads it: a duplicated name makes the answer
+        // ambiguous (first-wins and last-wins parsers disagree), so it fails. An
+        // answer that fails anyway is not walked again, so error answers cost no more.
+        (reply.status >= 400 && !status_expected)
+            || unmet_any
+            || (parsed && first_duplicate_key(&reply.body).is_some())
     };
     (
         SampleOutcome::Answered {

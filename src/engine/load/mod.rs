@@ -4,11 +4,13 @@
 
 mod aggregate;
 mod flow;
+mod open;
+mod progress;
 mod schedule;
 mod transport;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -16,43 +18,22 @@ use tokio_util::sync::CancellationToken;
 
 use aggregate::{Sample, aggregate};
 use flow::Flow;
+use progress::Progress;
 use schedule::ArrivalSchedule;
 use transport::{Target, UserConnection};
 
 use crate::engine::settings::RunSettings;
-use crate::live::load::LoadGauges;
 use crate::metrics::codec;
 use crate::metrics::thresholds;
 use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario, Threshold};
-use crate::results::{CheckResult, LoadFigures, Outcome, ScenarioReport, verdict};
+use crate::results::{
+    CheckResult, GeneratorFigures, LoadFigures, Outcome, ScenarioReport, verdict,
+};
 use crate::scale_out::WorkerSlice;
 
 /// Sample batches buffered between users and the aggregator; a full channel makes
 /// users wait rather than grow memory.
 const SAMPLE_QUEUE: usize = 4 * 1024;
-/// An open-model iteration that starts this much after its intended time is late.
-const LATE_AFTER: Duration = Duration::from_millis(10);
-
-/// Counters shared by the executors; touched once per iteration, not per sample.
-#[derive(Default)]
-struct Progress {
-    iterations: AtomicU64,
-    dropped: AtomicU64,
-    late: AtomicU64,
-    in_flight: AtomicU64,
-}
-
-impl Progress {
-    /// The counters as live metrics show them.
-    fn gauges(&self) -> LoadGauges {
-        LoadGauges {
-            iterations: self.iterations.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            late: self.late.load(Ordering::Relaxed),
-        }
-    }
-}
 
 pub async fn run(
     scenario: &Scenario,
@@ -94,8 +75,26 @@ pub async fn run(
         Err(err) => return failure(format!("{}: {err}", scenario.name)),
     };
     let timeout = settings.request_timeout;
+    // The open model's connections are open and warm before its clock starts, so no
+    // arrival waits on a connect (k6's pre-allocated VUs, wrk2's pre-connected sockets).
+    let ready = match &spec.executor {
+        Executor::Open {
+            rate,
+            max_in_flight,
+            pre_allocated,
+        } => {
+            let count = open::pool_size(rate, *max_in_flight, *pre_allocated);
+            tokio::select! {
+                ready = open::prepare(&flow, &target, timeout, count) => ready,
+                () = cancel.cancelled() => Vec::new(),
+            }
+        }
+        Executor::Closed { .. } => Vec::new(),
+    };
+    let pre_allocated = ready.len() as u64;
     let (samples, receiver) = mpsc::channel::<Vec<Sample>>(SAMPLE_QUEUE);
     let load_start = Instant::now();
+    let cpu_at_start = open::process_cpu();
     let start_unix_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);
@@ -131,6 +130,8 @@ pub async fn run(
     ));
 
     let mut users = tokio::task::JoinSet::new();
+    // The open model's generator reports here when it ends (not if it was abandoned).
+    let (generator_done, mut generator_counts) = tokio::sync::oneshot::channel();
     match &spec.executor {
         Executor::Closed { users: count } => {
             for _ in 0..*count {
@@ -163,30 +164,21 @@ pub async fn run(
             }
         }
         Executor::Open { max_in_flight, .. } => {
-            let schedule = schedule.clone().expect("open model has a schedule");
-            let (flow, samples, progress, stop, target) = (
-                Arc::clone(&flow),
-                samples.clone(),
-                Arc::clone(&progress),
-                stop.clone(),
-                target.clone(),
-            );
-            let (iterations, max_in_flight) = (spec.iterations, u64::from(*max_in_flight));
+            let run = open::OpenRun {
+                flow: Arc::clone(&flow),
+                samples: samples.clone(),
+                progress: Arc::clone(&progress),
+                stop: stop.clone(),
+                target: target.clone(),
+                timeout,
+                schedule: schedule.clone().expect("open model has a schedule"),
+                start: load_start,
+                duration,
+                iterations: spec.iterations,
+                max_in_flight: u64::from(*max_in_flight),
+            };
             users.spawn(async move {
-                open_scheduler(OpenRun {
-                    flow,
-                    samples,
-                    progress,
-                    stop,
-                    target,
-                    timeout,
-                    schedule,
-                    start: load_start,
-                    duration,
-                    iterations,
-                    max_in_flight,
-                })
-                .await;
+                generator_done.send(open::drive(run, ready).await).ok();
             });
         }
     }
@@ -225,6 +217,9 @@ pub async fn run(
     if let Some(live) = &live {
         live.end();
     }
+    let cpu_used = cpu_at_start
+        .zip(open::process_cpu())
+        .map(|(a, b)| b.saturating_sub(a));
     stopper.abort();
     let in_flight_at_end = if drained {
         0
@@ -247,6 +242,26 @@ pub async fn run(
         step.name = name;
     }
     let (model, executor, target_rate) = describe(spec, duration, schedule.as_ref());
+    let late = progress.late.load(Ordering::Relaxed);
+    let generator = matches!(spec.executor, Executor::Open { .. }).then(|| {
+        let counts: open::GeneratorCounts = generator_counts.try_recv().unwrap_or_default();
+        let wall = (load_end - load_start).as_secs_f64().max(1e-3);
+        let mut figures = GeneratorFigures {
+            pre_allocated,
+            grown: counts.grown,
+            growth_deferred: counts.growth_deferred,
+            connects_on_arrival_path: counts.connects_on_path,
+            start_lag_us: totals.start_lag.summary(),
+            late_with_idle_connection: counts.late_with_idle,
+            clock_lag_max_us: counts.clock_lag_max.as_micros() as u64,
+            cpu_cores: cpu_used.map(|cpu| cpu.as_secs_f64() / wall),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            runtime_busy: counts.runtime_busy,
+            saturated: false,
+        };
+        figures.saturated = open::saturation(&figures, iterations, late).is_some();
+        figures
+    });
     let figures = LoadFigures {
         model,
         executor,
@@ -255,12 +270,13 @@ pub async fn run(
         duration_s: run_length,
         iterations,
         dropped,
-        late: progress.late.load(Ordering::Relaxed),
+        late,
         in_flight_at_end,
         timeouts: totals.timeouts,
         connection_errors: totals.connection_errors,
         status_counts: totals.status_counts,
         error_codes: totals.error_codes,
+        error_code_example: totals.error_code_example,
         failed_requests: totals.failed,
         steps,
         histogram: codec::encode(totals.latency.histogram()).unwrap_or_default(),
@@ -268,6 +284,7 @@ pub async fn run(
         start_unix_ms,
         thresholds: spec.thresholds.iter().map(|t| t.source.clone()).collect(),
         regression: spec.regression.iter().map(|t| t.source.clone()).collect(),
+        generator,
     };
     let measured = thresholds::Measured {
         latency: &totals.latency,
@@ -300,6 +317,12 @@ pub async fn run(
     scenario_report.errors = totals.transport_errors;
     scenario_report.rps = totals.requests as f64 / run_length;
     scenario_report.latency_us = totals.latency.summary();
+    if let Some(figures) = &scenario_report.load
+        && let Some(generator) = &figures.generator
+        && let Some(warning) = open::saturation(generator, figures.iterations, figures.late)
+    {
+        scenario_report.warnings.push(warning);
+    }
     scenario_report
 }
 
@@ -323,105 +346,6 @@ fn left_to_merge(thresholds: &[Threshold], worker: WorkerSlice) -> Vec<CheckResu
         .collect()
 }
 
-/// The open model's inputs, moved into its scheduler task.
-struct OpenRun {
-    flow: Arc<Flow>,
-    samples: mpsc::Sender<Vec<Sample>>,
-    progress: Arc<Progress>,
-    stop: CancellationToken,
-    target: Target,
-    timeout: Duration,
-    schedule: ArrivalSchedule,
-    start: Instant,
-    duration: Option<Duration>,
-    iterations: Option<u64>,
-    max_in_flight: u64,
-}
-
-/// Arrivals queued between the clock thread and the dispatcher.
-const ARRIVAL_QUEUE: usize = 64 * 1024;
-/// The clock thread checks for a stop at least this often while it sleeps.
-const CLOCK_POLL: Duration = Duration::from_millis(20);
-
-/// Starts each iteration at its scheduled time, whatever the target is doing. A
-/// dedicated clock thread sleeps to each arrival with the OS's fine timer (tokio's
-/// timer wheel has 1 ms ticks, which would add up to 1 ms of false latency to every
-/// sub-millisecond request) and hands it over; each iteration keeps its own intended
-/// start for latency. Connections are reused through a pool.
-async fn open_scheduler(run: OpenRun) {
-    let (arrivals, mut due) = mpsc::channel::<Instant>(ARRIVAL_QUEUE);
-    let clock = {
-        let (schedule, stop, start) = (run.schedule.clone(), run.stop.clone(), run.start);
-        let (duration, iterations) = (run.duration, run.iterations);
-        std::thread::spawn(move || {
-            let mut n: u64 = 0;
-            while !stop.is_cancelled() && iterations.is_none_or(|max| n < max) {
-                let Some(offset) = schedule.due(n) else { break };
-                if duration.is_some_and(|d| offset > d) {
-                    break;
-                }
-                let intended = start + offset;
-                loop {
-                    let now = Instant::now();
-                    if now >= intended || stop.is_cancelled() {
-                        break;
-                    }
-                    std::thread::sleep((intended - now).min(CLOCK_POLL));
-                }
-                if stop.is_cancelled() || arrivals.blocking_send(intended).is_err() {
-                    break;
-                }
-                n += 1;
-            }
-        })
-    };
-    let pool: Arc<std::sync::Mutex<Vec<(UserConnection, flow::IterationState)>>> = Arc::default();
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        let intended = tokio::select! {
-            next = due.recv() => match next {
-                Some(intended) => intended,
-                None => break,
-            },
-            () = run.stop.cancelled() => break,
-        };
-        // Reap finished iterations so the set does not grow.
-        while tasks.try_join_next().is_some() {}
-        if run.progress.in_flight.load(Ordering::Relaxed) >= run.max_in_flight {
-            run.progress.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        if Instant::now().saturating_duration_since(intended) > LATE_AFTER {
-            run.progress.late.fetch_add(1, Ordering::Relaxed);
-        }
-        run.progress.iterations.fetch_add(1, Ordering::Relaxed);
-        run.progress.in_flight.fetch_add(1, Ordering::Relaxed);
-        let idle = pool.lock().expect("not poisoned").pop();
-        let (mut connection, mut state) = idle.unwrap_or_else(|| {
-            (
-                UserConnection::new(run.target.clone(), run.timeout),
-                run.flow.new_state(),
-            )
-        });
-        let (flow, samples, progress, pool) = (
-            Arc::clone(&run.flow),
-            run.samples.clone(),
-            Arc::clone(&run.progress),
-            Arc::clone(&pool),
-        );
-        tasks.spawn(async move {
-            flow.run(&mut connection, &mut state, &samples, Some(intended))
-                .await;
-            Flow::flush(&mut state, &samples).await;
-            progress.in_flight.fetch_sub(1, Ordering::Relaxed);
-            pool.lock().expect("not poisoned").push((connection, state));
-        });
-    }
-    drop(due);
-    clock.join().ok();
-    while tasks.join_next().await.is_some() {}
-}
-
 fn describe(
     spec: &LoadSpec,
     duration: Option<Duration>,
@@ -443,6 +367,7 @@ fn describe(
         Executor::Open {
             rate,
             max_in_flight,
+            ..
         } => {
             let mean = match (duration, schedule) {
                 (Some(d), Some(schedule)) if !d.is_zero() => {

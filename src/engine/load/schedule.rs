@@ -210,6 +210,7 @@ mod tests {
                     executor: crate::plan::model::Executor::Open {
                         rate: whole.clone(),
                         max_in_flight: 1,
+                        pre_allocated: None,
                     },
                     duration: None,
                     iterations: None,

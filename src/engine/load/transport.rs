@@ -69,6 +69,8 @@ pub struct UserConnection {
     timeout: Duration,
     /// Parsed request targets by path.
     uris: Vec<(String, Uri)>,
+    /// Connections this user has opened (the fast path; reqwest pools its own).
+    connects: u64,
 }
 
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -80,7 +82,29 @@ impl UserConnection {
             sender: None,
             timeout,
             uris: Vec::new(),
+            connects: 0,
         }
+    }
+
+    /// Opens the connection now, before any request needs it (a no-op over reqwest,
+    /// which connects on its first request).
+    pub async fn establish(&mut self) -> Result<(), TransportError> {
+        if let Target::Fast { addr, .. } = &self.target
+            && self.sender.as_ref().is_none_or(SendRequest::is_closed)
+        {
+            let addr = *addr;
+            let sender = tokio::time::timeout(self.timeout, connect(addr))
+                .await
+                .map_err(|_| TransportError::Timeout)??;
+            self.sender = Some(sender);
+            self.connects += 1;
+        }
+        Ok(())
+    }
+
+    /// How many connections this user has opened so far.
+    pub fn connects(&self) -> u64 {
+        self.connects
     }
 
     /// Sends one request, reconnecting first when the connection is gone.
@@ -122,7 +146,11 @@ impl UserConnection {
         };
         let sender = match &mut self.sender {
             Some(sender) if !sender.is_closed() => sender,
-            _ => self.sender.insert(connect(addr).await?),
+            _ => {
+                let sender = connect(addr).await?;
+                self.connects += 1;
+                self.sender.insert(sender)
+            }
         };
         sender
             .ready()

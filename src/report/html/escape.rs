@@ -3,22 +3,30 @@
 
 use std::fmt;
 
-/// Text escaped for HTML element content and double- or single-quoted attribute values.
+use crate::report::xml_chars::{REPLACEMENT, allowed};
+
+/// Text escaped for HTML element content and double- or single-quoted attribute values,
+/// with the characters XML 1.0 forbids replaced (the inline SVG is XML, and a page
+/// that holds them is one a strict reader refuses).
 pub struct Esc<'a>(pub &'a str);
 
 impl fmt::Display for Esc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut rest = self.0;
-        while let Some(pos) = rest.find(['&', '<', '>', '"', '\'']) {
+        while let Some((pos, c)) = rest
+            .char_indices()
+            .find(|&(_, c)| matches!(c, '&' | '<' | '>' | '"' | '\'') || !allowed(c))
+        {
             f.write_str(&rest[..pos])?;
-            f.write_str(match rest.as_bytes()[pos] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[pos + 1..];
+            match c {
+                '&' => f.write_str("&amp;")?,
+                '<' => f.write_str("&lt;")?,
+                '>' => f.write_str("&gt;")?,
+                '"' => f.write_str("&quot;")?,
+                '\'' => f.write_str("&#39;")?,
+                _ => fmt::Write::write_char(f, REPLACEMENT)?,
+            }
+            rest = &rest[pos + c.len_utf8()..];
         }
         f.write_str(rest)
     }
@@ -35,5 +43,9 @@ mod tests {
             "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
         );
         assert_eq!(Esc("plain é").to_string(), "plain é");
+        assert_eq!(
+            Esc("a\u{fffe}b\u{ffff}c\u{1}<").to_string(),
+            "a\u{fffd}b\u{fffd}c\u{fffd}&lt;"
+        );
     }
 }

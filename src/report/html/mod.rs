@@ -278,6 +278,24 @@ fn load_section(
             load.dropped, load.late, load.in_flight_at_end
         ),
     );
+    if let Some(g) = &load.generator {
+        meta_row(
+            page,
+            "Generator",
+            &format!(
+                "{} connections warmed before the clock · {} opened during the run · start lag p99 {}, max {}{}",
+                g.pre_allocated,
+                g.grown,
+                units::readable(g.start_lag_us.p99),
+                units::readable(g.start_lag_us.max),
+                if g.saturated {
+                    " · saturated: the generator, not the target, set the pace"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
     meta_row(
         page,
         "Timeouts · connection errors",
@@ -285,6 +303,9 @@ fn load_section(
     );
     meta_row(page, "Status codes", &counts(&load.status_counts));
     meta_row(page, "Error codes", &counts(&load.error_codes));
+    if let Some(example) = &load.error_code_example {
+        meta_row(page, "An error counted as other", example);
+    }
     if let Some(stem) = hdr_stem {
         let _ = writeln!(
             page,
@@ -467,12 +488,14 @@ mod tests {
                 connection_errors: 0,
                 status_counts: Default::default(),
                 error_codes: Default::default(),
+                error_code_example: None,
                 failed_requests: 0,
                 steps: vec![],
                 histogram,
                 start_unix_ms: 0,
                 thresholds: Vec::new(),
                 regression: Vec::new(),
+                generator: None,
                 intervals: vec![],
             }),
         };

@@ -37,7 +37,28 @@ pub enum Behaviour {
     RedirectElsewhere { port: u16 },
     /// Reads the request and holds the socket without a byte in answer.
     Silent,
+    /// As `Plausible`, but each connection's first answer comes [`COLD_START`] late: a
+    /// cold path (a worker to start, a cache to fill) that a warmed connection has
+    /// already paid for.
+    ColdFirstAnswer,
+    /// Every request answers 400 `{"error":"…"}` with a fresh string of this many
+    /// bytes: a new "error code" per request.
+    FreshErrorCode { bytes: usize },
+    /// Every request answers 400 with an `error` and a `message` holding characters
+    /// XML 1.0 forbids (U+FFFE, U+FFFF, U+0001, U+001B).
+    Noncharacters,
+    /// Create answers a challenge of this many bytes; validate answers `valid: true`.
+    HugeChallenge { bytes: usize },
+    /// Create as `Plausible`; validate answers `{"valid":false,"valid":true}`, which
+    /// a first-wins parser reads as a refusal and a last-wins one as valid.
+    DuplicateValid,
 }
+
+/// How late [`Behaviour::ColdFirstAnswer`] sends each connection's first answer.
+pub const COLD_START: Duration = Duration::from_secs(1);
+
+/// The `error` [`Behaviour::Noncharacters`] sends, as its JSON decodes.
+pub const NONCHARACTERS: &str = "bad\u{fffe}code\u{ffff}\u{1}\u{1b}";
 
 /// The path [`Behaviour::Plausible`] holds without an answer.
 pub const HOLD_PATH: &str = "/hold";
@@ -55,6 +76,8 @@ pub struct Stats {
     /// The most body bytes written on one connection (for `Huge`: how far the client
     /// read before it hung up).
     pub max_body_written: AtomicU64,
+    /// The largest request body read.
+    pub max_request_body: AtomicU64,
 }
 
 impl Stats {
@@ -152,11 +175,14 @@ struct Request {
 /// Serves one connection until the client leaves or the behaviour ends it.
 async fn serve(mut stream: TcpStream, behaviour: Behaviour, stats: &Stats, url: &str) {
     let mut buffer = Vec::new();
-    for _ in 0..REQUESTS_PER_CONNECTION {
+    for index in 0..REQUESTS_PER_CONNECTION {
         let Some(request) = read_request(&mut stream, &mut buffer).await else {
             return;
         };
         let n = stats.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        stats
+            .max_request_body
+            .fetch_max(request.body.len() as u64, Ordering::SeqCst);
         let keep_going = match behaviour {
             Behaviour::Plausible if request.path == HOLD_PATH => {
                 stats.held.fetch_add(1, Ordering::SeqCst);
@@ -164,6 +190,12 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, stats: &Stats, url: 
                 return;
             }
             Behaviour::Plausible => plausible(&mut stream, &request).await,
+            Behaviour::ColdFirstAnswer => {
+                if index == 0 {
+                    tokio::time::sleep(COLD_START).await;
+                }
+                plausible(&mut stream, &request).await
+            }
             Behaviour::EveryOther503 if n.is_multiple_of(2) => {
                 respond(
                     &mut stream,
@@ -238,6 +270,35 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, stats: &Stats, url: 
                 hold(&mut stream).await;
                 return;
             }
+            Behaviour::FreshErrorCode { bytes } => {
+                // Unique by its number, padded to the size asked for.
+                let code = format!("{n:x}{}", "q".repeat(bytes.saturating_sub(16)));
+                let body = serde_json::json!({ "error": code, "message": "no" }).to_string();
+                respond(&mut stream, "400 Bad Request", "application/json", body.as_bytes()).await
+            }
+            Behaviour::Noncharacters => {
+                let body = serde_json::json!({
+                    "error": NONCHARACTERS,
+                    "message": format!("refused {NONCHARACTERS}"),
+                })
+                .to_string();
+                respond(&mut stream, "400 Bad Request", "application/json", body.as_bytes()).await
+            }
+            Behaviour::HugeChallenge { bytes } if request.path.ends_with("/create") => {
+                let body = format!(r#"{{"challenge":"{}","expires_in":30}}"#, "a".repeat(bytes));
+                respond(&mut stream, "200 OK", "application/json", body.as_bytes()).await
+            }
+            Behaviour::HugeChallenge { .. } => plausible(&mut stream, &request).await,
+            Behaviour::DuplicateValid if request.path.ends_with("/validate") => {
+                respond(
+                    &mut stream,
+                    "200 OK",
+                    "application/json",
+                    br#"{"valid":false,"valid":true}"#,
+                )
+                .await
+            }
+            Behaviour::DuplicateValid => plausible(&mut stream, &request).await,
         };
         if !keep_going {
             return;
@@ -294,11 +355,15 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
 
 /// Writes a complete answer; whether the connection is still good.
 async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) -> bool {
-    let head = format!(
+    let mut answer = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
-    );
-    stream.write_all(head.as_bytes()).await.is_ok() && stream.write_all(body).await.is_ok()
+    )
+    .into_bytes();
+    // One write: a head and body written apart meet Nagle and delayed ACKs, 40 ms an
+    // answer, too slow for the tests that need many.
+    answer.extend_from_slice(body);
+    stream.write_all(&answer).await.is_ok()
 }
 
 /// A minimal KeyClaim: a fresh challenge for create, `valid: true` for validate.

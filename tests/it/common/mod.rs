@@ -24,14 +24,24 @@ use keyclaim_harness::server::keys::{KeySpec, Tier};
 use keyclaim_harness::server::{RunningServer, ServerConfig, spawn};
 use serde_json::{Value, json};
 
-/// Held by the tests that keep the machine busy for minutes (the self-test matrix, the
-/// independent servers), so they do not run at the same time: each has timing checks
-/// (TTLs, rate limits) that a machine shared with the other can push off their moment.
-pub fn heavy_test() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    // A panic in the other test leaves nothing to repair: the lock only orders them.
-    HEAVY
-        .lock()
+/// Orders the tests that keep the machine busy for minutes (the self-test matrix, the
+/// independent servers) against each other and against the tests that measure time
+/// between processes (a rendezvous's common start): on a 2-core machine the load of one
+/// can push the other's timing checks off their moment. Heavy tests hold it alone.
+static BUSY: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held by a test that loads the machine for minutes: it runs alone among the tests that
+/// take [`heavy_test`] or [`timing_test`].
+pub fn heavy_test() -> std::sync::RwLockWriteGuard<'static, ()> {
+    // A panic in another test leaves nothing to repair: the lock only orders them.
+    BUSY.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Held by a test whose assertions measure time across processes: it never runs beside
+/// a [`heavy_test`].
+pub fn timing_test() -> std::sync::RwLockReadGuard<'static, ()> {
+    BUSY.read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
