@@ -8,11 +8,12 @@ use std::sync::{Arc, OnceLock};
 use clap::Parser;
 use keyclaim_harness::commands::process::Console;
 use keyclaim_harness::commands::{
-    Cli, Command, compare, coordinate, crypto_bench, keygen, merge, run, selftest, serve,
+    Cli, Command, compare, coordinate, crypto_bench, keygen, merge, plans, run, selftest, serve,
 };
 use keyclaim_harness::redact::{Redactor, panic_text};
 
 fn main() -> std::process::ExitCode {
+    unset_empty_settings();
     let cli = Cli::parse();
     init_tracing();
     let console = Console {
@@ -30,8 +31,26 @@ fn main() -> std::process::ExitCode {
         Command::CryptoBench(args) => crypto_bench::execute(args),
         Command::Selftest(args) => selftest::execute(args),
         Command::Compare(args) => compare::execute(args),
+        Command::Plans(args) => plans::execute(args),
     };
     code.into()
+}
+
+/// A `KEYCLAIM_…` variable set to the empty string counts as unset: CI systems pass a
+/// secret that is not defined as an empty string (GitHub Actions' `${{ secrets.X }}`),
+/// and an empty key or target must not be tested as if it were one.
+fn unset_empty_settings() {
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(name, value)| {
+            value.is_empty() && name.to_str().is_some_and(|n| n.starts_with("KEYCLAIM_"))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    for name in empty {
+        // SAFETY: called first thing in `main`, before any other thread exists that
+        // could read the environment.
+        unsafe { std::env::remove_var(name) };
+    }
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings). Warnings, the one

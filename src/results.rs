@@ -89,10 +89,17 @@ pub struct CheckResult {
     pub evidence: Option<Evidence>,
 }
 
+/// The name of the skipped check a load scenario carries when Ctrl-C or SIGTERM stopped
+/// it before its end.
+pub const INTERRUPTED_CHECK: &str = "interrupted";
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     pub p50: u64,
     pub p90: u64,
+    /// Absent from reports written before it was added.
+    #[serde(default)]
+    pub p95: u64,
     pub p99: u64,
     pub p999: u64,
     pub max: u64,

@@ -15,7 +15,13 @@ use crate::exit::ExitCode;
      defaults: {}).\n\n{}",
     compare::stats::CONFIDENCE * 100.0,
     compare::DEFAULT_TOLERANCES.join(", "),
-    ExitCode::help(&[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage])
+    super::after_help(
+        &[
+            ("did this change make the API slower?", "keyclaim-harness compare reports/baseline reports/load"),
+            ("with a tolerance of your own, and the HTML overlay", "keyclaim-harness compare reports/baseline reports/load --tolerance 'p99 +5%' --out reports/compare"),
+        ],
+        &[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]
+    )
 ))]
 pub struct CompareArgs {
     /// The baseline: a report directory or its report.json.

@@ -3,6 +3,7 @@
 //! register; the start is announced once all are in; their reports come back here and
 //! are merged with the same code as `merge`, without a shared volume.
 
+use crate::commands::args;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -22,17 +23,28 @@ use crate::scale_out::merge;
 use crate::scale_out::rendezvous::{self, Collected, Coordinator, OnMissing, Settings, Status};
 
 #[derive(Debug, Args)]
-#[command(after_help = ExitCode::help(&[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage, ExitCode::Interrupted]))]
+#[command(after_help = super::after_help(
+    &[
+        ("gather three workers (each runs `run ... --rendezvous http://HOST:7070`)", "keyclaim-harness coordinate --workers 3 --listen 0.0.0.0:7070"),
+    ],
+    &[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage, ExitCode::Interrupted]
+))]
 pub struct CoordinateArgs {
     /// How many workers the run has (each started with `run --workers N --worker-index I
     /// --rendezvous URL`).
-    #[arg(long, env = "KEYCLAIM_WORKERS", value_name = "N")]
+    #[arg(
+        long,
+        env = "KEYCLAIM_WORKERS",
+        hide_env_values = true,
+        value_name = "N"
+    )]
     pub workers: u32,
     /// Where workers reach the coordinator (port 0: any free port; the first stdout line
     /// says which).
     #[arg(
         long,
         env = "KEYCLAIM_COORDINATOR_LISTEN",
+        hide_env_values = true,
         default_value = "0.0.0.0:7450",
         value_name = "ADDR"
     )]
@@ -45,9 +57,10 @@ pub struct CoordinateArgs {
     #[arg(
         long,
         env = "KEYCLAIM_REGISTER_TIMEOUT",
+        hide_env_values = true,
         default_value = "10m",
         value_name = "DUR",
-        value_parser = humantime::parse_duration
+        value_parser = args::duration, allow_hyphen_values = true
     )]
     pub register_timeout: Duration,
     /// At that deadline, with workers still absent: start with those present (the
@@ -55,24 +68,25 @@ pub struct CoordinateArgs {
     #[arg(
         long,
         env = "KEYCLAIM_ON_MISSING",
+        hide_env_values = true,
         value_enum,
         default_value_t = OnMissing::Fail,
         value_name = "WHAT"
     )]
     pub on_missing: OnMissing,
     /// How far ahead the start is announced, so that every worker hears it in time.
-    #[arg(long, default_value = "2s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_name = "DUR", value_parser = args::duration, allow_hyphen_values = true)]
     pub start_delay: Duration,
     /// A worker not heard from for this long is lost (a killed pod, a lost node); it is
     /// listed as missing and the rest are merged.
-    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = args::duration, allow_hyphen_values = true)]
     pub heartbeat_timeout: Duration,
     /// From the start, how long to wait for the reports at most.
-    #[arg(long, default_value = "6h", value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "6h", value_name = "DUR", value_parser = args::duration, allow_hyphen_values = true)]
     pub collect_timeout: Duration,
     /// After merging, keep serving (and the reports in place, for `kubectl cp`) this
     /// long; Ctrl-C or SIGTERM ends it sooner.
-    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = args::duration, allow_hyphen_values = true)]
     pub linger: Duration,
     /// Print only the final summary line.
     #[arg(long)]

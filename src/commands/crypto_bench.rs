@@ -13,7 +13,12 @@ use crate::exit::ExitCode;
 
 /// `crypto-bench` arguments.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = ExitCode::help(&[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]))]
+#[command(after_help = super::after_help(
+    &[
+        ("HMAC and RSA-OAEP throughput, 3 s per measurement", "keyclaim-harness crypto-bench --seconds 3"),
+    ],
+    &[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]
+))]
 pub struct CryptoBenchArgs {
     /// Seconds each measurement runs (one path, backend and thread count); fractions allowed.
     #[arg(long, default_value = "1", value_name = "N", value_parser = parse_seconds)]

@@ -13,7 +13,12 @@ pub const PRIVATE_FILE: &str = "private.pem";
 pub const PUBLIC_FILE: &str = "public.pem";
 
 #[derive(Debug, Args)]
-#[command(after_help = ExitCode::help(&[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]))]
+#[command(after_help = super::after_help(
+    &[
+        ("a 2048-bit pair for the RSA flow", "keyclaim-harness keygen --out-dir keys"),
+    ],
+    &[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]
+))]
 pub struct KeygenArgs {
     /// Folder for private.pem (PKCS#8, mode 0600) and public.pem (SPKI).
     #[arg(long, value_name = "DIR")]

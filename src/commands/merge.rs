@@ -12,7 +12,12 @@ use crate::report::console;
 use crate::scale_out::merge;
 
 #[derive(Debug, Args)]
-#[command(after_help = ExitCode::help(&[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]))]
+#[command(after_help = super::after_help(
+    &[
+        ("two workers' reports into one", "keyclaim-harness merge reports/load-worker-0 reports/load-worker-1 --out reports/load-merged"),
+    ],
+    &[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]
+))]
 pub struct MergeArgs {
     /// Report directories of the workers (each holding report.json).
     #[arg(required = true, value_name = "DIR")]

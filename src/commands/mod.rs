@@ -1,11 +1,13 @@
 //! The command line: one file per subcommand, each holding its clap `Args` and an
 //! `execute()` that returns the exit code. The binary parses [`Cli`] and dispatches.
 
+pub mod args;
 pub mod compare;
 pub mod coordinate;
 pub mod crypto_bench;
 pub mod keygen;
 pub mod merge;
+pub mod plans;
 pub mod process;
 pub mod run;
 pub mod selftest;
@@ -20,11 +22,27 @@ use crate::exit::ExitCode;
     name = "keyclaim-harness",
     version,
     about = "Load-testing and conformance harness for KeyClaim-compatible challenge-response APIs",
-    after_help = ExitCode::help(&ExitCode::ALL)
+    after_help = after_help(
+        &[
+            ("the conformance suite against the embedded reference server", "keyclaim-harness run scenarios/conformance.toml"),
+            ("against a deployment", "keyclaim-harness run scenarios/conformance.toml --target https://api.example.com --api-key \"$KEY\""),
+            ("a load test", "keyclaim-harness run scenarios/load.toml --scenario create-validate --rate 500 --duration 30s"),
+        ],
+        &ExitCode::ALL
+    )
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A command's text after its options: worked examples, then its exit codes.
+pub fn after_help(examples: &[(&str, &str)], codes: &[ExitCode]) -> String {
+    let mut text = String::from("Examples:\n");
+    for (what, command) in examples {
+        text.push_str(&format!("  # {what}\n  {command}\n\n"));
+    }
+    text + &ExitCode::help(codes)
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,4 +66,7 @@ pub enum Command {
     /// Compare two runs of one plan (report directories or report.json files), figure
     /// by figure, and fail on a statistically sure regression beyond the tolerances.
     Compare(compare::CompareArgs),
+    /// List the plans built into the binary, or write them out for editing (`run
+    /// builtin:NAME` runs one as it is).
+    Plans(plans::PlansArgs),
 }

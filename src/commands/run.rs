@@ -2,6 +2,7 @@
 //! the embedded reference server), runs them, writes the reports, and says which exit
 //! code the run earned.
 
+use crate::commands::args;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -31,13 +32,22 @@ use crate::server::faults::{Fault, FaultSet};
 use crate::server::style::{Style, StyleSet};
 
 #[derive(Debug, Args)]
-#[command(after_help = ExitCode::help(&ExitCode::ALL))]
+#[command(after_help = super::after_help(
+    &[
+        ("the conformance suite against the embedded reference server", "keyclaim-harness run scenarios/conformance.toml"),
+        ("against a deployment, the key from the environment", "KEYCLAIM_API_KEY=... keyclaim-harness run scenarios/conformance.toml --target https://api.example.com"),
+        ("only the TTL scenarios, non-strict outcomes failing the run", "keyclaim-harness run scenarios/conformance.toml --tags ttl --strict"),
+        ("500 arrivals per second for 30 s (open model)", "keyclaim-harness run scenarios/load.toml --scenario create-validate --rate 500 --duration 30s"),
+        ("50 users back to back (closed model)", "keyclaim-harness run scenarios/load.toml --scenario create --users 50 --duration 30s"),
+    ],
+    &ExitCode::ALL
+))]
 pub struct RunArgs {
     /// Plan files (TOML; see scenarios/README.md).
     #[arg(required = true, value_name = "PLAN")]
     pub plans: Vec<PathBuf>,
     /// Base URL of the KeyClaim API; none starts the embedded reference server.
-    #[arg(long, env = "KEYCLAIM_TARGET", value_name = "URL")]
+    #[arg(long, env = "KEYCLAIM_TARGET", hide_env_values = true, value_name = "URL", value_parser = args::target_url)]
     pub target: Option<String>,
     /// Start the embedded server with this fault (repeatable; see `serve --list-faults`).
     #[arg(long = "fault", value_name = "NAME")]
@@ -95,6 +105,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "KEYCLAIM_SIGNATURE_SCHEME",
+        hide_env_values = true,
         value_enum,
         value_name = "SCHEME"
     )]
@@ -114,7 +125,12 @@ pub struct RunArgs {
     /// Serve live figures for Prometheus (OpenMetrics text) at http://ADDR/metrics while
     /// the run lasts: requests by scenario, step, status and error code, latency
     /// histograms, target and achieved rate, in flight, dropped, late.
-    #[arg(long, env = "KEYCLAIM_METRICS_LISTEN", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "KEYCLAIM_METRICS_LISTEN",
+        hide_env_values = true,
+        value_name = "ADDR"
+    )]
     pub metrics_listen: Option<String>,
     /// With --metrics-listen: keep serving the final figures this long after the reports
     /// are written, so a scraper sees the end (Ctrl-C ends the wait).
@@ -122,15 +138,15 @@ pub struct RunArgs {
         long,
         default_value = "0s",
         value_name = "DUR",
-        value_parser = humantime::parse_duration,
+        value_parser = args::duration, allow_hyphen_values = true,
         requires = "metrics_listen"
     )]
     pub metrics_linger: Duration,
     /// Per-request timeout, from send to the last body byte.
-    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = args::positive_duration, allow_hyphen_values = true)]
     pub timeout: Duration,
     /// Per-scenario timeout, overriding the plans'.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = args::positive_duration, allow_hyphen_values = true)]
     pub scenario_timeout: Option<Duration>,
     /// Scenarios run at once (exclusive ones always run alone, last).
     #[arg(long, default_value_t = 4, value_name = "N")]
@@ -149,31 +165,38 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = RsaBackend::default())]
     pub rsa_backend: RsaBackend,
     /// Bound the selected load scenarios to this long, e.g. 30s.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = args::positive_duration, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Split every load scenario over this many worker processes (rates, users and
     /// iterations divided evenly); this process drives share --worker-index. Merge the
     /// workers' reports with `keyclaim-harness merge`.
-    #[arg(long, env = "KEYCLAIM_WORKERS", value_name = "N")]
+    #[arg(
+        long,
+        env = "KEYCLAIM_WORKERS",
+        hide_env_values = true,
+        value_name = "N"
+    )]
     pub workers: Option<u32>,
     /// This worker's index, 0 to N-1 (on Kubernetes: $(JOB_COMPLETION_INDEX)). Worker 0
     /// also runs the conformance scenarios.
     #[arg(
         long,
         env = "KEYCLAIM_WORKER_INDEX",
+        hide_env_values = true,
         value_name = "I",
         requires = "workers"
     )]
     pub worker_index: Option<u32>,
     /// Start the scenarios at this instant, so workers' timelines line up: RFC 3339
     /// (2026-11-23T15:00:00Z) or seconds since the epoch.
-    #[arg(long, env = "KEYCLAIM_START_AT", value_name = "TIME", value_parser = parse_start_at)]
+    #[arg(long, env = "KEYCLAIM_START_AT", hide_env_values = true, value_name = "TIME", value_parser = parse_start_at)]
     pub start_at: Option<std::time::SystemTime>,
     /// Join the scaled-out run the coordinator at this URL gathers (`keyclaim-harness
     /// coordinate`): start when it says every worker is in, and hand it the report.
     #[arg(
         long,
         env = "KEYCLAIM_RENDEZVOUS",
+        hide_env_values = true,
         value_name = "URL",
         requires = "workers",
         conflicts_with = "start_at"
@@ -184,9 +207,10 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "KEYCLAIM_RENDEZVOUS_TIMEOUT",
+        hide_env_values = true,
         default_value = "15m",
         value_name = "DUR",
-        value_parser = humantime::parse_duration
+        value_parser = args::duration, allow_hyphen_values = true
     )]
     pub rendezvous_timeout: Duration,
 }

@@ -13,7 +13,13 @@ use crate::server::faults::Fault;
 use crate::server::style::Style;
 
 #[derive(Debug, Args)]
-#[command(after_help = ExitCode::help(&[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]))]
+#[command(after_help = super::after_help(
+    &[
+        ("every fault caught and every style passed", "keyclaim-harness selftest"),
+        ("one fault", "keyclaim-harness selftest --fault accept-replay"),
+    ],
+    &[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]
+))]
 pub struct SelftestArgs {
     /// The plan to prove (default: the conformance suite built into this binary).
     #[arg(long, value_name = "PLAN")]

@@ -1,6 +1,7 @@
 //! `serve`: the reference KeyClaim server on a port, with the keys, limits and faults
 //! the arguments give, until Ctrl-C or SIGTERM.
 
+use crate::commands::args;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,7 +21,14 @@ use crate::server::{
 };
 
 #[derive(Debug, Args)]
-#[command(after_help = ExitCode::help(&[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]))]
+#[command(after_help = super::after_help(
+    &[
+        ("a local server for a client under development", "keyclaim-harness serve --listen 127.0.0.1:8080 --api-key kc_local_dev_key"),
+        ("a broken one: replays validate (the suite must catch it)", "keyclaim-harness serve --api-key kc_local_dev_key --fault accept-replay"),
+        ("the faults and styles it can take", "keyclaim-harness serve --list-faults"),
+    ],
+    &[ExitCode::Ok, ExitCode::Failed, ExitCode::Usage]
+))]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free one. The first stdout line is
     /// `listening on http://IP:PORT`.
@@ -61,10 +69,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub list_styles: bool,
     /// Stall all answers every DUR (with --pause-for), e.g. 5s.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, requires = "pause_for")]
+    #[arg(long, value_name = "DUR", value_parser = args::positive_duration, allow_hyphen_values = true, requires = "pause_for")]
     pub pause_every: Option<Duration>,
     /// How long each stall lasts, e.g. 500ms.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, requires = "pause_every")]
+    #[arg(long, value_name = "DUR", value_parser = args::duration, allow_hyphen_values = true, requires = "pause_every")]
     pub pause_for: Option<Duration>,
     /// Outstanding challenges one key may hold before its creates answer rate_limited
     /// (default: no per-key cap; --max-memory bounds the store).

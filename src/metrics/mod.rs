@@ -79,6 +79,7 @@ impl Latency {
         LatencySummary {
             p50: at(0.50),
             p90: at(0.90),
+            p95: at(0.95),
             p99: at(0.99),
             p999: at(0.999),
             max: self.histogram.max(),

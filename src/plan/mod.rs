@@ -6,6 +6,7 @@
 //! The format is described for users in `scenarios/README.md`.
 
 pub mod builtin;
+pub mod bundled;
 mod error;
 mod expect;
 mod load;
@@ -69,7 +70,18 @@ fn load_into(path: &Path, text: &str, seen: &mut Seen) -> Result<Plan, PlanError
     validate::plan(&source, raw, seen)
 }
 
+/// A plan file's text, or a bundled plan's (see [`bundled::named_by`]).
 fn read(path: &Path) -> Result<String, PlanError> {
+    if let Some((name, text)) = bundled::named_by(path) {
+        if !path.to_string_lossy().starts_with(bundled::PREFIX) {
+            tracing::warn!(
+                "{}: no such file here; running the {name} plan built into this binary \
+                 (`keyclaim-harness plans --out DIR` writes it out)",
+                path.display()
+            );
+        }
+        return Ok(text.to_owned());
+    }
     std::fs::read_to_string(path).map_err(|e| {
         // "No such file or directory (os error 2)": the OS error number helps nobody
         // fixing a path.
@@ -78,6 +90,9 @@ fn read(path: &Path) -> Result<String, PlanError> {
             Some(at) if message.ends_with(')') => &message[..at],
             _ => &message,
         };
-        PlanError::file(path, format!("cannot read plan: {message}"))
+        PlanError::file(path, format!("cannot read plan: {message}")).with_help(format!(
+            "give a plan file's path, or a plan built into this binary: {}",
+            bundled::names().join(", ")
+        ))
     })
 }

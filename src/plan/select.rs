@@ -22,6 +22,23 @@ pub fn select(
             ));
         }
     }
+    let mut known_tags: Vec<&str> = all
+        .iter()
+        .flat_map(|s| s.tags.iter().map(String::as_str))
+        .collect();
+    known_tags.sort_unstable();
+    known_tags.dedup();
+    for tag in tags {
+        if !known_tags.contains(&tag.as_str()) {
+            let hint = super::suggest(tag, &known_tags)
+                .map(|near| format!("did you mean `{near}`? "))
+                .unwrap_or_default();
+            return Err(format!(
+                "--tags {tag}: no scenario has this tag ({hint}the plans' tags: {})",
+                known_tags.join(", ")
+            ));
+        }
+    }
     let selected: Vec<Scenario> = all
         .into_iter()
         .filter(|s| names.is_empty() || names.contains(&s.name))

@@ -1,6 +1,7 @@
 //! The end-of-run summary printed to the terminal: one table row per scenario, a compact
-//! block of figures per load scenario, the failed and non-strict checks with their
-//! evidence, and a one-line verdict.
+//! block of figures per load scenario (what its failures were, each threshold with ✓ or
+//! ✗ and the value measured), the failed and non-strict checks with their evidence, why
+//! each check was skipped, and a one-line verdict that says when the run was cut short.
 //!
 //! Evidence here is what a possibly hostile server sent, and a terminal interprets escape
 //! sequences, so control characters are shown escaped, never written. Long evidence is cut
@@ -13,7 +14,8 @@ use std::fmt::Write as _;
 use crate::metrics::units;
 use crate::redact::Redactor;
 use crate::results::{
-    CheckResult, GeneratorFigures, LatencySummary, Outcome, RunReport, ScenarioReport, Status,
+    CheckResult, GeneratorFigures, INTERRUPTED_CHECK, LatencySummary, LoadFigures, Outcome,
+    RunReport, ScenarioReport, Status,
 };
 
 /// Widest a name or id column gets; longer ones are cut with "…".
@@ -43,6 +45,7 @@ pub fn render_summary(report: &RunReport, color: bool) -> String {
     load_blocks(&mut out, report, paint);
     warnings(&mut out, report, paint);
     failed_checks(&mut out, report, paint);
+    skipped_checks(&mut out, report, paint);
     verdict_line(&mut out, report, paint);
     out
 }
@@ -89,8 +92,19 @@ impl Paint {
     }
 }
 
+/// Whether the scenario was stopped before its end.
+fn was_interrupted(scenario: &ScenarioReport) -> bool {
+    scenario
+        .checks
+        .iter()
+        .any(|c| c.name == INTERRUPTED_CHECK && c.outcome == Outcome::Skipped)
+}
+
 /// A scenario's verdict word and colour.
 fn scenario_outcome(scenario: &ScenarioReport) -> (&'static str, &'static str) {
+    if scenario.passed && was_interrupted(scenario) {
+        return ("STOP", YELLOW);
+    }
     match scenario.status() {
         Status::Skipped => ("SKIP", DIM),
         Status::Passed => ("PASS", GREEN),
@@ -205,6 +219,9 @@ fn load_blocks(out: &mut String, report: &RunReport, paint: Paint) {
             "  requests   {} sent, {failed}; timeouts {}, connection errors {}",
             scenario.requests, load.timeouts, load.connection_errors
         );
+        if load.failed_requests > 0 {
+            let _ = writeln!(out, "  failures   {}", failure_kinds(load));
+        }
         let _ = writeln!(
             out,
             "  schedule   dropped {}, late {}, in flight at end {}",
@@ -227,6 +244,9 @@ fn load_blocks(out: &mut String, report: &RunReport, paint: Paint) {
             .map(|step| step.requests.to_string().len())
             .max()
             .unwrap_or(0);
+        for threshold in &load.thresholds {
+            threshold_line(out, scenario, threshold, paint);
+        }
         for (step, name) in load.steps.iter().zip(&names) {
             let pad = name_width - name.chars().count();
             let _ = writeln!(
@@ -278,13 +298,77 @@ fn generator_line(out: &mut String, g: &GeneratorFigures, paint: Paint) {
     );
 }
 
-/// "p50 1.20  p90 3.40  p99 12.30  p99.9 30.00  max 41.00 ms".
+/// What the failed requests were: the commonest non-2xx statuses and error codes, with
+/// their counts ("401 ×86197; invalid_key ×86197"), at most a few of each.
+fn failure_kinds(load: &LoadFigures) -> String {
+    const SHOWN: usize = 3;
+    let top = |counts: Vec<(&String, &u64)>| {
+        let mut counts = counts;
+        counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let more = counts.len().saturating_sub(SHOWN);
+        let mut shown: Vec<String> = counts
+            .iter()
+            .take(SHOWN)
+            .map(|(name, n)| format!("{} ×{n}", one_line(name)))
+            .collect();
+        if more > 0 {
+            shown.push(format!("{more} more"));
+        }
+        shown.join(", ")
+    };
+    let statuses = top(load
+        .status_counts
+        .iter()
+        .filter(|(status, _)| !status.starts_with('2'))
+        .collect());
+    let codes = top(load.error_codes.iter().collect());
+    let transport = [
+        (load.timeouts, "timeouts"),
+        (load.connection_errors, "connection errors"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{what} ×{n}"))
+    .collect::<Vec<_>>()
+    .join(", ");
+    let parts: Vec<String> = [statuses, codes, transport]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect();
+    if parts.is_empty() {
+        // Answered 2xx but judged failed: the expectations say why (reports, --verbose).
+        "answers that did not meet the step's expectations (report.html lists them)".into()
+    } else {
+        cut(&parts.join("; "), MAX_MESSAGE_LINE).into_owned()
+    }
+}
+
+/// One threshold as k6 prints it: ✓ or ✗, then what was measured.
+fn threshold_line(out: &mut String, scenario: &ScenarioReport, threshold: &str, paint: Paint) {
+    let Some(check) = scenario.checks.iter().find(|c| c.name == threshold) else {
+        return;
+    };
+    let (mark, color) = match check.outcome {
+        Outcome::Pass => ("✓", GREEN),
+        Outcome::Fail => ("✗", RED),
+        _ => ("-", DIM),
+    };
+    let _ = writeln!(
+        out,
+        "  threshold  {} {}",
+        paint.style(color, mark),
+        one_line(&check.message)
+    );
+}
+
+/// "p50 1.20  p90 3.40  p95 6.00  p99 12.30  p99.9 30.00  max 41.00 ms".
 fn percentiles(l: &LatencySummary) -> String {
     let ms = |us: u64| units::ms_fixed(us, 2);
     format!(
-        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {} ms",
+        "p50 {}  p90 {}  p95 {}  p99 {}  p99.9 {}  max {} ms",
         ms(l.p50),
         ms(l.p90),
+        ms(l.p95),
         ms(l.p99),
         ms(l.p999),
         ms(l.max)
@@ -317,6 +401,35 @@ fn failed_checks(out: &mut String, report: &RunReport, paint: Paint) {
             // A blank line before each check keeps its evidence visibly its own.
             out.push('\n');
             failed_check(out, scenario, check, report.strict, paint);
+        }
+    }
+}
+
+/// Why each check that did not run was skipped, one line each (under --strict they are
+/// failures and listed with them).
+fn skipped_checks(out: &mut String, report: &RunReport, paint: Paint) {
+    if report.strict {
+        return;
+    }
+    let mut first = true;
+    for scenario in &report.scenarios {
+        for check in &scenario.checks {
+            if check.outcome != Outcome::Skipped {
+                continue;
+            }
+            if first {
+                out.push('\n');
+                first = false;
+            }
+            let reason = check.message.lines().next().unwrap_or("no reason given");
+            let _ = writeln!(
+                out,
+                "{} {} › {}: {}",
+                paint.style(DIM, "SKIP"),
+                one_line(&scenario.name),
+                one_line(&check.name),
+                cut(&escape_controls(reason), MAX_MESSAGE_LINE)
+            );
         }
     }
 }
@@ -393,11 +506,21 @@ fn verdict_line(out: &mut String, report: &RunReport, paint: Paint) {
             .filter(|s| s.status() == status)
             .count()
     };
+    let stopped = report
+        .scenarios
+        .iter()
+        .filter(|s| s.passed && was_interrupted(s))
+        .count();
     let (passed, failed, skipped) = (
-        count(Status::Passed),
+        count(Status::Passed) - stopped,
         count(Status::Failed),
         count(Status::Skipped),
     );
+    let stopped = if stopped > 0 {
+        format!(", {stopped} stopped early")
+    } else {
+        String::new()
+    };
     let (pass, fail, non_strict, skip) = report.outcome_counts();
     out.push('\n');
     if report.interrupted {
@@ -411,8 +534,13 @@ fn verdict_line(out: &mut String, report: &RunReport, paint: Paint) {
         );
     }
     let line = format!(
-        "{total} scenario{}: {passed} passed, {failed} failed, {skipped} skipped \
+        "{}{total} scenario{}: {passed} passed, {failed} failed, {skipped} skipped{stopped} \
          (checks: {pass} pass, {fail} fail, {non_strict} non-strict, {skip} skipped) in {:.1}s{}{}",
+        if report.interrupted {
+            "INTERRUPTED: "
+        } else {
+            ""
+        },
         if total == 1 { "" } else { "s" },
         report.elapsed_s,
         if report.strict { " [strict]" } else { "" },
@@ -421,7 +549,13 @@ fn verdict_line(out: &mut String, report: &RunReport, paint: Paint) {
             .map(|scope| format!(" [{scope}]"))
             .unwrap_or_default(),
     );
-    let color = if report.passed { GREEN } else { RED };
+    let color = if !report.passed {
+        RED
+    } else if report.interrupted {
+        YELLOW
+    } else {
+        GREEN
+    };
     let _ = writeln!(out, "{}", paint.style(color, &line));
 }
 
@@ -561,6 +695,7 @@ mod tests {
         let latency = |p50, max| LatencySummary {
             p50,
             p90: p50 * 2,
+            p95: p50 * 3,
             p99: p50 * 4,
             p999: p50 * 8,
             max,
@@ -618,11 +753,12 @@ mod tests {
 load bad (open 1000/s for 20s)
   rate       target 1000.0/s, achieved 998.7/s over 20.0s, 19974 iterations
   requests   39948 sent, 12 failed; timeouts 4, connection errors 5
+  failures   timeouts ×4, connection errors ×5
   schedule   dropped 1, late 3, in flight at end 2
   generator  5 connections warmed before the clock, 2 opened during the run, 1 connects on an arrival's path; start lag p99 0.16, max 12.50 ms; CPU 0.97 of 1 core, threads busy 95%; SATURATED: the generator, not the target, set the pace
-  latency    p50 1.20  p90 2.40  p99 4.80  p99.9 9.60  max 41.00 ms
-  step 1 create             19974 req      0 failed  p50 1.10  p90 2.20  p99 4.40  p99.9 8.80  max 41.00 ms
-  step 2 validate\\u{1b}[2J  19974 req     12 failed  p50 1.30  p90 2.60  p99 5.20  p99.9 10.40  max 41.00 ms
+  latency    p50 1.20  p90 2.40  p95 3.60  p99 4.80  p99.9 9.60  max 41.00 ms
+  step 1 create             19974 req      0 failed  p50 1.10  p90 2.20  p95 3.30  p99 4.40  p99.9 8.80  max 41.00 ms
+  step 2 validate\\u{1b}[2J  19974 req     12 failed  p50 1.30  p90 2.60  p95 3.90  p99 5.20  p99.9 10.40  max 41.00 ms
 ";
         assert!(text.contains(block), "{text}");
         let table_end = text.find("SKIP  skip").unwrap();

@@ -59,7 +59,9 @@ pub enum ReportError {
 
 /// Creates `dir` (and parents) and writes `report.json`, `junit.xml` and `report.html`
 /// into it, all redacted with `redactor`, and for each load scenario its `.hgrm` and
-/// `.hlog` (see [`hdr`]). Those come last, so a histogram that does not decode costs only
+/// `.hlog` (see [`hdr`]). The directory then holds this run's reports only: those three
+/// are replaced, and every `.hgrm`/`.hlog` an earlier run left (a scenario since renamed
+/// or not selected) is removed first; files of other kinds are never touched. Those come last, so a histogram that does not decode costs only
 /// them.
 pub fn write_all(
     report: &RunReport,
@@ -70,6 +72,7 @@ pub fn write_all(
         path: dir.to_owned(),
         source,
     })?;
+    remove_previous_histograms(dir)?;
     let mut paths = ReportPaths {
         json: dir.join(JSON_FILE),
         junit: dir.join(JUNIT_FILE),
@@ -107,6 +110,24 @@ pub fn check_writable(dir: &Path) -> Result<(), ReportError> {
         path: probe.clone(),
         source,
     })
+}
+
+/// Removes the histogram files (`.hgrm`, `.hlog`) in `dir`, an earlier run's.
+fn remove_previous_histograms(dir: &Path) -> Result<(), ReportError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ReportError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_histogram = path
+            .extension()
+            .is_some_and(|ext| ext == hdr::HGRM_EXTENSION || ext == hdr::HLOG_EXTENSION);
+        if is_histogram && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(&path).map_err(|source| ReportError::Write { path, source })?;
+        }
+    }
+    Ok(())
 }
 
 fn write(path: &Path, text: impl AsRef<[u8]>) -> Result<(), ReportError> {

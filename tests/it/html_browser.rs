@@ -56,6 +56,7 @@ fn summary(h: &Histogram<u64>) -> LatencySummary {
     LatencySummary {
         p50: h.value_at_quantile(0.5),
         p90: h.value_at_quantile(0.9),
+        p95: h.value_at_quantile(0.95),
         p99: h.value_at_quantile(0.99),
         p999: h.value_at_quantile(0.999),
         max: h.max(),

@@ -127,6 +127,7 @@ fn scenario(name: &str, id: Option<&str>, checks: Vec<CheckResult>) -> ScenarioR
         latency_us: LatencySummary {
             p50: 850,
             p90: 2_100,
+            p95: 2_100,
             p99: 12_345,
             p999: 30_000,
             max: 41_000,
@@ -361,6 +362,7 @@ fn load_scenario(name: &str) -> ScenarioReport {
     let summary = |h: &Histogram<u64>| LatencySummary {
         p50: h.value_at_quantile(0.5),
         p90: h.value_at_quantile(0.9),
+        p95: h.value_at_quantile(0.95),
         p99: h.value_at_quantile(0.99),
         p999: h.value_at_quantile(0.999),
         max: h.max(),

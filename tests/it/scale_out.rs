@@ -246,6 +246,7 @@ fn load_report(samples: &[u64], worker: Option<WorkerTag>, threshold: &str) -> R
     let summary = keyclaim_harness::results::LatencySummary {
         p50: histogram.value_at_quantile(0.5),
         p90: histogram.value_at_quantile(0.9),
+        p95: histogram.value_at_quantile(0.95),
         p99: histogram.value_at_quantile(0.99),
         p999: histogram.value_at_quantile(0.999),
         max: histogram.max(),

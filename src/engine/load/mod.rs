@@ -300,7 +300,7 @@ pub async fn run(
     };
     if cancel.is_cancelled() {
         checks.push(CheckResult {
-            name: "interrupted".into(),
+            name: crate::results::INTERRUPTED_CHECK.into(),
             outcome: Outcome::Skipped,
             message: format!("{}: interrupted; figures cover what ran", scenario.name),
             evidence: None,

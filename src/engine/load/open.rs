@@ -641,6 +641,7 @@ mod saturation_tests {
             start_lag_us: LatencySummary {
                 p50: 50,
                 p90: 400,
+                p95: 400,
                 p99: 25_000,
                 p999: 40_000,
                 max: 52_000,

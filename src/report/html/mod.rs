@@ -28,6 +28,7 @@ pub fn render(report: &RunReport, redactor: &Redactor) -> String {
     let mut page = String::with_capacity(16 * 1024);
     document_start(&mut page, &report);
     run_header(&mut page, &report);
+    failures(&mut page, &report);
     scenario_table(&mut page, &report);
     // The .hgrm/.hlog files `write_all` puts beside this page.
     let stems = hdr::file_stems(&report);
@@ -135,6 +136,61 @@ fn run_header(page: &mut String, report: &RunReport) {
     page.push_str("</dl>\n</header>\n");
 }
 
+/// Every check that fails the run, first, each linked to its scenario: the page is
+/// opened to find out what broke.
+fn failures(page: &mut String, report: &RunReport) {
+    let failing: Vec<(usize, &ScenarioReport, &CheckResult)> = report
+        .scenarios
+        .iter()
+        .enumerate()
+        .flat_map(|(index, scenario)| {
+            scenario
+                .checks
+                .iter()
+                .filter(|c| c.outcome.counts_as_failure(report.strict))
+                .map(move |check| (index, scenario, check))
+        })
+        .collect();
+    if failing.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        page,
+        "<h2>Failures ({})</h2>\n<ul class=\"failures\">",
+        failing.len()
+    );
+    for (index, scenario, check) in failing {
+        let first_line = check.message.lines().next().unwrap_or("");
+        let _ = writeln!(
+            page,
+            "<li>{} <a href=\"#scenario-{index}\">{}</a> › <span class=\"check-name\">{}</span>: {}</li>",
+            outcome_badge(check.outcome),
+            Esc(&scenario.name),
+            Esc(&check.name),
+            Esc(first_line)
+        );
+    }
+    page.push_str("</ul>\n");
+}
+
+/// "1 request", "2 requests".
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A rate in requests per second, where it means something: over a load scenario's
+/// steady run, not a conformance scenario's few requests.
+fn rate(scenario: &ScenarioReport) -> String {
+    match scenario.load {
+        Some(_) => format!("{:.1}", scenario.rps),
+        None => "–".to_owned(),
+    }
+}
+
 fn meta_row(page: &mut String, label: &str, value: &str) {
     let _ = writeln!(page, "<dt>{}</dt><dd>{}</dd>", Esc(label), Esc(value));
 }
@@ -155,7 +211,7 @@ fn scenario_table(page: &mut String, report: &RunReport) {
             page,
             "<tr><td><a href=\"#scenario-{index}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td>\
              <td class=\"num\">{passed_checks}/{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td></tr>",
             Esc(&scenario.name),
             Esc(scenario.id.as_deref().unwrap_or("")),
@@ -164,7 +220,7 @@ fn scenario_table(page: &mut String, report: &RunReport) {
             scenario.checks.len(),
             scenario.requests,
             scenario.errors,
-            scenario.rps,
+            rate(scenario),
             units::readable(scenario.latency_us.p50),
             units::readable(scenario.latency_us.p99),
         );
@@ -200,11 +256,17 @@ fn scenario_details(
         page,
         "Load",
         &format!(
-            "{} requests, {} errors, {} rate-limit retries, {:.1} req/s in {:.2} s",
-            scenario.requests,
-            scenario.errors,
-            scenario.rate_limit_retries,
-            scenario.rps,
+            "{}, {}, {}{} in {:.2} s",
+            count(scenario.requests, "request"),
+            count(scenario.errors, "error"),
+            match scenario.rate_limit_retries {
+                1 => "1 rate-limit retry".to_owned(),
+                n => format!("{n} rate-limit retries"),
+            },
+            match scenario.load {
+                Some(_) => format!(", {:.1} req/s", scenario.rps),
+                None => String::new(),
+            },
             scenario.elapsed_s
         ),
     );
@@ -212,9 +274,10 @@ fn scenario_details(
         page,
         "Latency",
         &format!(
-            "p50 {} · p90 {} · p99 {} · p99.9 {} · max {}",
+            "p50 {} · p90 {} · p95 {} · p99 {} · p99.9 {} · max {}",
             units::readable(l.p50),
             units::readable(l.p90),
+            units::readable(l.p95),
             units::readable(l.p99),
             units::readable(l.p999),
             units::readable(l.max)
