@@ -507,7 +507,8 @@ fn missing_file() {
     assert_eq!((e.line, e.column), (0, 0));
     assert_eq!(
         e.to_string(),
-        "error: cannot read plan: No such file or directory\n --> no/such/plan.toml"
+        "error: cannot read plan: No such file or directory\n --> no/such/plan.toml\n  \
+         = help: give a plan file's path, or a plan built into this binary: conformance, load, soak"
     );
 }
 
