@@ -267,7 +267,52 @@ fn syntax_error(source: &Source<'_>, e: &toml::de::Error) -> PlanError {
             .error(span, format!("duplicate key `{key}`"))
             .with_help("a key may appear only once in a table");
     }
-    source.error(span, format!("invalid TOML: {message}"))
+    let error = source.error(span.clone(), format!("invalid TOML: {message}"));
+    match unclosed_before(source.text, span.start) {
+        Some((line, bracket)) => error.with_note(format!(
+            "line {line} opens `{bracket}` that is not closed on it, and the parser only \
+             noticed here: {}",
+            if bracket == '{' {
+                "an inline table must close on the line it opens"
+            } else {
+                "an array's elements are separated by `,` and it ends with `]`"
+            }
+        )),
+        None => error,
+    }
+}
+
+/// When a syntax error is found at the start of a line, the cause is often an inline
+/// table or array left open on the last line before it: its number and the bracket.
+fn unclosed_before(text: &str, at: usize) -> Option<(usize, char)> {
+    let before = text.get(..at)?;
+    // Only when nothing but blanks precedes the error on its line.
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    if !before[line_start..].trim().is_empty() {
+        return None;
+    }
+    let (index, line) = before[..line_start]
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+        .last()?;
+    let mut open = Vec::new();
+    let mut in_string = None;
+    for c in line.chars() {
+        match (in_string, c) {
+            (Some(quote), c) if c == quote => in_string = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => in_string = Some(c),
+            (None, '#') => break,
+            (None, '{' | '[') => open.push(c),
+            (None, '}' | ']') => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    // A table header (`[x]`) balances; what is left open is the culprit.
+    open.last().map(|&bracket| (index + 1, bracket))
 }
 
 /// Where a serde error points, found by walking the parsed document: the key path of
@@ -579,5 +624,20 @@ mod tests {
         let e = err("[[scenario]]\nname = \"a\"\nname = \"b\"\n");
         assert_eq!(e.message, "duplicate key `name`");
         assert_eq!((e.line, e.column), (3, 1));
+    }
+
+    #[test]
+    fn an_inline_table_left_open_is_named_where_it_opens() {
+        // The parser notices on line 8; the mistake is on line 6.
+        let e = err(
+            "[plan]\nname = \"x\"\n\n[[scenario]]\nname = \"a\"\ncreate = { ttl = 30 \n\n[[scenario.step]]\ncreate = {}\n",
+        );
+        assert_eq!(e.line, 8);
+        let note = e.note.as_deref().unwrap_or("");
+        assert!(note.starts_with("line 6 opens `{`"), "{note}");
+        // Balanced lines, and brackets inside strings, are not blamed.
+        assert_eq!(unclosed_before("a = [\"{\"]\n\nb", 12), None);
+        assert_eq!(unclosed_before("[x]\n\n", 5), None);
+        assert_eq!(unclosed_before("a = [1,\n", 8), Some((1, '[')));
     }
 }
