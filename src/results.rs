@@ -404,6 +404,8 @@ impl RunReport {
 #[derive(Debug, Clone, Default)]
 pub struct LoadTick {
     pub elapsed: Duration,
+    /// How long the load is meant to run, when a duration bounds it.
+    pub planned: Option<Duration>,
     pub requests: u64,
     pub failed: u64,
     /// Requests per second over the last interval.

@@ -46,10 +46,15 @@ impl ScenarioProgress {
         self.bar.inc(1);
     }
 
-    /// A load scenario's live figures: elapsed, requests, current rate, failures, p99.
+    /// A load scenario's live figures: elapsed of planned time, requests, current rate,
+    /// failures, p99.
     pub fn load_tick(&self, scenario: &str, tick: &LoadTick) {
+        let planned = tick
+            .planned
+            .map(|planned| format!("/{:.0}s", planned.as_secs_f64()))
+            .unwrap_or_default();
         self.bar.set_message(format!(
-            "{scenario}: {:.0}s {} requests, {:.0}/s, {} failed, p99 {}ms",
+            "{scenario}: {:.0}s{planned}, {} requests, {:.0}/s, {} failed, p99 {}ms",
             tick.elapsed.as_secs_f64(),
             tick.requests,
             tick.rate,

@@ -27,7 +27,7 @@ use crate::metrics::codec;
 use crate::metrics::thresholds;
 use crate::plan::model::{Executor, LoadSpec, RateSchedule, Scenario, Threshold};
 use crate::results::{
-    CheckResult, GeneratorFigures, LoadFigures, Outcome, ScenarioReport, verdict,
+    CheckResult, GeneratorFigures, LoadFigures, LoadTick, Outcome, ScenarioReport, verdict,
 };
 use crate::scale_out::WorkerSlice;
 
@@ -126,7 +126,15 @@ pub async fn run(
         flow.steps(),
         load_start,
         live.clone(),
-        move |tick| on_tick(&name, tick),
+        move |tick| {
+            on_tick(
+                &name,
+                &LoadTick {
+                    planned: duration,
+                    ..tick.clone()
+                },
+            )
+        },
     ));
 
     let mut users = tokio::task::JoinSet::new();
