@@ -29,6 +29,7 @@ use crate::scale_out::rendezvous::{Hello, JoinError, Rendezvous};
 use crate::scale_out::{WorkerSlice, parse_start_at, plan_digest, synchronise};
 use crate::server::faults::{Fault, FaultSet};
 use crate::server::style::{Style, StyleSet};
+use crate::tls::{Tls, TlsOptions};
 
 #[derive(Debug, Args)]
 #[command(after_help = ExitCode::help(&ExitCode::ALL))]
@@ -86,6 +87,34 @@ pub struct RunArgs {
         value_name = "SECRET"
     )]
     pub hmac_secret: Option<String>,
+    /// Trust the CA certificates in this PEM file besides the system's (a private CA or
+    /// a self-signed target).
+    #[arg(long, env = "KEYCLAIM_CACERT", value_name = "PEM")]
+    pub cacert: Option<PathBuf>,
+    /// Skip TLS certificate verification (a quick test only: anyone in the path can
+    /// read the keys); the console warns and report.json says "insecure": true.
+    #[arg(long, env = "KEYCLAIM_INSECURE", conflicts_with = "cacert")]
+    pub insecure: bool,
+    /// Client certificate (PEM, leaf first) for targets that require one (mTLS).
+    #[arg(
+        long = "cert",
+        env = "KEYCLAIM_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM); its content is never printed.
+    #[arg(
+        long = "key",
+        env = "KEYCLAIM_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// Speak HTTP/2: ALPN h2 on https://, prior knowledge on http://. Each user (or
+    /// open-model connection) is one HTTP/2 connection carrying one request at a time.
+    #[arg(long, env = "KEYCLAIM_HTTP2")]
+    pub http2: bool,
     /// Pin every open point: non-strict and skipped outcomes fail the run.
     #[arg(long)]
     pub strict: bool,
@@ -215,6 +244,18 @@ impl RunArgs {
                 Ok(Some(Zeroizing::new(pem)))
             }
         }
+    }
+
+    /// The run's TLS settings from the flags (files read and checked here: exit 2).
+    pub fn tls(&self) -> Result<Tls, RunError> {
+        Tls::new(&TlsOptions {
+            cacert: self.cacert.clone(),
+            insecure: self.insecure,
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            http2: self.http2,
+        })
+        .map_err(|err| RunError::Usage(err.to_string()))
     }
 
     /// The checks that need no plan, so a bad flag is reported before anything runs.
@@ -459,6 +500,13 @@ async fn connect(
                     "--fault and --style start the embedded server so; they cannot be combined with --target".into(),
                 ));
             }
+            if args.insecure {
+                // Loud on purpose: the keys go to whoever answers.
+                eprintln!(
+                    "WARNING: --insecure: TLS certificates are not verified; the API keys go to whoever answers at {}",
+                    target_label(url)
+                );
+            }
             let primary = args.api_key.clone().ok_or_else(|| {
                 RunError::Usage("--target needs --api-key (or KEYCLAIM_API_KEY)".into())
             })?;
@@ -485,6 +533,9 @@ async fn connect(
                 private_pems,
             })
         }
+        None if args.http2 => Err(RunError::Usage(
+            "--http2 needs --target: the embedded reference server speaks HTTP/1.1 only".into(),
+        )),
         None => {
             let probes_limits = scenarios.iter().any(|scenario| {
                 scenario
@@ -560,6 +611,7 @@ pub async fn run(
         }
         None => None,
     };
+    let tls = args.tls()?;
     let connected = connect(args, &scenarios, private_key_pem).await?;
     let redactor = redactor(&connected);
     let live_metrics = metrics_listener.map(|bound| {
@@ -577,7 +629,7 @@ pub async fn run(
         ..
     } = connected;
 
-    let client = Client::new(&url, args.timeout)
+    let client = Client::new(&url, args.timeout, tls)
         .map_err(|err| RunError::Usage(format!("--target {label}: {err}")))?;
     // Exit 3 is for a target that cannot be connected to at all; one that connects
     // and then misbehaves is tested, and its scenarios fail with the evidence. An

@@ -510,6 +510,7 @@ mod tests {
             merged: None,
             start: None,
             plan_share: Default::default(),
+            insecure: false,
             scenarios: vec![
                 scenario(
                     "ok",
@@ -611,6 +612,8 @@ mod tests {
                 runtime_busy: 0.95,
                 saturated: true,
             }),
+            protocol: None,
+            transport_error_example: None,
             intervals: vec![],
         });
         let text = render_summary(&report, false);

@@ -317,6 +317,7 @@ fn load_report(samples: &[u64], worker: Option<WorkerTag>, threshold: &str) -> R
         merged: None,
         start: None,
         plan_share: Default::default(),
+        insecure: false,
     }
 }
 

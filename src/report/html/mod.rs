@@ -496,6 +496,8 @@ mod tests {
                 thresholds: Vec::new(),
                 regression: Vec::new(),
                 generator: None,
+                protocol: None,
+                transport_error_example: None,
                 intervals: vec![],
             }),
         };
@@ -512,6 +514,7 @@ mod tests {
             merged: None,
             start: None,
             plan_share: Default::default(),
+            insecure: false,
             scenarios: vec![scenario],
         }
     }
