@@ -272,18 +272,22 @@ pub const TLS_ON_PLAIN_HTTP: &str = "the target answered with TLS to a plain HTT
 pub fn explain(err: &(dyn std::error::Error + 'static), host: &str) -> Option<String> {
     let mut cause = Some(err);
     while let Some(current) = cause {
-        let tls = current.downcast_ref::<rustls::Error>().or_else(|| {
-            current
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = tls {
+        if let Some(tls) = rustls_error(current) {
             return Some(explain_rustls(tls, host));
         }
         cause = current.source();
     }
     None
+}
+
+/// The rustls error `err` is, or holds inside `io::Error`s (which hide it from
+/// `source()`, and which reqwest's stack nests two deep).
+fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = err.downcast_ref::<std::io::Error>()?.get_ref()?;
+    rustls_error(inner)
 }
 
 /// The words for one rustls error at `host`.

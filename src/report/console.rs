@@ -181,9 +181,13 @@ fn load_blocks(out: &mut String, report: &RunReport, paint: Paint) {
         out.push('\n');
         let _ = writeln!(
             out,
-            "{} ({})",
+            "{} ({}{})",
             paint.style(BOLD, &format!("load {}", one_line(&scenario.name))),
-            one_line(&load.executor)
+            one_line(&load.executor),
+            load.protocol
+                .as_deref()
+                .map(|p| format!(", {}", one_line(p)))
+                .unwrap_or_default()
         );
         let target = load
             .target_rate
