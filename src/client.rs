@@ -227,8 +227,9 @@ impl Client {
             Ok(Err(err)) => Reach::NoAnswer(self.classify(err)),
             Err(_) => Reach::NoAnswer(TransportError::Timeout),
         };
-        // No HTTP answer on http://: a TLS port answers a plain request with a TLS alert.
-        if matches!(reach, Reach::NoAnswer(_))
+        // No HTTP answer on http://: a TLS port answers a plain request at once with a
+        // TLS alert, which reads as garbage or a close (a silent target is not asked).
+        if matches!(reach, Reach::NoAnswer(TransportError::Protocol(_)))
             && self.base.starts_with("http://")
             && self.answers_tls().await
         {
@@ -257,7 +258,7 @@ impl Client {
             stream.read_exact(&mut first).await.ok()?;
             Some(tls::looks_like_tls(&first))
         };
-        tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(self.timeout.min(Duration::from_secs(2)), exchange)
             .await
             .ok()
             .flatten()

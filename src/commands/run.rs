@@ -246,14 +246,21 @@ impl RunArgs {
         }
     }
 
-    /// The run's TLS settings from the flags (files read and checked here: exit 2).
-    pub fn tls(&self) -> Result<Tls, RunError> {
+    /// The run's TLS settings: the flags, over the plans' `[plan]` `cacert` and `http2`
+    /// (files read and checked here: exit 2).
+    fn tls(&self, plan: &PlanTls) -> Result<Tls, RunError> {
+        // --insecure verifies nothing, so a plan's CA is moot (and the flags conflict).
+        let cacert = match (&self.cacert, self.insecure) {
+            (Some(path), _) => Some(path.clone()),
+            (None, false) => plan.cacert.clone(),
+            (None, true) => None,
+        };
         Tls::new(&TlsOptions {
-            cacert: self.cacert.clone(),
+            cacert,
             insecure: self.insecure,
             client_cert: self.client_cert.clone(),
             client_key: self.client_key.clone(),
-            http2: self.http2,
+            http2: self.http2 || plan.http2,
         })
         .map_err(|err| RunError::Usage(err.to_string()))
     }
@@ -428,8 +435,16 @@ pub fn execute(args: RunArgs, console: &Console) -> ExitCode {
     }
 }
 
+/// What the plans' `[plan]` tables say about TLS (the first plan that says it).
+#[derive(Default)]
+struct PlanTls {
+    cacert: Option<PathBuf>,
+    http2: bool,
+}
+
 /// The scenarios a run drives, and what ties its reports together.
 struct Prepared {
+    tls: PlanTls,
     scenarios: Vec<Scenario>,
     plan_names: Vec<String>,
     plan_digest: String,
@@ -440,6 +455,10 @@ struct Prepared {
 fn prepare(args: &RunArgs) -> Result<Prepared, RunError> {
     let plans = load_all(&args.plans)?;
     let plan_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let tls = PlanTls {
+        cacert: plans.iter().find_map(|p| p.cacert.clone()),
+        http2: plans.iter().any(|p| p.http2),
+    };
     let report_dir = args.report_dir.clone().unwrap_or_else(|| {
         let stem = args.plans[0]
             .file_stem()
@@ -462,6 +481,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, RunError> {
     }
     let plan_digest = plan_digest(&scenarios);
     Ok(Prepared {
+        tls,
         scenarios,
         plan_names,
         plan_digest,
@@ -483,6 +503,7 @@ async fn connect(
     args: &RunArgs,
     scenarios: &[Scenario],
     private_key_pem: Option<Zeroizing<String>>,
+    http2: bool,
 ) -> Result<Connected, RunError> {
     let private_key = match &private_key_pem {
         Some(pem) => Some(Arc::new(
@@ -533,7 +554,7 @@ async fn connect(
                 private_pems,
             })
         }
-        None if args.http2 => Err(RunError::Usage(
+        None if http2 => Err(RunError::Usage(
             "--http2 needs --target: the embedded reference server speaks HTTP/1.1 only".into(),
         )),
         None => {
@@ -587,6 +608,7 @@ pub async fn run(
     console: &Console,
 ) -> Result<RunOutcome, RunError> {
     let Prepared {
+        tls,
         scenarios,
         plan_names,
         plan_digest,
@@ -611,8 +633,8 @@ pub async fn run(
         }
         None => None,
     };
-    let tls = args.tls()?;
-    let connected = connect(args, &scenarios, private_key_pem).await?;
+    let tls = args.tls(&tls)?;
+    let connected = connect(args, &scenarios, private_key_pem, tls.http2()).await?;
     let redactor = redactor(&connected);
     let live_metrics = metrics_listener.map(|bound| {
         let metrics = Arc::new(LoadMetrics::new(Arc::clone(&redactor)));

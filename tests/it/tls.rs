@@ -347,6 +347,13 @@ fn a_private_ca_target_passes_with_cacert_and_fails_clearly_without() {
     assert_eq!(report["scenarios"][0]["requests"], 400);
     assert!(load.stdout.contains("http/1.1"), "{}", load.stdout);
 
+    // The plan's `[plan] cacert`, relative to the plan file, does what --cacert does.
+    let planned = pki.dir.path().join("with-ca.toml");
+    let text = std::fs::read_to_string(load_plan(dir.path(), false)).unwrap();
+    std::fs::write(&planned, format!("[plan]\ncacert = \"ca.pem\"\n{text}")).unwrap();
+    let (load, _) = run(&planned, &target, &[], dir.path());
+    assert_eq!(load.code, Some(0), "{}\n{}", load.stdout, load.stderr);
+
     // Without the CA: exit 3, and the words say what failed and which flag fixes it.
     let (refused, report) = run(
         &conformance_plan(),
