@@ -17,6 +17,8 @@
 # Run:   benches/load_vs_oha_https.sh
 # Env:   DURATION=10s WARMUP=2s USERS=50 CLIENT_CPU=0 SERVER_CPU=1 TARGET_RATIO=1.00
 #        RSS_LIMIT_MB=64 KEYCLAIM_BIN=path (instead of `cargo build --release`) KEEP=1
+#        QUIET_WAIT=120 (before each measured run, wait up to this long for both cores
+#        to be >= 90% idle: another benchmark running?)
 # Needs: nginx, openssl, GNU time, jq, curl; oha on PATH or in ~/.cargo/bin.
 # Exit:  0 every ratio and RSS target met; 1 one missed; 2 the run is invalid.
 # All traffic stays on 127.0.0.1; every run is bounded by `timeout`.
@@ -30,6 +32,7 @@ CLIENT_CPU=${CLIENT_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 TARGET_RATIO=${TARGET_RATIO:-1.00}
 RSS_LIMIT_MB=${RSS_LIMIT_MB:-64}
+QUIET_WAIT=${QUIET_WAIT:-120}
 API_KEY=kc_bench
 PATH_CREATE=/api/challenge/create
 REQUEST_BODY="{\"key\":\"$API_KEY\",\"ttl\":30}"
@@ -122,7 +125,9 @@ bench() { # bench LABEL NGINX_LISTEN_OPTS FLAG...
         run_harness "harness-$label.warm" "$warm_s" "$@"
         run_oha "oha-$label.warm" "$warm_s" "$@"
     fi
+    wait_quiet
     run_harness "harness-$label" "$dur_s" "$@"
+    wait_quiet
     run_oha "oha-$label" "$dur_s" "$@"
     stop_pid "$NGINX_PID"
     h=$(jq -r '.scenarios[0].rps' "$work/harness-$label/report.json")
