@@ -115,22 +115,10 @@ EOF
 # ---- nginx -------------------------------------------------------------------
 
 # ---- measuring helpers -------------------------------------------------------
-# Peak RSS in MB / CPU seconds (user+sys) from a `time -v` output file.
-rss_mb() { awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
+# CPU seconds (user+sys) from a `time -v` output file (rss_mb: lib/common.sh).
 cpu_secs() { awk -F': ' '/User time|System time/ { t += $2 } END { printf "%.2f", t }' "$1"; }
 
 URL="http://127.0.0.1:PORT$PATH_CREATE"   # set after nginx starts
-
-# timed NAME TIMEOUT_S CMD... — /usr/bin/time -v around a bounded, pinned command.
-# Leaves $work/NAME.{out,err,time}; returns the command's exit code.
-timed() {
-    local name=$1 limit=$2 rc=0
-    shift 2
-    "$TIME" -v -o "$work/$name.time" \
-        timeout --kill-after=5 "$limit" taskset -c "$CLIENT_CPU" "$@" \
-        >"$work/$name.out" 2>"$work/$name.err" || rc=$?
-    return "$rc"
-}
 
 run_harness() { # run_harness NAME SECONDS
     local name=$1 secs=$2 rc=0

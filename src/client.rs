@@ -8,6 +8,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 
 use crate::metrics::error_codes;
+use crate::tls::{self, Tls};
 
 /// Largest answer body kept. Reading stops there and the connection is dropped, so
 /// a huge or endless answer costs neither memory nor the rest of the timeout.
@@ -25,6 +26,8 @@ pub struct Client {
     base: String,
     /// The per-request timeout, also the reachability probe's bound.
     timeout: Duration,
+    /// The run's TLS settings, which the load engine's connections share too.
+    tls: Tls,
 }
 
 /// What the reachability probe found at a target it could connect to.
@@ -164,9 +167,9 @@ impl Exchange {
 
 impl Client {
     /// `base` is the target URL without a trailing slash; `timeout` bounds each request
-    /// from send to the last body byte.
-    pub fn new(base: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    /// from send to the last body byte; `tls` is the run's one TLS setup.
+    pub fn new(base: &str, timeout: Duration, tls: Tls) -> Result<Self, reqwest::Error> {
+        let http = builder(&tls)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .redirect(same_origin_redirects())
@@ -179,11 +182,16 @@ impl Client {
             http,
             base: base.trim_end_matches('/').to_owned(),
             timeout,
+            tls,
         })
     }
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    pub fn tls(&self) -> &Tls {
+        &self.tls
     }
 
     /// Whether the target can be reached: `Err` when no connection can be made
@@ -194,20 +202,78 @@ impl Client {
         // Its own client: connecting and each read have the timeout, and there is no
         // total one, so a timeout means a connection failure exactly when it hit while
         // connecting. Redirects are not followed: a 3xx is an answer.
-        let probe = reqwest::Client::builder()
+        let probe = builder(&self.tls)
             .connect_timeout(self.timeout)
             .read_timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|err| TransportError::Connect(err.to_string()))?;
-        let request = probe.get(format!("{}/", self.base)).send();
+        let request = async {
+            let response = probe.get(format!("{}/", self.base)).send().await?;
+            // nginx answers plain HTTP on its TLS port with this 400 (the body is small).
+            let tls_port = response.status() == reqwest::StatusCode::BAD_REQUEST
+                && response
+                    .text()
+                    .await
+                    .is_ok_and(|text| text.contains("plain HTTP request was sent to HTTPS port"));
+            Ok::<bool, reqwest::Error>(tls_port)
+        };
         // An answer that dribbles its headers resets the read timeout; this caps it.
         // Connecting gave up at `timeout` already, so getting here means it connected.
-        match tokio::time::timeout(self.timeout.saturating_mul(2), request).await {
-            Ok(Ok(_)) => Ok(Reach::Answered),
-            Ok(Err(err)) if err.is_connect() => Err(classify(err)),
-            Ok(Err(err)) => Ok(Reach::NoAnswer(classify(err))),
-            Err(_) => Ok(Reach::NoAnswer(TransportError::Timeout)),
+        let reach = match tokio::time::timeout(self.timeout.saturating_mul(2), request).await {
+            Ok(Ok(true)) => return Err(TransportError::Connect(tls::TLS_ON_PLAIN_HTTP.into())),
+            Ok(Ok(false)) => Reach::Answered,
+            Ok(Err(err)) if err.is_connect() => return Err(self.classify(err)),
+            Ok(Err(err)) => Reach::NoAnswer(self.classify(err)),
+            Err(_) => Reach::NoAnswer(TransportError::Timeout),
+        };
+        // No HTTP answer on http://: a TLS port answers a plain request at once with a
+        // TLS alert, which reads as garbage or a close (a silent target is not asked).
+        if matches!(reach, Reach::NoAnswer(TransportError::Protocol(_)))
+            && self.base.starts_with("http://")
+            && self.answers_tls().await
+        {
+            return Err(TransportError::Connect(tls::TLS_ON_PLAIN_HTTP.into()));
+        }
+        Ok(reach)
+    }
+
+    /// Whether the target's port answers a plain HTTP request with a TLS record.
+    async fn answers_tls(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(url) = reqwest::Url::parse(&self.base) else {
+            return false;
+        };
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return false;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut first = [0u8; 2];
+            stream.read_exact(&mut first).await.ok()?;
+            Some(tls::looks_like_tls(&first))
+        };
+        tokio::time::timeout(self.timeout.min(Duration::from_secs(2)), exchange)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    }
+
+    /// A reqwest error as data, with a TLS failure in the clear words of [`tls::explain`].
+    fn classify(&self, err: reqwest::Error) -> TransportError {
+        let host = reqwest::Url::parse(&self.base)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        match tls::explain(&err, &host) {
+            Some(why) => TransportError::Connect(why),
+            None => classify(err),
         }
     }
 
@@ -236,7 +302,7 @@ impl Client {
             builder = builder.header(AUTHORIZATION, format!("Bearer {key}"));
         }
         let started = Instant::now();
-        let result = receive(builder).await;
+        let result = receive(builder, |err| self.classify(err)).await;
         Exchange {
             request,
             result,
@@ -251,8 +317,11 @@ impl Client {
     }
 }
 
-async fn receive(builder: reqwest::RequestBuilder) -> Result<Answer, TransportError> {
-    let mut response = builder.send().await.map_err(classify)?;
+async fn receive(
+    builder: reqwest::RequestBuilder,
+    classify: impl Fn(reqwest::Error) -> TransportError,
+) -> Result<Answer, TransportError> {
+    let mut response = builder.send().await.map_err(&classify)?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -260,7 +329,7 @@ async fn receive(builder: reqwest::RequestBuilder) -> Result<Answer, TransportEr
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     let mut body = Vec::new();
     let mut truncated = false;
-    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+    while let Some(chunk) = response.chunk().await.map_err(&classify)? {
         let room = MAX_BODY_BYTES - body.len();
         if chunk.len() > room {
             // Stop reading: dropping `response` closes the connection, so the rest is
@@ -346,6 +415,17 @@ pub fn first_duplicate_key(body: &[u8]) -> Option<String> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     Walk(&found).deserialize(&mut deserializer).ok()?;
     found.into_inner()
+}
+
+/// Builds a reqwest client on the run's TLS config (and its protocol).
+fn builder(tls: &Tls) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder().tls_backend_preconfigured((**tls.config()).clone());
+    if tls.http2() {
+        // On http:// there is no ALPN to agree on h2: prior knowledge, as oha does.
+        builder.http2_prior_knowledge()
+    } else {
+        builder.http1_only()
+    }
 }
 
 fn classify(err: reqwest::Error) -> TransportError {

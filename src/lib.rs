@@ -6,7 +6,8 @@
 //! and measuring with `metrics`, and produces `results`, which every report format
 //! (`report`) and `scale_out::merge` read. The reference server (`server`) shares the
 //! wire types (`protocol`) and the cryptography (`crypto`) with the client side.
-//! `commands` holds one file per subcommand; `exit` their exit codes.
+//! `commands` holds one file per subcommand; `exit` their exit codes; `tls` the one TLS
+//! setup every connection uses.
 
 pub mod checks;
 pub mod client;
@@ -24,3 +25,4 @@ pub mod report;
 pub mod results;
 pub mod scale_out;
 pub mod server;
+pub mod tls;

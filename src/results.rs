@@ -189,6 +189,13 @@ pub struct LoadFigures {
     /// never read as the target's latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<GeneratorFigures>,
+    /// The HTTP protocol the load spoke: "http/1.1" or "h2" (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// One transport failure's words (certificate, TLS, connect), cut like an error
+    /// code example, so a run whose requests all failed says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_error_example: Option<String>,
 }
 
 /// The open model's generator: its connections, how late it began iterations, and
@@ -284,6 +291,10 @@ pub struct RunReport {
     /// was given and how much of it ran, so `merge` can say what a gap cost.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub plan_share: BTreeMap<String, PlanShare>,
+    /// TLS certificates were not verified (`--insecure`): the figures and verdicts came
+    /// from whoever answered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 /// When a run was asked to start and when it did, in milliseconds since the Unix epoch
@@ -459,6 +470,7 @@ impl RunReport {
                 fix_keys(&mut load.status_counts);
                 fix_keys(&mut load.error_codes);
                 load.error_code_example.iter_mut().for_each(&fix);
+                load.transport_error_example.iter_mut().for_each(&fix);
                 for step in &mut load.steps {
                     fix(&mut step.name);
                 }

@@ -2,7 +2,8 @@
 # (one worker, pinned to $SERVER_CPU) answering POST $PATH_CREATE with $NGINX_BODY
 # (and, when the script sets them, $PATH_VALIDATE with $NGINX_VALIDATE_BODY).
 # The sourcing script calls setup_work and defines, for nginx: NGINX (the binary),
-# SERVER_CPU, PATH_CREATE and NGINX_BODY.
+# SERVER_CPU, PATH_CREATE and NGINX_BODY; for TLS also NGINX_LISTEN_OPTS (e.g. "ssl" or
+# "ssl http2"), NGINX_SERVER_EXTRA (ssl_certificate lines) and NGINX_SCHEME=https.
 
 # A sourcing script may set BENCH_TAG first (default "bench") to prefix its lines.
 log() { printf '[%s] %s\n' "${BENCH_TAG:-bench}" "$*" >&2; }
@@ -70,6 +71,20 @@ build_harness() {
     [[ -x $BIN ]] || die "no executable at $BIN"
 }
 
+# Peak RSS in MB from a `time -v` output file.
+rss_mb() { awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
+
+# timed NAME TIMEOUT_S CMD... — /usr/bin/time -v ($TIME) around a bounded command
+# pinned to $CLIENT_CPU. Leaves $work/NAME.{out,err,time}; returns the command's exit code.
+timed() {
+    local name=$1 limit=$2 rc=0
+    shift 2
+    "$TIME" -v -o "$work/$name.time" \
+        timeout --kill-after=5 "$limit" taskset -c "$CLIENT_CPU" "$@" \
+        >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+    return "$rc"
+}
+
 # stop_tree PID: TERM the process (nginx master / serve), wait up to 3 s, then KILL
 # it and any children it left (nginx's worker).
 stop_tree() {
@@ -113,7 +128,8 @@ http {
     uwsgi_temp_path $prefix/tmp/uwsgi;
     scgi_temp_path $prefix/tmp/scgi;
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port ${NGINX_LISTEN_OPTS:-};
+${NGINX_SERVER_EXTRA:-}
         location = $PATH_CREATE {
             default_type application/json;
             return 200 '$NGINX_BODY';
@@ -129,7 +145,7 @@ EOF
         pids+=("$pid")
         for _ in $(seq 1 50); do
             kill -0 "$pid" 2>/dev/null || break
-            if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+            if curl -sk -o /dev/null --max-time 1 "${NGINX_SCHEME:-http}://127.0.0.1:$port/"; then
                 NGINX_PORT=$port NGINX_PID=$pid
                 return 0
             fi

@@ -30,6 +30,7 @@ use crate::scale_out::rendezvous::{Hello, JoinError, Rendezvous};
 use crate::scale_out::{WorkerSlice, parse_start_at, plan_digest, synchronise};
 use crate::server::faults::{Fault, FaultSet};
 use crate::server::style::{Style, StyleSet};
+use crate::tls::{Tls, TlsOptions};
 
 #[derive(Debug, Args)]
 #[command(after_help = super::after_help(
@@ -96,6 +97,34 @@ pub struct RunArgs {
         value_name = "SECRET"
     )]
     pub hmac_secret: Option<String>,
+    /// Trust the CA certificates in this PEM file besides the system's (a private CA or
+    /// a self-signed target).
+    #[arg(long, env = "KEYCLAIM_CACERT", value_name = "PEM")]
+    pub cacert: Option<PathBuf>,
+    /// Skip TLS certificate verification (a quick test only: anyone in the path can
+    /// read the keys); the console warns and report.json says "insecure": true.
+    #[arg(long, env = "KEYCLAIM_INSECURE", conflicts_with = "cacert")]
+    pub insecure: bool,
+    /// Client certificate (PEM, leaf first) for targets that require one (mTLS).
+    #[arg(
+        long = "cert",
+        env = "KEYCLAIM_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM); its content is never printed.
+    #[arg(
+        long = "key",
+        env = "KEYCLAIM_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// Speak HTTP/2: ALPN h2 on https://, prior knowledge on http://. Each user (or
+    /// open-model connection) is one HTTP/2 connection carrying one request at a time.
+    #[arg(long, env = "KEYCLAIM_HTTP2")]
+    pub http2: bool,
     /// Pin every open point: non-strict and skipped outcomes fail the run.
     #[arg(long)]
     pub strict: bool,
@@ -239,6 +268,25 @@ impl RunArgs {
                 Ok(Some(Zeroizing::new(pem)))
             }
         }
+    }
+
+    /// The run's TLS settings: the flags, over the plans' `[plan]` `cacert` and `http2`
+    /// (files read and checked here: exit 2).
+    fn tls(&self, plan: &PlanTls) -> Result<Tls, RunError> {
+        // --insecure verifies nothing, so a plan's CA is moot (and the flags conflict).
+        let cacert = match (&self.cacert, self.insecure) {
+            (Some(path), _) => Some(path.clone()),
+            (None, false) => plan.cacert.clone(),
+            (None, true) => None,
+        };
+        Tls::new(&TlsOptions {
+            cacert,
+            insecure: self.insecure,
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            http2: self.http2 || plan.http2,
+        })
+        .map_err(|err| RunError::Usage(err.to_string()))
     }
 
     /// The checks that need no plan, so a bad flag is reported before anything runs.
@@ -411,8 +459,16 @@ pub fn execute(args: RunArgs, console: &Console) -> ExitCode {
     }
 }
 
+/// What the plans' `[plan]` tables say about TLS (the first plan that says it).
+#[derive(Default)]
+struct PlanTls {
+    cacert: Option<PathBuf>,
+    http2: bool,
+}
+
 /// The scenarios a run drives, and what ties its reports together.
 struct Prepared {
+    tls: PlanTls,
     scenarios: Vec<Scenario>,
     plan_names: Vec<String>,
     plan_digest: String,
@@ -423,6 +479,10 @@ struct Prepared {
 fn prepare(args: &RunArgs) -> Result<Prepared, RunError> {
     let plans = load_all(&args.plans)?;
     let plan_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let tls = PlanTls {
+        cacert: plans.iter().find_map(|p| p.cacert.clone()),
+        http2: plans.iter().any(|p| p.http2),
+    };
     let report_dir = args.report_dir.clone().unwrap_or_else(|| {
         let stem = args.plans[0]
             .file_stem()
@@ -445,6 +505,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, RunError> {
     }
     let plan_digest = plan_digest(&scenarios);
     Ok(Prepared {
+        tls,
         scenarios,
         plan_names,
         plan_digest,
@@ -466,6 +527,7 @@ async fn connect(
     args: &RunArgs,
     scenarios: &[Scenario],
     private_key_pem: Option<Zeroizing<String>>,
+    http2: bool,
 ) -> Result<Connected, RunError> {
     let private_key = match &private_key_pem {
         Some(pem) => Some(Arc::new(
@@ -482,6 +544,13 @@ async fn connect(
                 return Err(RunError::Usage(
                     "--fault and --style start the embedded server so; they cannot be combined with --target".into(),
                 ));
+            }
+            if args.insecure {
+                // Loud on purpose: the keys go to whoever answers.
+                eprintln!(
+                    "WARNING: --insecure: TLS certificates are not verified; the API keys go to whoever answers at {}",
+                    target_label(url)
+                );
             }
             let primary = args.api_key.clone().ok_or_else(|| {
                 RunError::Usage("--target needs --api-key (or KEYCLAIM_API_KEY)".into())
@@ -509,6 +578,9 @@ async fn connect(
                 private_pems,
             })
         }
+        None if http2 => Err(RunError::Usage(
+            "--http2 needs --target: the embedded reference server speaks HTTP/1.1 only".into(),
+        )),
         None => {
             let probes_limits = scenarios.iter().any(|scenario| {
                 scenario
@@ -560,6 +632,7 @@ pub async fn run(
     console: &Console,
 ) -> Result<RunOutcome, RunError> {
     let Prepared {
+        tls,
         scenarios,
         plan_names,
         plan_digest,
@@ -584,7 +657,8 @@ pub async fn run(
         }
         None => None,
     };
-    let connected = connect(args, &scenarios, private_key_pem).await?;
+    let tls = args.tls(&tls)?;
+    let connected = connect(args, &scenarios, private_key_pem, tls.http2()).await?;
     let redactor = redactor(&connected);
     let live_metrics = metrics_listener.map(|bound| {
         let metrics = Arc::new(LoadMetrics::new(Arc::clone(&redactor)));
@@ -601,7 +675,7 @@ pub async fn run(
         ..
     } = connected;
 
-    let client = Client::new(&url, args.timeout)
+    let client = Client::new(&url, args.timeout, tls)
         .map_err(|err| RunError::Usage(format!("--target {label}: {err}")))?;
     // Exit 3 is for a target that cannot be connected to at all; one that connects
     // and then misbehaves is tested, and its scenarios fail with the evidence. An

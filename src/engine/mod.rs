@@ -168,6 +168,7 @@ where
         merged: None,
         start: None,
         plan_share: Default::default(),
+        insecure: settings.client.tls().insecure(),
     }
 }
 
@@ -184,7 +185,12 @@ mod tests {
     fn settings() -> Arc<RunSettings> {
         Arc::new(RunSettings {
             // Never used: the runner below sends nothing.
-            client: Client::new("http://127.0.0.1:9", Duration::from_secs(1)).unwrap(),
+            client: Client::new(
+                "http://127.0.0.1:9",
+                Duration::from_secs(1),
+                crate::tls::Tls::system(),
+            )
+            .unwrap(),
             credentials: Credentials::new("kc_engine_test_key_0123".into(), None, None, None),
             strict: false,
             concurrency: 4,

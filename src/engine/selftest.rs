@@ -161,7 +161,7 @@ async fn run_case(
         }
     };
     let url = target.server.url();
-    let client = match Client::new(&url, REQUEST_TIMEOUT) {
+    let client = match Client::new(&url, REQUEST_TIMEOUT, crate::tls::Tls::system()) {
         Ok(client) => client,
         Err(err) => {
             return CaseResult::not_run(case, format!("no HTTP client: {err}"));

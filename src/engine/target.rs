@@ -154,5 +154,6 @@ pub fn unreachable_report(
         merged: None,
         start: None,
         plan_share: Default::default(),
+        insecure: false,
     }
 }

@@ -12,6 +12,9 @@ pub const KEPT_CODES: usize = 32;
 pub const MAX_CODE_BYTES: usize = 64;
 /// Characters kept of the example of [`OTHER`].
 pub const EXAMPLE_CHARS: usize = 64;
+/// Characters kept of a load run's example transport failure (its words name a host and
+/// the flag that fixes it, so longer than a code's example).
+pub const TRANSPORT_EXAMPLE_CHARS: usize = 240;
 /// The key that counts every answer whose `error` was not kept as a code.
 pub const OTHER: &str = "other";
 
@@ -30,7 +33,12 @@ pub fn carried(text: &str) -> String {
     if is_code(text) {
         return text.to_owned();
     }
-    match text.char_indices().nth(EXAMPLE_CHARS) {
+    cut(text, EXAMPLE_CHARS)
+}
+
+/// `text` cut to `chars` characters, with `…` when cut.
+pub fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
     }

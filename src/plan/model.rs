@@ -11,6 +11,10 @@ pub struct Plan {
     /// `[plan] name`, or the file stem.
     pub name: String,
     pub scenarios: Vec<Scenario>,
+    /// `[plan] cacert`, resolved against the plan file's directory; `--cacert` wins.
+    pub cacert: Option<PathBuf>,
+    /// `[plan] http2 = true`: speak HTTP/2 (as `--http2`).
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

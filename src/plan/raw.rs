@@ -30,6 +30,10 @@ pub struct RawFile {
 pub struct RawPlanTable {
     pub name: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
+    /// `--cacert` for runs of this plan, relative to the plan file.
+    pub cacert: Option<Spanned<String>>,
+    /// `--http2` for runs of this plan.
+    pub http2: Option<bool>,
 }
 
 /// One `[[scenario]]`. The span of a `Spanned<RawScenario>` is its header.

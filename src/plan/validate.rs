@@ -57,10 +57,27 @@ pub fn plan(source: &Source<'_>, raw: RawFile, seen: &mut Seen) -> Result<Plan, 
     for s in &raw.scenario {
         scenarios.push(scenario(source, s, timeout, seen)?);
     }
+    let cacert = match table.and_then(|t| t.cacert.as_ref()) {
+        Some(path) if path.get_ref().trim().is_empty() => {
+            return Err(source.error(path.span(), "`cacert` is empty").with_help(
+                "give the path of a PEM file of CA certificates, relative to the plan",
+            ));
+        }
+        Some(path) => Some(
+            source
+                .path
+                .parent()
+                .unwrap_or(std::path::Path::new(""))
+                .join(path.get_ref()),
+        ),
+        None => None,
+    };
     Ok(Plan {
         path: source.path.to_path_buf(),
         name,
         scenarios,
+        cacert,
+        http2: table.and_then(|t| t.http2).unwrap_or(false),
     })
 }
 

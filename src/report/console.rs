@@ -195,9 +195,13 @@ fn load_blocks(out: &mut String, report: &RunReport, paint: Paint) {
         out.push('\n');
         let _ = writeln!(
             out,
-            "{} ({})",
+            "{} ({}{})",
             paint.style(BOLD, &format!("load {}", one_line(&scenario.name))),
-            one_line(&load.executor)
+            one_line(&load.executor),
+            load.protocol
+                .as_deref()
+                .map(|p| format!(", {}", one_line(p)))
+                .unwrap_or_default()
         );
         let target = load
             .target_rate
@@ -644,6 +648,7 @@ mod tests {
             merged: None,
             start: None,
             plan_share: Default::default(),
+            insecure: false,
             scenarios: vec![
                 scenario(
                     "ok",
@@ -746,6 +751,8 @@ mod tests {
                 runtime_busy: 0.95,
                 saturated: true,
             }),
+            protocol: None,
+            transport_error_example: None,
             intervals: vec![],
         });
         let text = render_summary(&report, false);

@@ -601,6 +601,8 @@ mod tests {
             thresholds: Vec::new(),
             regression: Vec::new(),
             generator: None,
+            protocol: None,
+            transport_error_example: None,
             intervals,
         }
     }

@@ -240,6 +240,7 @@ mod tests {
             merged: None,
             start: None,
             plan_share: Default::default(),
+            insecure: false,
             scenarios: vec![
                 scenario(
                     "a",

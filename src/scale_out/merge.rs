@@ -196,6 +196,7 @@ pub fn merge_explained(
         merged: Some(from),
         start: None,
         plan_share,
+        insecure: inputs.iter().any(|i| i.report.insecure),
     })
 }
 
@@ -608,6 +609,10 @@ fn merge_load(
             .unwrap_or_default(),
         // Per process: a saturated worker's warning is among the merged warnings.
         generator: None,
+        protocol: loads.first().and_then(|(_, l)| l.protocol.clone()),
+        transport_error_example: loads
+            .iter()
+            .find_map(|(_, l)| l.transport_error_example.clone()),
     };
     Ok(ScenarioReport {
         name: first.name.clone(),

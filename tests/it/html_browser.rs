@@ -184,6 +184,8 @@ fn load_scenario() -> ScenarioReport {
             thresholds: Vec::new(),
             regression: Vec::new(),
             generator: None,
+            protocol: None,
+            transport_error_example: None,
             intervals,
         }),
     }
@@ -213,6 +215,7 @@ fn run_report() -> RunReport {
         merged: None,
         start: None,
         plan_share: Default::default(),
+        insecure: false,
         scenarios: vec![load_scenario(), closed],
     }
 }

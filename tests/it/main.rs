@@ -27,3 +27,4 @@ mod server;
 mod server_faults;
 mod server_hardening;
 mod spec;
+mod tls;

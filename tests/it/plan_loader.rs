@@ -373,7 +373,10 @@ error: unknown field `respnse` in a validate step
 fn unknown_key_far_from_any_lists_the_allowed_ones() {
     let e = error("[plan]\nauthor = \"me\"\n[[scenario]]\nname = \"s\"\n");
     assert_eq!(e.message, "unknown field `author` in the [plan] table");
-    assert_eq!(e.help.as_deref(), Some("expected `name` or `timeout`"));
+    assert_eq!(
+        e.help.as_deref(),
+        Some("expected one of `name`, `timeout`, `cacert`, `http2`")
+    );
     assert_eq!((e.line, e.column), (2, 1));
 }
 

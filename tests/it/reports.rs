@@ -153,6 +153,7 @@ fn sample_report() -> RunReport {
         merged: None,
         start: None,
         plan_share: Default::default(),
+        insecure: false,
         scenarios: vec![
             scenario(
                 "issue-and-validate",
@@ -410,6 +411,8 @@ fn load_scenario(name: &str) -> ScenarioReport {
         thresholds: Vec::new(),
         regression: Vec::new(),
         generator: None,
+        protocol: None,
+        transport_error_example: None,
         intervals: intervals
             .iter()
             .enumerate()

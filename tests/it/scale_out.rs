@@ -311,6 +311,8 @@ fn load_report(samples: &[u64], worker: Option<WorkerTag>, threshold: &str) -> R
                 thresholds: vec![threshold.into()],
                 regression: Vec::new(),
                 generator: None,
+                protocol: None,
+                transport_error_example: None,
             }),
         }],
         plan_digest: "same-run".into(),
@@ -318,6 +320,7 @@ fn load_report(samples: &[u64], worker: Option<WorkerTag>, threshold: &str) -> R
         merged: None,
         start: None,
         plan_share: Default::default(),
+        insecure: false,
     }
 }
 

@@ -152,7 +152,7 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Target {
-            client: Client::new(&url, Duration::from_secs(10)).unwrap(),
+            client: Client::new(&url, Duration::from_secs(10), crate::tls::Tls::system()).unwrap(),
             arrivals,
         }
     }

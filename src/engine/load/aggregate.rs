@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::live::load::{LiveSample, LiveStatus, ScenarioLive};
-use crate::metrics::error_codes::ErrorCodes;
+use crate::metrics::error_codes::{self, ErrorCodes};
 use crate::metrics::{Latency, codec};
 use crate::results::{IntervalFigures, LoadTick, StepFigures};
 
@@ -37,8 +37,9 @@ pub enum SampleOutcome {
         error_code: Option<String>,
     },
     Timeout,
-    ConnectionError,
-    ProtocolError,
+    /// With the failure's words, kept by the aggregator only until it has an example.
+    ConnectionError(String),
+    ProtocolError(String),
 }
 
 impl Sample {
@@ -49,8 +50,8 @@ impl Sample {
                 status, error_code, ..
             } => (LiveStatus::Http(*status), error_code.as_deref()),
             SampleOutcome::Timeout => (LiveStatus::Timeout, None),
-            SampleOutcome::ConnectionError => (LiveStatus::ConnectionError, None),
-            SampleOutcome::ProtocolError => (LiveStatus::ProtocolError, None),
+            SampleOutcome::ConnectionError(_) => (LiveStatus::ConnectionError, None),
+            SampleOutcome::ProtocolError(_) => (LiveStatus::ProtocolError, None),
         };
         LiveSample {
             step: self.step,
@@ -82,6 +83,8 @@ pub struct Totals {
     pub status_counts: BTreeMap<String, u64>,
     pub error_codes: BTreeMap<String, u64>,
     pub error_code_example: Option<String>,
+    /// The first transport failure's words, cut.
+    pub transport_error_example: Option<String>,
     pub steps: Vec<StepFigures>,
     pub intervals: Vec<IntervalFigures>,
 }
@@ -99,6 +102,7 @@ struct Aggregator {
     timeouts: u64,
     connection_errors: u64,
     transport_errors: u64,
+    transport_error_example: Option<String>,
     /// By status code; turned into strings once, at the end. Bounded by the type:
     /// HTTP parsers take three digits, so 900 entries at most.
     status_counts: BTreeMap<u16, u64>,
@@ -131,15 +135,11 @@ impl Aggregator {
                 self.transport_errors += 1;
                 true
             }
-            SampleOutcome::ConnectionError => {
+            SampleOutcome::ConnectionError(why) => {
                 self.connection_errors += 1;
-                self.transport_errors += 1;
-                true
+                self.transport_failed(&why)
             }
-            SampleOutcome::ProtocolError => {
-                self.transport_errors += 1;
-                true
-            }
+            SampleOutcome::ProtocolError(why) => self.transport_failed(&why),
         };
         if let Some(lag) = sample.start_lag {
             self.start_lag.record(lag);
@@ -155,6 +155,16 @@ impl Aggregator {
             step.failed += u64::from(failed);
             step.latency.record(sample.latency);
         }
+    }
+
+    /// Counts a request that got no answer; the first one's words are kept, cut.
+    fn transport_failed(&mut self, why: &str) -> bool {
+        self.transport_errors += 1;
+        if self.transport_error_example.is_none() {
+            self.transport_error_example =
+                Some(error_codes::cut(why, error_codes::TRANSPORT_EXAMPLE_CHARS));
+        }
+        true
     }
 
     fn close_interval(&mut self) {
@@ -215,6 +225,7 @@ impl Aggregator {
                 .collect(),
             error_codes,
             error_code_example,
+            transport_error_example: self.transport_error_example.take(),
             steps: self
                 .steps
                 .into_iter()
@@ -255,6 +266,7 @@ pub async fn aggregate(
         timeouts: 0,
         connection_errors: 0,
         transport_errors: 0,
+        transport_error_example: None,
         status_counts: BTreeMap::new(),
         error_codes: ErrorCodes::default(),
         last_tick: LoadTick::default(),

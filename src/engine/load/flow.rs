@@ -545,8 +545,8 @@ fn judge(
     let reply = match result {
         Ok(reply) => reply,
         Err(TransportError::Timeout) => return (SampleOutcome::Timeout, None),
-        Err(TransportError::Connect(_)) => return (SampleOutcome::ConnectionError, None),
-        Err(TransportError::Protocol(_)) => return (SampleOutcome::ProtocolError, None),
+        Err(TransportError::Connect(why)) => return (SampleOutcome::ConnectionError(why), None),
+        Err(TransportError::Protocol(why)) => return (SampleOutcome::ProtocolError(why), None),
     };
     let status_only = expect.is_none_or(Expect::checks_only_status);
     let mut error_code = None;

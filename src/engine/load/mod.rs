@@ -286,6 +286,10 @@ pub async fn run(
         error_codes: totals.error_codes,
         error_code_example: totals.error_code_example,
         failed_requests: totals.failed,
+        protocol: Some(settings.client.tls().protocol().to_owned()),
+        transport_error_example: totals
+            .transport_error_example
+            .map(|why| settings.redactor.redact(&why).into_owned()),
         steps,
         histogram: codec::encode(totals.latency.histogram()).unwrap_or_default(),
         intervals: totals.intervals,

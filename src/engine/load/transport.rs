@@ -1,56 +1,86 @@
-//! The load engine's HTTP path. For `http://` targets each user owns one HTTP/1.1
-//! connection driven through hyper's connection API directly (what oha does): no
-//! pool lock, no URL parsing or header-map building per request beyond the few headers
-//! KeyClaim needs. `https://` targets go through reqwest (rustls), which costs more
-//! per request but is the same code the conformance runner uses.
+//! The load engine's HTTP path, for `http://` and `https://` alike: each user owns one
+//! connection driven through hyper's connection API directly (what oha does): no pool
+//! lock, no URL parsing or header-map building per request beyond the few headers
+//! KeyClaim needs. Over https the connection is tokio-rustls on the run's one rustls
+//! config (`crate::tls`), whose session cache makes a reconnect a resumption. With
+//! `--http2` the connection is HTTP/2 (ALPN h2, or prior knowledge on http) carrying one
+//! stream at a time, so `--users 50` means 50 connections over either protocol.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 use crate::client::{MAX_BODY_BYTES, TransportError};
+use crate::tls;
 
 /// Where requests go, resolved once per run.
 #[derive(Clone)]
-pub enum Target {
-    Fast {
-        addr: SocketAddr,
-        host: HeaderValue,
-        /// Base path of the target URL ("" or "/prefix").
-        prefix: String,
-    },
-    Reqwest(crate::client::Client),
+pub struct Target {
+    addr: SocketAddr,
+    /// The Host header (HTTP/1.1).
+    host: HeaderValue,
+    /// Base path of the target URL ("" or "/prefix"); over h2 the whole origin before
+    /// it, since h2 requests carry scheme and authority.
+    prefix: String,
+    /// The TLS side of an https:// target: the run's connector and the name checked.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The host as the certificate errors name it.
+    host_name: Arc<str>,
+    http2: bool,
 }
 
 impl Target {
     pub async fn resolve(client: &crate::client::Client) -> Result<Target, TransportError> {
         let url = reqwest::Url::parse(client.base())
             .map_err(|err| TransportError::Connect(format!("bad target URL: {err}")))?;
-        if url.scheme() != "http" {
-            return Ok(Target::Reqwest(client.clone()));
-        }
+        let settings = client.tls();
         let host = url.host_str().unwrap_or("localhost").to_owned();
+        let tls = match url.scheme() {
+            "http" => None,
+            "https" => Some((
+                TlsConnector::from(Arc::clone(settings.config())),
+                tls::server_name(&host).map_err(TransportError::Connect)?,
+            )),
+            other => {
+                return Err(TransportError::Connect(format!(
+                    "unsupported scheme {other}: use http:// or https://"
+                )));
+            }
+        };
         let port = url.port_or_known_default().unwrap_or(80);
-        let addr = tokio::net::lookup_host((host.as_str(), port))
+        let lookup = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = tokio::net::lookup_host((lookup, port))
             .await
             .map_err(|err| TransportError::Connect(err.to_string()))?
             .next()
             .ok_or_else(|| TransportError::Connect(format!("{host} has no address")))?;
         let authority = match url.port() {
             Some(port) => format!("{host}:{port}"),
-            None => host,
+            None => host.clone(),
         };
-        Ok(Target::Fast {
+        let path = url.path().trim_end_matches('/');
+        let prefix = if settings.http2() {
+            format!("{}://{authority}{path}", url.scheme())
+        } else {
+            path.to_owned()
+        };
+        Ok(Target {
             addr,
             host: HeaderValue::from_str(&authority)
                 .map_err(|err| TransportError::Connect(err.to_string()))?,
-            prefix: url.path().trim_end_matches('/').to_owned(),
+            prefix,
+            tls,
+            host_name: host.into(),
+            http2: settings.http2(),
         })
     }
 }
@@ -62,14 +92,29 @@ pub struct Reply {
     pub retry_after: Option<String>,
 }
 
-/// One user's way to send: its own connection on the fast path.
+/// A connection's sending half, by protocol.
+enum Sender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::Http1(sender) => sender.is_closed(),
+            Sender::Http2(sender) => sender.is_closed(),
+        }
+    }
+}
+
+/// One user's way to send: its own connection.
 pub struct UserConnection {
     target: Target,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    sender: Option<Sender>,
     timeout: Duration,
     /// Parsed request targets by path.
     uris: Vec<(String, Uri)>,
-    /// Connections this user has opened (the fast path; reqwest pools its own).
+    /// Connections this user has opened.
     connects: u64,
 }
 
@@ -86,14 +131,10 @@ impl UserConnection {
         }
     }
 
-    /// Opens the connection now, before any request needs it (a no-op over reqwest,
-    /// which connects on its first request).
+    /// Opens the connection now, before any request needs it.
     pub async fn establish(&mut self) -> Result<(), TransportError> {
-        if let Target::Fast { addr, .. } = &self.target
-            && self.sender.as_ref().is_none_or(SendRequest::is_closed)
-        {
-            let addr = *addr;
-            let sender = tokio::time::timeout(self.timeout, connect(addr))
+        if self.sender.as_ref().is_none_or(Sender::is_closed) {
+            let sender = tokio::time::timeout(self.timeout, connect(&self.target))
                 .await
                 .map_err(|_| TransportError::Timeout)??;
             self.sender = Some(sender);
@@ -138,24 +179,16 @@ impl UserConnection {
         body: Bytes,
         bearer: Option<&HeaderValue>,
     ) -> Result<Reply, TransportError> {
-        let (addr, host, prefix) = match &self.target {
-            Target::Fast { addr, host, prefix } => (*addr, host, prefix),
-            Target::Reqwest(client) => {
-                return reqwest_send(client, method, path, body, bearer).await;
-            }
-        };
+        let target = &self.target;
         let sender = match &mut self.sender {
             Some(sender) if !sender.is_closed() => sender,
             _ => {
-                let sender = connect(addr).await?;
+                let sender = connect(target).await?;
                 self.connects += 1;
                 self.sender.insert(sender)
             }
         };
-        sender
-            .ready()
-            .await
-            .map_err(|err| TransportError::Protocol(err.to_string()))?;
+        let prefix = &target.prefix;
         // A flow uses a handful of paths: parse each once per connection.
         let uri =
             match self.uris.iter().find(|(known, _)| known == path) {
@@ -173,15 +206,23 @@ impl UserConnection {
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
-        headers.insert(HOST, host.clone());
         headers.insert(CONTENT_TYPE, JSON.clone());
         if let Some(token) = bearer {
             headers.insert(AUTHORIZATION, token.clone());
         }
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|err| TransportError::Protocol(err.to_string()))?;
+        let protocol = |err: hyper::Error| TransportError::Protocol(err.to_string());
+        let response = match sender {
+            Sender::Http1(sender) => {
+                sender.ready().await.map_err(protocol)?;
+                request.headers_mut().insert(HOST, target.host.clone());
+                sender.send_request(request).await.map_err(protocol)?
+            }
+            // h2 takes the authority from the URI (`:authority`), not a Host header.
+            Sender::Http2(sender) => {
+                sender.ready().await.map_err(protocol)?;
+                sender.send_request(request).await.map_err(protocol)?
+            }
+        };
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -200,36 +241,46 @@ impl UserConnection {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, TransportError> {
-    let stream = tokio::net::TcpStream::connect(addr)
+/// Opens one connection to the target: TCP, TLS over it for https, then the HTTP/1.1 or
+/// HTTP/2 handshake, whose connection task runs until the sender is dropped.
+async fn connect(target: &Target) -> Result<Sender, TransportError> {
+    let stream = tokio::net::TcpStream::connect(target.addr)
         .await
         .map_err(|err| TransportError::Connect(err.to_string()))?;
     stream.set_nodelay(true).ok();
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|err| TransportError::Connect(err.to_string()))?;
-    tokio::spawn(async move {
-        // Ends when the sender is dropped or the peer closes; errors surface on send.
-        connection.await.ok();
-    });
-    Ok(sender)
+    match &target.tls {
+        None => handshake(target, stream).await,
+        Some((connector, name)) => {
+            let stream = connector
+                .connect(name.clone(), stream)
+                .await
+                .map_err(|err| {
+                    TransportError::Connect(
+                        tls::explain(&err, &target.host_name).unwrap_or_else(|| err.to_string()),
+                    )
+                })?;
+            handshake(target, stream).await
+        }
+    }
 }
 
-async fn reqwest_send(
-    client: &crate::client::Client,
-    method: &Method,
-    path: &str,
-    body: Bytes,
-    bearer: Option<&HeaderValue>,
-) -> Result<Reply, TransportError> {
-    let bearer = bearer
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    let body = String::from_utf8_lossy(&body).into_owned();
-    let exchange = client.send(method.as_str(), path, body, None, bearer).await;
-    exchange.result.map(|answer| Reply {
-        status: answer.status,
-        body: Bytes::from(answer.text.into_bytes()),
-        retry_after: answer.retry_after,
-    })
+async fn handshake<S>(target: &Target, stream: S) -> Result<Sender, TransportError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let io = TokioIo::new(stream);
+    let failed = |err: hyper::Error| TransportError::Connect(err.to_string());
+    // Either connection task ends when the sender is dropped or the peer closes;
+    // errors surface on send.
+    if target.http2 {
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(failed)?;
+        tokio::spawn(async move { connection.await.ok() });
+        Ok(Sender::Http2(sender))
+    } else {
+        let (sender, connection) = http1::handshake(io).await.map_err(failed)?;
+        tokio::spawn(async move { connection.await.ok() });
+        Ok(Sender::Http1(sender))
+    }
 }

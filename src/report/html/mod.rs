@@ -114,6 +114,13 @@ fn run_header(page: &mut String, report: &RunReport) {
     page.push_str("<dl class=\"meta\">\n");
     meta_row(page, "Plans", &report.plans.join(", "));
     meta_row(page, "Target", &report.target);
+    if report.insecure {
+        meta_row(
+            page,
+            "TLS",
+            "NOT VERIFIED (--insecure): the answers came from whoever answered",
+        );
+    }
     if let Some(scope) = report.scope() {
         meta_row(page, "Workers", &scope);
     }
@@ -309,6 +316,12 @@ fn load_section(
     page.push_str("<h4>Load</h4>\n<dl class=\"meta\">\n");
     meta_row(page, "Executor", &load.executor);
     meta_row(page, "Model", &load.model);
+    if let Some(protocol) = &load.protocol {
+        meta_row(page, "Protocol", protocol);
+    }
+    if let Some(why) = &load.transport_error_example {
+        meta_row(page, "Transport error (first)", why);
+    }
     let achieved = format!("{:.1}/s", load.achieved_rate);
     meta_row(
         page,
@@ -559,6 +572,8 @@ mod tests {
                 thresholds: Vec::new(),
                 regression: Vec::new(),
                 generator: None,
+                protocol: None,
+                transport_error_example: None,
                 intervals: vec![],
             }),
         };
@@ -575,6 +590,7 @@ mod tests {
             merged: None,
             start: None,
             plan_share: Default::default(),
+            insecure: false,
             scenarios: vec![scenario],
         }
     }

@@ -760,6 +760,7 @@ mod tests {
             merged: None,
             start: None,
             plan_share: BTreeMap::new(),
+            insecure: false,
         })
         .unwrap()
     }
