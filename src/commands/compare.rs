@@ -15,7 +15,7 @@ use crate::exit::ExitCode;
      defaults: {}).\n\n{}",
     compare::stats::CONFIDENCE * 100.0,
     compare::DEFAULT_TOLERANCES.join(", "),
-    super::after_help(
+    super::help::after_help(
         &[
             ("did this change make the API slower?", "keyclaim-harness compare reports/baseline reports/load"),
             ("with a tolerance of your own, and the HTML overlay", "keyclaim-harness compare reports/baseline reports/load --tolerance 'p99 +5%' --out reports/compare"),

@@ -23,7 +23,7 @@ use crate::scale_out::merge;
 use crate::scale_out::rendezvous::{self, Collected, Coordinator, OnMissing, Settings, Status};
 
 #[derive(Debug, Args)]
-#[command(after_help = super::after_help(
+#[command(after_help = super::help::after_help(
     &[
         ("gather three workers (each runs `run ... --rendezvous http://HOST:7070`)", "keyclaim-harness coordinate --workers 3 --listen 0.0.0.0:7070"),
     ],

@@ -13,7 +13,7 @@ use crate::exit::ExitCode;
 
 /// `crypto-bench` arguments.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = super::after_help(
+#[command(after_help = super::help::after_help(
     &[
         ("HMAC and RSA-OAEP throughput, 3 s per measurement", "keyclaim-harness crypto-bench --seconds 3"),
     ],

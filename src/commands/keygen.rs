@@ -13,7 +13,7 @@ pub const PRIVATE_FILE: &str = "private.pem";
 pub const PUBLIC_FILE: &str = "public.pem";
 
 #[derive(Debug, Args)]
-#[command(after_help = super::after_help(
+#[command(after_help = super::help::after_help(
     &[
         ("a 2048-bit pair for the RSA flow", "keyclaim-harness keygen --out-dir keys"),
     ],

@@ -12,7 +12,7 @@ use crate::report::console;
 use crate::scale_out::merge;
 
 #[derive(Debug, Args)]
-#[command(after_help = super::after_help(
+#[command(after_help = super::help::after_help(
     &[
         ("two workers' reports into one", "keyclaim-harness merge reports/load-worker-0 reports/load-worker-1 --out reports/load-merged"),
     ],

@@ -5,6 +5,7 @@ pub mod args;
 pub mod compare;
 pub mod coordinate;
 pub mod crypto_bench;
+pub mod help;
 pub mod keygen;
 pub mod merge;
 pub mod plans;
@@ -22,7 +23,7 @@ use crate::exit::ExitCode;
     name = "keyclaim-harness",
     version,
     about = "Load-testing and conformance harness for KeyClaim-compatible challenge-response APIs",
-    after_help = after_help(
+    after_help = help::after_help(
         &[
             ("the conformance suite against the embedded reference server", "keyclaim-harness run scenarios/conformance.toml"),
             ("against a deployment", "keyclaim-harness run scenarios/conformance.toml --target https://api.example.com --api-key \"$KEY\""),
@@ -34,15 +35,6 @@ use crate::exit::ExitCode;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// A command's text after its options: worked examples, then its exit codes.
-pub fn after_help(examples: &[(&str, &str)], codes: &[ExitCode]) -> String {
-    let mut text = String::from("Examples:\n");
-    for (what, command) in examples {
-        text.push_str(&format!("  # {what}\n  {command}\n\n"));
-    }
-    text + &ExitCode::help(codes)
 }
 
 #[derive(Debug, Subcommand)]

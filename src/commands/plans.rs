@@ -8,7 +8,7 @@ use crate::exit::ExitCode;
 use crate::plan::bundled;
 
 #[derive(Debug, Args)]
-#[command(after_help = super::after_help(
+#[command(after_help = super::help::after_help(
     &[
         ("what is built in", "keyclaim-harness plans"),
         ("copies to edit, then run one", "keyclaim-harness plans --out my-plans && keyclaim-harness run my-plans/conformance.toml"),

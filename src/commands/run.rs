@@ -33,7 +33,7 @@ use crate::server::style::{Style, StyleSet};
 use crate::tls::{Tls, TlsOptions};
 
 #[derive(Debug, Args)]
-#[command(after_help = super::after_help(
+#[command(after_help = super::help::after_help(
     &[
         ("the conformance suite against the embedded reference server", "keyclaim-harness run scenarios/conformance.toml"),
         ("against a deployment, the key from the environment", "KEYCLAIM_API_KEY=... keyclaim-harness run scenarios/conformance.toml --target https://api.example.com"),

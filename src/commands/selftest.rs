@@ -13,7 +13,7 @@ use crate::server::faults::Fault;
 use crate::server::style::Style;
 
 #[derive(Debug, Args)]
-#[command(after_help = super::after_help(
+#[command(after_help = super::help::after_help(
     &[
         ("every fault caught and every style passed", "keyclaim-harness selftest"),
         ("one fault", "keyclaim-harness selftest --fault accept-replay"),

@@ -21,7 +21,7 @@ use crate::server::{
 };
 
 #[derive(Debug, Args)]
-#[command(after_help = super::after_help(
+#[command(after_help = super::help::after_help(
     &[
         ("a local server for a client under development", "keyclaim-harness serve --listen 127.0.0.1:8080 --api-key kc_local_dev_key"),
         ("a broken one: replays validate (the suite must catch it)", "keyclaim-harness serve --api-key kc_local_dev_key --fault accept-replay"),

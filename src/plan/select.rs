@@ -30,7 +30,7 @@ pub fn select(
     known_tags.dedup();
     for tag in tags {
         if !known_tags.contains(&tag.as_str()) {
-            let hint = super::suggest(tag, &known_tags)
+            let hint = super::error::suggest(tag, &known_tags)
                 .map(|near| format!("did you mean `{near}`? "))
                 .unwrap_or_default();
             return Err(format!(
