@@ -34,9 +34,7 @@ TARGET_RATIO=${TARGET_RATIO:-1.00}
 RSS_LIMIT_MB=${RSS_LIMIT_MB:-64}
 QUIET_WAIT=${QUIET_WAIT:-120}
 API_KEY=kc_bench
-PATH_CREATE=/api/challenge/create
 REQUEST_BODY="{\"key\":\"$API_KEY\",\"ttl\":30}"
-NGINX_BODY='{"challenge":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","expires_in":30}'
 BENCH_TAG=https
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

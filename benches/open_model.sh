@@ -52,9 +52,7 @@ SERVER_CPU=${SERVER_CPU:-1}
 QUIET_WAIT=${QUIET_WAIT:-60}
 OTHER_LIMIT=${OTHER_LIMIT:-10}
 API_KEY=kc_bench
-PATH_CREATE=/api/challenge/create
 REQUEST_BODY="{\"key\":\"$API_KEY\",\"ttl\":30}"
-NGINX_BODY='{"challenge":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","expires_in":30}'
 BENCH_TAG=open_model
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -29,10 +29,8 @@ N=${N:-2000}
 BASE=${BASE:-200}
 CONNECTIONS=${CONNECTIONS:-8}
 API_KEY=kc_bench_key
-PATH_CREATE=/api/challenge/create
 PATH_VALIDATE=/api/challenge/validate
 SERVER_CPU=${SERVER_CPU:-0}
-NGINX_BODY='{"challenge":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","expires_in":30}'
 NGINX_VALIDATE_BODY='{"valid":true,"signature":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","quota":{"used":1,"remaining":-1,"quota":"unlimited"}}'
 BENCH_TAG=instructions
 

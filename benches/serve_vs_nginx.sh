@@ -48,10 +48,8 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 TARGET_RATIO=${TARGET_RATIO:-0.9}
 OTHER_LIMIT=${OTHER_LIMIT:-10}   # % of the server core others may take before we warn
 API_KEY=kc_bench_key
-PATH_CREATE=/api/challenge/create
 PATH_VALIDATE=/api/challenge/validate
 # A create-shaped answer: 64 hex chars of challenge, like serve's.
-NGINX_BODY='{"challenge":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","expires_in":30}'
 # A verdict-shaped answer, like serve's for a business key.
 NGINX_VALIDATE_BODY='{"valid":true,"signature":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","quota":{"used":1,"remaining":-1,"quota":"unlimited"}}'
 

@@ -1,9 +1,14 @@
 # Shared by the benchmark scripts: logging, stopping what they started, and an nginx
 # (one worker, pinned to $SERVER_CPU) answering POST $PATH_CREATE with $NGINX_BODY
 # (and, when the script sets them, $PATH_VALIDATE with $NGINX_VALIDATE_BODY).
-# The sourcing script calls setup_work and defines, for nginx: NGINX (the binary),
-# SERVER_CPU, PATH_CREATE and NGINX_BODY; for TLS also NGINX_LISTEN_OPTS (e.g. "ssl" or
-# "ssl http2"), NGINX_SERVER_EXTRA (ssl_certificate lines) and NGINX_SCHEME=https.
+# The sourcing script calls setup_work and defines, for nginx: NGINX (the binary) and
+# SERVER_CPU; for TLS also NGINX_LISTEN_OPTS (e.g. "ssl" or "ssl http2"),
+# NGINX_SERVER_EXTRA (ssl_certificate lines) and NGINX_SCHEME=https.
+
+# The create every bench sends, and the fixed create answer its nginx gives: one
+# definition, so each bench's nginx answers exactly what the others' does.
+PATH_CREATE=/api/challenge/create
+NGINX_BODY='{"challenge":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","expires_in":30}'
 
 # A sourcing script may set BENCH_TAG first (default "bench") to prefix its lines.
 log() { printf '[%s] %s\n' "${BENCH_TAG:-bench}" "$*" >&2; }
