@@ -19,11 +19,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let mut command = Command::new(binary::BIN);
     command.args(args).current_dir(dir).stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KEYCLAIM_") {
-            command.env_remove(name);
-        }
-    }
+    binary::without_settings(&mut command);
     command.envs(env.iter().copied());
     let output = command.output().expect("the binary runs");
     (

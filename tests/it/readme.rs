@@ -77,11 +77,7 @@ fn the_quick_start_runs_as_written() {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("KEYCLAIM_") {
-                command.env_remove(name);
-            }
-        }
+        binary::without_settings(&mut command);
         let mut child = command.spawn().expect("bash runs");
         let started = Instant::now();
         let status = loop {

@@ -31,6 +31,17 @@ pub struct Running {
     output: tempfile::TempDir,
 }
 
+/// Removes every KEYCLAIM_* setting the test process has from `command`'s environment,
+/// so a developer's shell cannot change what a test runs.
+pub fn without_settings(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KEYCLAIM_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// `keyclaim-harness ARGS...`, with no KEYCLAIM_* settings from the environment.
 pub fn spawn(args: &[&str]) -> Running {
     let output = tempfile::tempdir().expect("tempdir");
@@ -42,11 +53,7 @@ pub fn spawn(args: &[&str]) -> Running {
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KEYCLAIM_") {
-            command.env_remove(name);
-        }
-    }
+    without_settings(&mut command);
     Running {
         child: command.spawn().expect("the binary starts"),
         started: Instant::now(),
