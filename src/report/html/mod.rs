@@ -180,12 +180,12 @@ fn failures(page: &mut String, report: &RunReport) {
     page.push_str("</ul>\n");
 }
 
-/// "1 request", "2 requests".
-fn count(n: u64, noun: &str) -> String {
+/// "1 request", "2 requests": `one` for a count of one, else `many`.
+fn count(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
-        format!("1 {noun}")
+        format!("1 {one}")
     } else {
-        format!("{n} {noun}s")
+        format!("{n} {many}")
     }
 }
 
@@ -264,12 +264,13 @@ fn scenario_details(
         "Load",
         &format!(
             "{}, {}, {}{} in {:.2} s",
-            count(scenario.requests, "request"),
-            count(scenario.errors, "error"),
-            match scenario.rate_limit_retries {
-                1 => "1 rate-limit retry".to_owned(),
-                n => format!("{n} rate-limit retries"),
-            },
+            count(scenario.requests, "request", "requests"),
+            count(scenario.errors, "error", "errors"),
+            count(
+                scenario.rate_limit_retries,
+                "rate-limit retry",
+                "rate-limit retries",
+            ),
             match scenario.load {
                 Some(_) => format!(", {:.1} req/s", scenario.rps),
                 None => String::new(),
