@@ -221,6 +221,10 @@ pub struct GeneratorFigures {
     pub late_with_idle_connection: u64,
     /// The clock thread's worst lateness waking from a sleep.
     pub clock_lag_max_us: u64,
+    /// The clock's coarsest tick: while the generator was busy, due arrivals waited
+    /// up to this long for a connection to be woken (0: it woke for each arrival).
+    #[serde(default)]
+    pub clock_tick_max_us: u64,
     /// CPU the whole process used while the load ran, in cores (1.0 is one core
     /// busy throughout); absent where the OS does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]

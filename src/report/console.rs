@@ -280,6 +280,12 @@ fn generator_line(out: &mut String, g: &GeneratorFigures, paint: Paint) {
         })
         .unwrap_or_default();
     let busy = format!(", threads busy {:.0}%", 100.0 * g.runtime_busy);
+    // Only a busy generator batches arrivals; when it did, say by how much at most.
+    let tick = if g.clock_tick_max_us > 0 {
+        format!(", clock tick up to {} ms", ms(g.clock_tick_max_us))
+    } else {
+        String::new()
+    };
     let verdict = if g.saturated {
         format!(
             "; {}",
@@ -293,7 +299,7 @@ fn generator_line(out: &mut String, g: &GeneratorFigures, paint: Paint) {
     };
     let _ = writeln!(
         out,
-        "  generator  {} connections warmed before the clock, {} opened during the run, {} connects on an arrival's path; start lag p99 {}, max {} ms{cpu}{busy}{verdict}",
+        "  generator  {} connections warmed before the clock, {} opened during the run, {} connects on an arrival's path; start lag p99 {}, max {} ms{tick}{cpu}{busy}{verdict}",
         g.pre_allocated,
         g.grown,
         g.connects_on_arrival_path,
@@ -746,6 +752,7 @@ mod tests {
                 start_lag_us: latency(40, 12_500),
                 late_with_idle_connection: 3,
                 clock_lag_max_us: 900,
+                clock_tick_max_us: 1_000,
                 cpu_cores: Some(0.973),
                 cores: 1,
                 runtime_busy: 0.95,
@@ -762,7 +769,7 @@ load bad (open 1000/s for 20s)
   requests   39948 sent, 12 failed; timeouts 4, connection errors 5
   failures   timeouts ×4, connection errors ×5
   schedule   dropped 1, late 3, in flight at end 2
-  generator  5 connections warmed before the clock, 2 opened during the run, 1 connects on an arrival's path; start lag p99 0.16, max 12.50 ms; CPU 0.97 of 1 core, threads busy 95%; SATURATED: the generator, not the target, set the pace
+  generator  5 connections warmed before the clock, 2 opened during the run, 1 connects on an arrival's path; start lag p99 0.16, max 12.50 ms, clock tick up to 1.00 ms; CPU 0.97 of 1 core, threads busy 95%; SATURATED: the generator, not the target, set the pace
   latency    p50 1.20  p90 2.40  p95 3.60  p99 4.80  p99.9 9.60  max 41.00 ms
   step 1 create             19974 req      0 failed  p50 1.10  p90 2.20  p95 3.30  p99 4.40  p99.9 8.80  max 41.00 ms
   step 2 validate\\u{1b}[2J  19974 req     12 failed  p50 1.30  p90 2.60  p95 3.90  p99 5.20  p99.9 10.40  max 41.00 ms

@@ -262,6 +262,7 @@ pub async fn run(
             start_lag_us: totals.start_lag.summary(),
             late_with_idle_connection: counts.late_with_idle,
             clock_lag_max_us: counts.clock_lag_max.as_micros() as u64,
+            clock_tick_max_us: counts.clock_tick_max.as_micros() as u64,
             cpu_cores: cpu_used.map(|cpu| cpu.as_secs_f64() / wall),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             runtime_busy: counts.runtime_busy,

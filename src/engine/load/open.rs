@@ -26,10 +26,13 @@ use crate::metrics::units;
 use crate::plan::model::RateSchedule;
 use crate::results::GeneratorFigures;
 
-/// The default pool: the peak rate times this, a generous guess at a local target's
-/// latency (a 1 ms target at 10,000/s keeps 10 iterations in flight; this opens 50).
-/// A pool that proves too small grows in the background.
-pub const LATENCY_ESTIMATE: Duration = Duration::from_millis(5);
+/// The default pool: the peak rate times this, a guess at a local target's latency (a
+/// 0.3 ms target at 10,000/s keeps 3 iterations in flight; this opens 5). A pool that
+/// proves too small grows in the background; one too large costs the generator: every
+/// connection is another socket to poll, and on one core against nginx the highest
+/// rate held fell from 125,000/s with 60 connections opened to about 100,000/s with
+/// 170 (and to 45,000/s with the 5 ms this was before).
+pub const LATENCY_ESTIMATE: Duration = Duration::from_micros(500);
 /// The default pool never exceeds this (a target's accept queue is finite); a plan's
 /// `pre_allocated` may ask for more.
 pub const DEFAULT_POOL_CAP: u32 = 1_000;
@@ -40,6 +43,20 @@ const CLOCK_POLL: Duration = Duration::from_millis(20);
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Due arrivals the clock looks at per tick; the rest wait for its next tick.
 const HANDOUT_MAX: u64 = 4_096;
+/// The clock's shortest sleep while the generator is busy, and the longest. Every wake
+/// of the clock costs its core two thread switches and usually a wake of the runtime
+/// (several µs on a virtual machine), which at one wake per arrival capped the rate at
+/// well under half of what the closed model drives. A busy generator sleeps longer and
+/// hands out the arrivals due by then together; each still counts from its own due
+/// time, so the report shows the delay this adds.
+const TICK_FINEST: Duration = Duration::from_micros(50);
+const TICK_COARSEST: Duration = Duration::from_millis(1);
+/// How often the tick adapts, and the runtime threads' busy share above which it
+/// doubles and below which it halves (below [`TICK_FINEST`], the clock sleeps to each
+/// arrival exactly).
+const TICK_ADAPT_EVERY: Duration = Duration::from_millis(10);
+const TICK_COARSER_ABOVE: f64 = 0.6;
+const TICK_FINER_BELOW: f64 = 0.3;
 
 /// Connections to open and warm before the clock starts: the plan's `pre_allocated`,
 /// or the peak rate times [`LATENCY_ESTIMATE`] (at most [`DEFAULT_POOL_CAP`]), and
@@ -110,6 +127,9 @@ pub struct GeneratorCounts {
     /// The clock thread's worst lateness waking from a sleep (the OS's timer slack and
     /// scheduling: with the generator's core busy, this grows).
     pub clock_lag_max: Duration,
+    /// The clock's coarsest tick: how long it let due arrivals wait for a connection
+    /// to be woken, at most, while the generator was busy.
+    pub clock_tick_max: Duration,
     /// The share of the run the runtime's threads were busy (0 to 1).
     pub runtime_busy: f64,
 }
@@ -243,9 +263,11 @@ pub async fn drive(run: OpenRun, ready: Vec<Ready>) -> GeneratorCounts {
         });
     }
     while tasks.join_next().await.is_some() {}
-    let (mut grown_tasks, clock_lag_max) = clock_result
-        .await
-        .unwrap_or_else(|_| (JoinSet::new(), Duration::ZERO));
+    let ClockEnd {
+        grown: mut grown_tasks,
+        lag_max: clock_lag_max,
+        tick_max: clock_tick_max,
+    } = clock_result.await.unwrap_or_default();
     while grown_tasks.join_next().await.is_some() {}
     GeneratorCounts {
         grown: shared.grown.load(Ordering::Relaxed),
@@ -253,6 +275,7 @@ pub async fn drive(run: OpenRun, ready: Vec<Ready>) -> GeneratorCounts {
         connects_on_path: shared.connects_on_path.load(Ordering::Relaxed),
         late_with_idle: shared.late_with_idle.load(Ordering::Relaxed),
         clock_lag_max,
+        clock_tick_max,
         runtime_busy: busy.share_since_last(),
     }
 }
@@ -342,24 +365,23 @@ async fn serve_arrivals(
 
 /// The clock thread: sleeps to each due arrival with the OS's fine timer (tokio's
 /// timer wheel has 1 ms ticks, which would add up to 1 ms of false latency to every
-/// sub-millisecond request), then hands out every arrival due by then at once: it
-/// wakes that many waiting connections, opens one more connection in the background
-/// when none waits, or, with `max_in_flight` busy, drops them. Returns the connections
-/// it opened and its own worst lag.
-fn clock(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> (JoinSet<()>, Duration) {
+/// sub-millisecond request), then wakes as many waiting connections as arrivals fell
+/// due; connections that come free take the rest. While the generator is busy it
+/// sleeps at least a tick (see [`TICK_FINEST`]); when arrivals starve, it grows the
+/// pool or drops them (see [`relieve_starvation`]).
+fn clock(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> ClockEnd {
     let mut grown = JoinSet::new();
     let mut lag_max = Duration::ZERO;
+    let mut tick = Tick::new(runtime);
     // Arrivals below this were handed out (a connection woken or being opened for
     // them); the clock does not hand them out again.
     let mut handed: u64 = 0;
     let mut next_flush = Instant::now() + FLUSH_EVERY;
-    let mut busy = RuntimeBusy::new(runtime);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut cpu_then = (Instant::now(), process_cpu());
-    // Over the last flush period: the generator had no capacity to spare. Its threads
-    // were busy (not parked) and it used the CPU itself: busy threads that another
-    // process kept off the CPU would not gain from fewer connections.
-    let mut generator_busy = false;
+    // The share of its cores the process used over the last flush period; until it is
+    // known (and where the OS does not say), the threads' busy time alone decides.
+    let mut cpu_share = 1.0;
     // When the clock meant to wake from its last sleep.
     let mut wake_at: Option<Instant> = None;
     while !shared.stop.is_cancelled() {
@@ -367,30 +389,33 @@ fn clock(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> (JoinSet<()>
         if let Some(at) = wake_at.take() {
             lag_max = lag_max.max(now.saturating_duration_since(at));
         }
+        tick.adapt(now);
         if now >= next_flush {
             shared.flush_epoch.fetch_add(1, Ordering::Relaxed);
             shared.wake.notify_waiters();
             next_flush = now + FLUSH_EVERY;
-            let threads = busy.share_since_last();
             let cpu_now = (now, process_cpu());
-            let cpu = match (cpu_then.1, cpu_now.1) {
-                (Some(before), Some(after)) => {
-                    after.saturating_sub(before).as_secs_f64()
-                        / ((now - cpu_then.0).as_secs_f64() * cores).max(1e-9)
-                }
-                // Where the OS does not say, the threads' busy time alone decides.
-                _ => 1.0,
-            };
+            if let (Some(before), Some(after)) = (cpu_then.1, cpu_now.1) {
+                cpu_share = after.saturating_sub(before).as_secs_f64()
+                    / ((now - cpu_then.0).as_secs_f64() * cores).max(1e-9);
+            }
             cpu_then = cpu_now;
-            generator_busy = threads >= GROW_BELOW_BUSY && cpu >= GROW_BELOW_CPU;
         }
+        // The generator has no capacity to spare: its threads were busy (not parked)
+        // and it used the CPU itself (busy threads that another process kept off the
+        // CPU would not gain from fewer connections).
+        let generator_busy = tick.busy_share >= GROW_BELOW_BUSY && cpu_share >= GROW_BELOW_CPU;
+        relieve_starvation(shared, now, generator_busy, &mut grown, runtime);
         let head = shared.next.load(Ordering::Acquire);
         let first = head.max(handed);
         let Some(due) = shared.due(first) else {
             break;
         };
         if due > now {
-            let nap = (due - now).min(next_flush - now).min(CLOCK_POLL);
+            let nap = (due - now)
+                .max(tick.length)
+                .min(next_flush - now)
+                .min(CLOCK_POLL);
             wake_at = Some(now + nap);
             std::thread::sleep(nap);
             continue;
@@ -403,61 +428,141 @@ fn clock(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> (JoinSet<()>
         // idle; do not count them twice.
         let waiting = handed.saturating_sub(head);
         let idle = shared.idle.load(Ordering::SeqCst).saturating_sub(waiting);
-        let wake = fresh.min(idle);
-        for _ in 0..wake {
+        for _ in 0..fresh.min(idle) {
             shared.wake.notify_one();
         }
-        handed = first + wake;
-        let rest = fresh - wake;
-        if rest == 0 {
-            continue;
-        }
-        let connections = shared.connections.load(Ordering::SeqCst);
-        let in_flight = shared.progress.in_flight.load(Ordering::SeqCst);
-        if in_flight < connections || connections < shared.max_in_flight {
-            // The first connection to come free takes them: one between iterations, a
-            // busy one finishing, or one opened now. A new connection helps only when
-            // every one is waiting on the target; when the generator's own threads are
-            // busy, it would only add work (the run reports saturation instead).
-            let wanted = in_flight >= connections && connections < shared.max_in_flight;
-            if wanted && generator_busy {
-                shared.growth_deferred.fetch_add(1, Ordering::Relaxed);
-            } else if wanted && !shared.growing.swap(true, Ordering::SeqCst) {
-                shared.connections.fetch_add(1, Ordering::SeqCst);
-                let shared = Arc::clone(shared);
-                grown.spawn_on(
-                    async move {
-                        let mut connection =
-                            UserConnection::new(shared.target.clone(), shared.timeout);
-                        let state = shared.flow.new_state();
-                        // Connected but not warmed: arrivals are waiting for it, and a
-                        // warm-up against a slow target would hold the growth back. A
-                        // failure here surfaces on the first iteration's request.
-                        let _ = connection.establish().await;
-                        shared.grown.fetch_add(1, Ordering::Relaxed);
-                        shared.growing.store(false, Ordering::SeqCst);
-                        serve_arrivals(shared, connection, state).await;
-                    },
-                    runtime,
-                );
-            }
-            handed = first + fresh;
-        } else {
-            shared.drop_due(now, rest);
-            handed = handed.max(shared.next.load(Ordering::Acquire));
-        }
+        // The rest go to the first connection to come free; if none does for
+        // STARVED_AFTER, `relieve_starvation` acts on a later tick.
+        handed = first + fresh;
     }
     // Connections still waiting see the end (or the stop) when woken.
     shared.wake.notify_waiters();
-    (grown, lag_max)
+    ClockEnd {
+        grown,
+        lag_max,
+        tick_max: tick.max,
+    }
 }
 
-/// The pool does not grow while, over the last [`FLUSH_EVERY`], the runtime's threads
-/// were busy at least this share of the time and the process used at least
-/// [`GROW_BELOW_CPU`] of its cores (the kernel charges CPU in 10 ms ticks, so the
-/// CPU share of 100 ms is coarse).
-const GROW_BELOW_BUSY: f64 = 0.9;
-const GROW_BELOW_CPU: f64 = 0.8;
+/// How long the oldest untaken arrival may wait, with every connection busy, before
+/// the clock opens another connection (or, at `max_in_flight`, drops it): longer than
+/// the coarsest tick, so arrivals handed out together that connections finishing
+/// within a tick take neither grow the pool nor count as dropped.
+const STARVED_AFTER: Duration = Duration::from_millis(2);
+
+/// When the oldest untaken arrival has waited [`STARVED_AFTER`] and every connection
+/// is busy: opens one more connection in the background, or, with `max_in_flight`
+/// busy, drops the arrivals that waited that long. A new connection helps only when
+/// every one is waiting on the target; when the generator's own threads are busy it
+/// would only add work (the run reports saturation instead).
+fn relieve_starvation(
+    shared: &Arc<Shared>,
+    now: Instant,
+    generator_busy: bool,
+    grown: &mut JoinSet<()>,
+    runtime: &tokio::runtime::Handle,
+) {
+    let Some(starved_since) = now.checked_sub(STARVED_AFTER) else {
+        return;
+    };
+    let head = shared.next.load(Ordering::Acquire);
+    if shared.due(head).is_none_or(|due| due > starved_since) {
+        return;
+    }
+    let connections = shared.connections.load(Ordering::SeqCst);
+    if shared.progress.in_flight.load(Ordering::SeqCst) < connections {
+        return;
+    }
+    if connections >= shared.max_in_flight {
+        shared.drop_due(starved_since, HANDOUT_MAX);
+    } else if generator_busy {
+        shared.growth_deferred.fetch_add(1, Ordering::Relaxed);
+    } else if !shared.growing.swap(true, Ordering::SeqCst) {
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let shared = Arc::clone(shared);
+        grown.spawn_on(
+            async move {
+                let mut connection = UserConnection::new(shared.target.clone(), shared.timeout);
+                let state = shared.flow.new_state();
+                // Connected but not warmed: arrivals are waiting for it, and a warm-up
+                // against a slow target would hold the growth back. A failure here
+                // surfaces on the first iteration's request.
+                let _ = connection.establish().await;
+                shared.grown.fetch_add(1, Ordering::Relaxed);
+                shared.growing.store(false, Ordering::SeqCst);
+                serve_arrivals(shared, connection, state).await;
+            },
+            runtime,
+        );
+    }
+}
+
+/// What the clock thread hands back: the connections it opened, its worst lag and its
+/// coarsest tick.
+#[derive(Default)]
+struct ClockEnd {
+    grown: JoinSet<()>,
+    lag_max: Duration,
+    tick_max: Duration,
+}
+
+/// The clock's shortest sleep, adapted to how busy the runtime's threads are.
+struct Tick {
+    length: Duration,
+    max: Duration,
+    /// The runtime threads' busy share over the last [`TICK_ADAPT_EVERY`].
+    busy_share: f64,
+    busy: RuntimeBusy,
+    next_adapt: Instant,
+}
+
+impl Tick {
+    fn new(runtime: &tokio::runtime::Handle) -> Self {
+        Self {
+            length: Duration::ZERO,
+            max: Duration::ZERO,
+            busy_share: 0.0,
+            busy: RuntimeBusy::new(runtime),
+            next_adapt: Instant::now() + TICK_ADAPT_EVERY,
+        }
+    }
+
+    fn adapt(&mut self, now: Instant) {
+        if now < self.next_adapt {
+            return;
+        }
+        self.next_adapt = now + TICK_ADAPT_EVERY;
+        self.busy_share = self.busy.share_since_last();
+        self.length = next_tick(self.length, self.busy_share);
+        self.max = self.max.max(self.length);
+    }
+}
+
+/// The tick after one whose last [`TICK_ADAPT_EVERY`] kept the runtime `busy` (0 to 1).
+fn next_tick(tick: Duration, busy: f64) -> Duration {
+    if busy > TICK_COARSER_ABOVE {
+        (tick * 2).clamp(TICK_FINEST, TICK_COARSEST)
+    } else if busy < TICK_FINER_BELOW {
+        let finer = tick / 2;
+        if finer < TICK_FINEST {
+            Duration::ZERO
+        } else {
+            finer
+        }
+    } else {
+        tick
+    }
+}
+
+/// The pool does not grow while, over the last [`TICK_ADAPT_EVERY`], the runtime's
+/// threads were busy at least this share of the time and, over the last
+/// [`FLUSH_EVERY`], the process used at least [`GROW_BELOW_CPU`] of its cores (the
+/// kernel charges CPU in 10 ms ticks, so the CPU share is the coarser one). Above
+/// these, arrivals that wait for a connection wait for the generator's CPU, and every
+/// connection added makes each request dearer, so a pool grown under load kept
+/// growing until the generator fell behind for good.
+const GROW_BELOW_BUSY: f64 = 0.6;
+const GROW_BELOW_CPU: f64 = 0.5;
 
 /// How busy the runtime's worker threads were (tokio counts each worker's time spent
 /// not parked): the generator's own load, whatever else the machine runs.
@@ -584,7 +689,7 @@ mod tests {
     fn the_default_pool_is_the_peak_rate_times_the_latency_estimate() {
         assert_eq!(
             pool_size(&RateSchedule::Constant(20_000.0), 10_000, None),
-            100
+            10
         );
         assert_eq!(pool_size(&RateSchedule::Constant(10.0), 10_000, None), 1);
         let ramp = RateSchedule::Ramping {
@@ -600,14 +705,34 @@ mod tests {
                 },
             ],
         };
-        assert_eq!(pool_size(&ramp, 10_000, None), 20);
+        assert_eq!(pool_size(&ramp, 10_000, None), 2);
         // Capped by default and by max_in_flight; the plan's word wins within it.
         assert_eq!(
             pool_size(&RateSchedule::Constant(1e7), 10_000, None),
             DEFAULT_POOL_CAP
         );
-        assert_eq!(pool_size(&RateSchedule::Constant(20_000.0), 30, None), 30);
+        assert_eq!(pool_size(&RateSchedule::Constant(90_000.0), 30, None), 30);
         assert_eq!(pool_size(&RateSchedule::Constant(10.0), 100, Some(64)), 64);
+    }
+
+    #[test]
+    fn the_tick_coarsens_while_the_generator_is_busy_and_returns_to_exact_when_idle() {
+        let mut tick = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            tick = next_tick(tick, 0.9);
+            seen.push(tick.as_micros());
+        }
+        assert_eq!(seen, [50, 100, 200, 400, 800, 1_000, 1_000]);
+        // Between the two bounds it holds; below the lower it halves, then sleeps to
+        // each arrival exactly.
+        assert_eq!(next_tick(tick, 0.45), tick);
+        let mut finer = Vec::new();
+        for _ in 0..6 {
+            tick = next_tick(tick, 0.1);
+            finer.push(tick.as_micros());
+        }
+        assert_eq!(finer, [500, 250, 125, 62, 0, 0]);
     }
 
     #[test]
@@ -651,6 +776,7 @@ mod saturation_tests {
             },
             late_with_idle_connection: late_idle,
             clock_lag_max_us: 300,
+            clock_tick_max_us: 0,
             cpu_cores: Some(cpu),
             cores: 1,
             runtime_busy: busy,

@@ -360,11 +360,19 @@ fn load_section(
             page,
             "Generator",
             &format!(
-                "{} connections warmed before the clock · {} opened during the run · start lag p99 {}, max {}{}",
+                "{} connections warmed before the clock · {} opened during the run · start lag p99 {}, max {}{}{}",
                 g.pre_allocated,
                 g.grown,
                 units::readable(g.start_lag_us.p99),
                 units::readable(g.start_lag_us.max),
+                if g.clock_tick_max_us > 0 {
+                    format!(
+                        " · clock tick up to {}",
+                        units::readable(g.clock_tick_max_us)
+                    )
+                } else {
+                    String::new()
+                },
                 if g.saturated {
                     " · saturated: the generator, not the target, set the pace"
                 } else {
