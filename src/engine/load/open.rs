@@ -56,7 +56,7 @@ const TICK_COARSEST: Duration = Duration::from_millis(1);
 /// arrival exactly).
 const TICK_ADAPT_EVERY: Duration = Duration::from_millis(10);
 const TICK_COARSER_ABOVE: f64 = 0.6;
-const TICK_FINER_BELOW: f64 = 0.3;
+const TICK_FINER_BELOW: f64 = 0.4;
 
 /// Connections to open and warm before the clock starts: the plan's `pre_allocated`,
 /// or the peak rate times [`LATENCY_ESTIMATE`] (at most [`DEFAULT_POOL_CAP`]), and
@@ -372,7 +372,7 @@ async fn serve_arrivals(
 fn clock(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> ClockEnd {
     let mut grown = JoinSet::new();
     let mut lag_max = Duration::ZERO;
-    let mut tick = Tick::new(runtime);
+    let mut tick = Tick::new(runtime, first_tick(shared));
     // Arrivals below this were handed out (a connection woken or being opened for
     // them); the clock does not hand them out again.
     let mut handed: u64 = 0;
@@ -517,9 +517,9 @@ struct Tick {
 }
 
 impl Tick {
-    fn new(runtime: &tokio::runtime::Handle) -> Self {
+    fn new(runtime: &tokio::runtime::Handle, length: Duration) -> Self {
         Self {
-            length: Duration::ZERO,
+            length,
             max: Duration::ZERO,
             busy_share: 0.0,
             busy: RuntimeBusy::new(runtime),
@@ -535,6 +535,17 @@ impl Tick {
         self.busy_share = self.busy.share_since_last();
         self.length = next_tick(self.length, self.busy_share);
         self.max = self.max.max(self.length);
+    }
+}
+
+/// The tick the clock starts with: the coarsest when the schedule's first arrivals
+/// come closer together than [`TICK_FINEST`] (one wake per arrival would swamp the
+/// generator before the tick had adapted, and it starts behind), else exact.
+fn first_tick(shared: &Shared) -> Duration {
+    const SPAN: u32 = 64;
+    match (shared.due(0), shared.due(u64::from(SPAN))) {
+        (Some(first), Some(last)) if (last - first) / SPAN < TICK_FINEST => TICK_COARSEST,
+        _ => Duration::ZERO,
     }
 }
 
@@ -726,10 +737,10 @@ mod tests {
         assert_eq!(seen, [50, 100, 200, 400, 800, 1_000, 1_000]);
         // Between the two bounds it holds; below the lower it halves, then sleeps to
         // each arrival exactly.
-        assert_eq!(next_tick(tick, 0.45), tick);
+        assert_eq!(next_tick(tick, 0.5), tick);
         let mut finer = Vec::new();
         for _ in 0..6 {
-            tick = next_tick(tick, 0.1);
+            tick = next_tick(tick, 0.3);
             finer.push(tick.as_micros());
         }
         assert_eq!(finer, [500, 250, 125, 62, 0, 0]);
