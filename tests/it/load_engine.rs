@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::binary;
-use common::hostile::{self, Behaviour, COLD_START};
+use common::hostile::{self, Behaviour, COLD_START, SLOW_ANSWER};
 use keyclaim_harness::metrics::Latency;
 use serde_json::Value;
 
@@ -354,9 +354,44 @@ expect = {{ status = 200 }}
     );
 }
 
-/// At `max_in_flight`, an arrival is dropped and counted, never queued: against a
-/// target that never answers, the pool grows to five connections, each starts one
-/// iteration, and the other arrivals of the second are dropped, to the one.
+/// A slow target gets a pool sized for it before the clock starts: the warm-up measures
+/// its latency, and the pool opens the rate times that latency (the iterations in
+/// flight, by Little's law) instead of the default guess, which at 400/s is one
+/// connection, so the run's first arrivals do not wait for the pool to grow.
+#[test]
+fn a_slow_targets_pool_is_sized_from_its_warm_up_latency() {
+    const RATE: u64 = 400;
+    const ARRIVALS: u64 = 400;
+    let server = hostile::start(Behaviour::SlowAnswers);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!(
+        r#"
+[[scenario]]
+name = "slow"
+[scenario.load]
+rate = {RATE}
+iterations = {ARRIVALS}
+duration = "60s"
+[[scenario.step]]
+create = {{ ttl = 30 }}
+expect = {{ status = 200 }}
+"#
+    );
+    let (run, scenario) = open_run(&server.url, &plan, &[], dir.path());
+    let load = &scenario["load"];
+    assert_eq!(run.code, Some(0), "{}\n{scenario}", run.stdout);
+    assert_eq!(load["iterations"], ARRIVALS, "{load}");
+    // 400/s x 50 ms = 20 in flight. A loaded machine only lengthens the measured
+    // latency, so the pool may be larger, never smaller (up to the default cap).
+    let in_flight = RATE * SLOW_ANSWER.as_millis() as u64 / 1_000;
+    let warmed = load["generator"]["pre_allocated"].as_u64().unwrap_or(0);
+    assert!((in_flight..=1_000).contains(&warmed), "{load}");
+}
+
+/// At `max_in_flight`, an arrival that waited 2 ms for a connection is dropped and
+/// counted, never queued for longer: against a target that never answers, the pool
+/// grows to five connections, each starts one iteration, and the other arrivals of the
+/// second are dropped, to the one.
 #[test]
 fn arrivals_beyond_max_in_flight_are_dropped_and_counted() {
     const IN_FLIGHT: u64 = 5;

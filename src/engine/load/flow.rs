@@ -326,11 +326,14 @@ impl Flow {
 
     /// Sends the flow's first request once on `connection` and forgets the answer: the
     /// connection (and the target's path for it) is warm before the clock starts.
-    pub async fn warm(&self, connection: &mut UserConnection, state: &IterationState) {
-        if let Some(request) = self.steps.iter().find_map(|step| request(step, state)) {
-            let _ = connection
+    /// Returns whether an answer came (of any status).
+    pub async fn warm(&self, connection: &mut UserConnection, state: &IterationState) -> bool {
+        match self.steps.iter().find_map(|step| request(step, state)) {
+            Some(request) => connection
                 .send(&request.method, request.path, request.body, request.bearer)
-                .await;
+                .await
+                .is_ok(),
+            None => false,
         }
     }
 

@@ -84,8 +84,9 @@ pub async fn run(
             pre_allocated,
         } => {
             let count = open::pool_size(rate, *max_in_flight, *pre_allocated);
+            let size = open::SizeFromWarmUp::for_plan(rate, *max_in_flight, *pre_allocated);
             tokio::select! {
-                ready = open::prepare(&flow, &target, timeout, count) => ready,
+                ready = open::prepare(&flow, &target, timeout, count, size) => ready,
                 () = cancel.cancelled() => Vec::new(),
             }
         }

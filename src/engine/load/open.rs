@@ -60,20 +60,60 @@ const TICK_FINER_BELOW: f64 = 0.4;
 
 /// Connections to open and warm before the clock starts: the plan's `pre_allocated`,
 /// or the peak rate times [`LATENCY_ESTIMATE`] (at most [`DEFAULT_POOL_CAP`]), and
-/// never more than `max_in_flight`.
+/// never more than `max_in_flight`. Without `pre_allocated`, [`prepare`] may open more
+/// once the warm-up has measured the target's latency.
 pub fn pool_size(rate: &RateSchedule, max_in_flight: u32, pre_allocated: Option<u32>) -> u32 {
     let size = pre_allocated.unwrap_or_else(|| {
-        let peak = match rate {
-            RateSchedule::Constant(rate) => *rate,
-            RateSchedule::Ramping { start, stages } => stages
-                .iter()
-                .map(|stage| stage.target)
-                .fold(*start, f64::max),
-        };
-        let estimate = (peak * LATENCY_ESTIMATE.as_secs_f64()).ceil();
+        let estimate = (peak_rate(rate) * LATENCY_ESTIMATE.as_secs_f64()).ceil();
         estimate.clamp(1.0, f64::from(DEFAULT_POOL_CAP)) as u32
     });
     size.clamp(1, max_in_flight.max(1))
+}
+
+/// The highest rate a schedule asks for, per second.
+pub fn peak_rate(rate: &RateSchedule) -> f64 {
+    match rate {
+        RateSchedule::Constant(rate) => *rate,
+        RateSchedule::Ramping { start, stages } => stages
+            .iter()
+            .map(|stage| stage.target)
+            .fold(*start, f64::max),
+    }
+}
+
+/// How far [`prepare`] may grow a default pool from what its warm-up measured: to the
+/// peak rate times the warm-up requests' median latency (Little's law: the iterations
+/// in flight at that rate), at most `max` connections.
+#[derive(Debug, Clone, Copy)]
+pub struct SizeFromWarmUp {
+    pub peak_rate: f64,
+    pub max: u32,
+}
+
+impl SizeFromWarmUp {
+    /// The sizing for a plan without `pre_allocated` (whose word is final).
+    pub fn for_plan(
+        rate: &RateSchedule,
+        max_in_flight: u32,
+        pre_allocated: Option<u32>,
+    ) -> Option<Self> {
+        pre_allocated.is_none().then(|| Self {
+            peak_rate: peak_rate(rate),
+            max: DEFAULT_POOL_CAP.min(max_in_flight.max(1)),
+        })
+    }
+
+    /// Connections the pool needs, from the latencies of the warm-up requests that
+    /// were answered; `None` when none was.
+    fn needed(&self, mut latencies: Vec<Duration>) -> Option<u32> {
+        if latencies.is_empty() {
+            return None;
+        }
+        latencies.sort_unstable();
+        let median = latencies[latencies.len() / 2];
+        let needed = (self.peak_rate * median.as_secs_f64()).ceil();
+        Some(needed.clamp(1.0, f64::from(self.max)) as u32)
+    }
 }
 
 /// One pre-opened connection and its scratch space.
@@ -84,17 +124,52 @@ pub struct Ready {
 
 /// Opens `count` connections at once and sends each the flow's first request (not
 /// recorded), so no arrival of the run waits on a connect or a cold path. A connection
-/// that fails to open stays in the pool and connects on its first iteration.
-pub async fn prepare(flow: &Flow, target: &Target, timeout: Duration, count: u32) -> Vec<Ready> {
+/// that fails to open stays in the pool and connects on its first iteration. With
+/// `size`, a pool the measured latency says is too small (a slow target: 50 ms at
+/// 1,000/s keeps 50 iterations in flight) gets the rest the same way, before the
+/// clock rather than by growing while arrivals wait.
+pub async fn prepare(
+    flow: &Flow,
+    target: &Target,
+    timeout: Duration,
+    count: u32,
+    size: Option<SizeFromWarmUp>,
+) -> Vec<Ready> {
+    let (mut ready, latencies) = open_and_warm(flow, target, timeout, count).await;
+    let wanted = size.and_then(|size| size.needed(latencies)).unwrap_or(0);
+    if let Some(more) = wanted.checked_sub(count).filter(|&more| more > 0) {
+        ready.extend(open_and_warm(flow, target, timeout, more).await.0);
+    }
+    ready
+}
+
+/// Opens and warms `count` connections at once; returns them and the latency of each
+/// warm-up request that was answered.
+async fn open_and_warm(
+    flow: &Flow,
+    target: &Target,
+    timeout: Duration,
+    count: u32,
+) -> (Vec<Ready>, Vec<Duration>) {
     let warm = (0..count).map(|_| async {
         let mut connection = UserConnection::new(target.clone(), timeout);
         let state = flow.new_state();
+        let mut latency = None;
         if connection.establish().await.is_ok() {
-            flow.warm(&mut connection, &state).await;
+            let sent = Instant::now();
+            if flow.warm(&mut connection, &state).await {
+                latency = Some(sent.elapsed());
+            }
         }
-        Ready { connection, state }
+        (Ready { connection, state }, latency)
     });
-    futures::future::join_all(warm).await
+    let mut ready = Vec::with_capacity(count as usize);
+    let mut latencies = Vec::with_capacity(count as usize);
+    for (connection, latency) in futures::future::join_all(warm).await {
+        ready.push(connection);
+        latencies.extend(latency);
+    }
+    (ready, latencies)
 }
 
 /// The open model's inputs.
@@ -724,6 +799,27 @@ mod tests {
         );
         assert_eq!(pool_size(&RateSchedule::Constant(90_000.0), 30, None), 30);
         assert_eq!(pool_size(&RateSchedule::Constant(10.0), 100, Some(64)), 64);
+    }
+
+    #[test]
+    fn a_default_pool_grows_to_the_rate_times_the_warm_ups_median_latency() {
+        let size = SizeFromWarmUp::for_plan(&RateSchedule::Constant(1_000.0), 10_000, None)
+            .expect("no pre_allocated");
+        let ms = |ms: &[u64]| ms.iter().map(|&ms| Duration::from_millis(ms)).collect();
+        // 50 ms at 1,000/s keeps 50 in flight; one slow warm-up does not move the median.
+        assert_eq!(size.needed(ms(&[50, 48, 52, 49, 900])), Some(50));
+        assert_eq!(size.needed(ms(&[0])), Some(1));
+        assert_eq!(size.needed(Vec::new()), None);
+        // Never past max_in_flight or the default cap.
+        let capped = SizeFromWarmUp::for_plan(&RateSchedule::Constant(1_000.0), 30, None);
+        assert_eq!(capped.and_then(|size| size.needed(ms(&[50]))), Some(30));
+        let huge = SizeFromWarmUp::for_plan(&RateSchedule::Constant(1e6), 1_000_000, None);
+        assert_eq!(
+            huge.and_then(|size| size.needed(ms(&[50]))),
+            Some(DEFAULT_POOL_CAP)
+        );
+        // The plan's pre_allocated is final.
+        assert!(SizeFromWarmUp::for_plan(&RateSchedule::Constant(1_000.0), 100, Some(5)).is_none());
     }
 
     #[test]

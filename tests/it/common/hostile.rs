@@ -41,6 +41,8 @@ pub enum Behaviour {
     /// cold path (a worker to start, a cache to fill) that a warmed connection has
     /// already paid for.
     ColdFirstAnswer,
+    /// As `Plausible`, but every answer comes [`SLOW_ANSWER`] late: a slow target.
+    SlowAnswers,
     /// Every request answers 400 `{"error":"…"}` with a fresh string of this many
     /// bytes: a new "error code" per request.
     FreshErrorCode { bytes: usize },
@@ -56,6 +58,8 @@ pub enum Behaviour {
 
 /// How late [`Behaviour::ColdFirstAnswer`] sends each connection's first answer.
 pub const COLD_START: Duration = Duration::from_secs(1);
+/// How late [`Behaviour::SlowAnswers`] sends every answer.
+pub const SLOW_ANSWER: Duration = Duration::from_millis(50);
 
 /// The `error` [`Behaviour::Noncharacters`] sends, as its JSON decodes.
 pub const NONCHARACTERS: &str = "bad\u{fffe}code\u{ffff}\u{1}\u{1b}";
@@ -194,6 +198,10 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour, stats: &Stats, url: 
                 if index == 0 {
                     tokio::time::sleep(COLD_START).await;
                 }
+                plausible(&mut stream, &request).await
+            }
+            Behaviour::SlowAnswers => {
+                tokio::time::sleep(SLOW_ANSWER).await;
                 plausible(&mut stream, &request).await
             }
             Behaviour::EveryOther503 if n.is_multiple_of(2) => {
