@@ -39,19 +39,14 @@ const CLOSED_FOR: Duration = Duration::from_secs(5);
 /// only stops a run that falls far behind.
 fn stall_plan() -> String {
     let closed_for = humantime::format_duration(CLOSED_FOR);
+    let open = creates_at_rate(
+        "open",
+        RATE,
+        ARRIVALS,
+        r#"thresholds = ["p99 < 50ms", "error_rate < 0.1%"]"#,
+    );
     format!(
-        r#"
-[[scenario]]
-name = "open"
-[scenario.load]
-rate = {RATE}
-iterations = {ARRIVALS}
-duration = "60s"
-thresholds = ["p99 < 50ms", "error_rate < 0.1%"]
-[[scenario.step]]
-create = {{ ttl = 30 }}
-expect = {{ status = 200 }}
-
+        r#"{open}
 [[scenario]]
 name = "closed"
 [scenario.load]
@@ -296,6 +291,25 @@ fn open_run(url: &str, plan: &str, extra: &[&str], dir: &Path) -> (binary::Finis
     (run, report["scenarios"][0].clone())
 }
 
+/// A scenario `name` of `arrivals` creates at `rate` a second (the open model), its
+/// load table ending with `extra`; its duration only stops a run that falls far behind.
+fn creates_at_rate(name: &str, rate: u64, arrivals: u64, extra: &str) -> String {
+    format!(
+        r#"
+[[scenario]]
+name = "{name}"
+[scenario.load]
+rate = {rate}
+iterations = {arrivals}
+duration = "60s"
+{extra}
+[[scenario.step]]
+create = {{ ttl = 30 }}
+expect = {{ status = 200 }}
+"#
+    )
+}
+
 /// No start-up transient: the open model opens its connections and sends each one
 /// request (not recorded) before its clock starts, so not one arrival of the run waits
 /// on a connect or a target's cold first answer. Against a target whose first answer on
@@ -309,19 +323,11 @@ fn the_open_model_starts_its_clock_on_warm_connections() {
     const ARRIVALS: u64 = 200;
     let server = hostile::start(Behaviour::ColdFirstAnswer);
     let dir = tempfile::tempdir().unwrap();
-    let plan = format!(
-        r#"
-[[scenario]]
-name = "warm"
-[scenario.load]
-rate = 100
-iterations = {ARRIVALS}
-duration = "60s"
-pre_allocated = {PRE_ALLOCATED}
-[[scenario.step]]
-create = {{ ttl = 30 }}
-expect = {{ status = 200 }}
-"#
+    let plan = creates_at_rate(
+        "warm",
+        100,
+        ARRIVALS,
+        &format!("pre_allocated = {PRE_ALLOCATED}"),
     );
     let (run, scenario) = open_run(&server.url, &plan, &[], dir.path());
     let load = &scenario["load"];
@@ -364,19 +370,7 @@ fn a_slow_targets_pool_is_sized_from_its_warm_up_latency() {
     const ARRIVALS: u64 = 400;
     let server = hostile::start(Behaviour::SlowAnswers);
     let dir = tempfile::tempdir().unwrap();
-    let plan = format!(
-        r#"
-[[scenario]]
-name = "slow"
-[scenario.load]
-rate = {RATE}
-iterations = {ARRIVALS}
-duration = "60s"
-[[scenario.step]]
-create = {{ ttl = 30 }}
-expect = {{ status = 200 }}
-"#
-    );
+    let plan = creates_at_rate("slow", RATE, ARRIVALS, "");
     let (run, scenario) = open_run(&server.url, &plan, &[], dir.path());
     let load = &scenario["load"];
     assert_eq!(run.code, Some(0), "{}\n{scenario}", run.stdout);
