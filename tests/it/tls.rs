@@ -176,6 +176,39 @@ fn tls_front(runtime: &Runtime, config: Arc<rustls::ServerConfig>, backend: Sock
     port
 }
 
+/// `serve` behind a [`tls_front`] whose certificate, from a fresh private CA, names
+/// `names`; with `client_auth` the front requires a client certificate.
+struct TlsServe {
+    pki: Pki,
+    served: binary::Served,
+    port: u16,
+    runtime: Runtime,
+}
+
+impl TlsServe {
+    fn start(names: &[&str], client_auth: bool) -> Self {
+        let pki = Pki::new();
+        let served = binary::serve(KEY, &[]);
+        let runtime = runtime();
+        let leaf = pki.leaf(names, false, false);
+        let port = tls_front(
+            &runtime,
+            pki.server(&leaf, client_auth, &[b"http/1.1"]),
+            served_addr(&served.url),
+        );
+        Self {
+            pki,
+            served,
+            port,
+            runtime,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
 /// An HTTP/2 server answering every request with a created challenge, over TLS (ALPN
 /// h2) when `config` is given, else by prior knowledge. Counts the HTTP/2 requests.
 fn h2_server(
@@ -305,18 +338,10 @@ fn path(p: &Path) -> &str {
 
 #[test]
 fn a_private_ca_target_passes_with_cacert_and_fails_clearly_without() {
-    let pki = Pki::new();
-    let served = binary::serve(KEY, &[]);
-    let runtime = runtime();
-    let leaf = pki.leaf(&["127.0.0.1", "localhost"], false, false);
-    let port = tls_front(
-        &runtime,
-        pki.server(&leaf, false, &[b"http/1.1"]),
-        served_addr(&served.url),
-    );
-    let target = format!("https://127.0.0.1:{port}");
+    let front = TlsServe::start(&["127.0.0.1", "localhost"], false);
+    let target = front.url();
     let dir = tempfile::tempdir().unwrap();
-    let ca = pki.ca_file();
+    let ca = front.pki.ca_file();
 
     let mut args = vec!["--cacert", path(&ca)];
     args.extend(CONFORMANCE_SUBSET);
@@ -348,7 +373,7 @@ fn a_private_ca_target_passes_with_cacert_and_fails_clearly_without() {
     assert!(load.stdout.contains("http/1.1"), "{}", load.stdout);
 
     // The plan's `[plan] cacert`, relative to the plan file, does what --cacert does.
-    let planned = pki.dir.path().join("with-ca.toml");
+    let planned = front.pki.dir.path().join("with-ca.toml");
     let text = std::fs::read_to_string(load_plan(dir.path(), false)).unwrap();
     std::fs::write(&planned, format!("[plan]\ncacert = \"ca.pem\"\n{text}")).unwrap();
     let (load, _) = run(&planned, &target, &[], dir.path());
@@ -380,19 +405,11 @@ fn a_private_ca_target_passes_with_cacert_and_fails_clearly_without() {
 
 #[test]
 fn insecure_skips_verification_and_says_so_loudly() {
-    let pki = Pki::new();
-    let served = binary::serve(KEY, &[]);
-    let runtime = runtime();
-    let leaf = pki.leaf(&["127.0.0.1"], false, false);
-    let port = tls_front(
-        &runtime,
-        pki.server(&leaf, false, &[b"http/1.1"]),
-        served_addr(&served.url),
-    );
+    let front = TlsServe::start(&["127.0.0.1"], false);
     let dir = tempfile::tempdir().unwrap();
     let (finished, report) = run(
         &load_plan(dir.path(), false),
-        &format!("https://127.0.0.1:{port}"),
+        &front.url(),
         &["--insecure"],
         dir.path(),
     );
@@ -463,20 +480,12 @@ fn name_mismatch_expired_and_ca_as_leaf_each_say_what_failed() {
 
 #[test]
 fn tls_and_plain_http_mixed_up_say_which_scheme_to_use() {
-    let pki = Pki::new();
-    let served = binary::serve(KEY, &[]);
-    let runtime = runtime();
-    let leaf = pki.leaf(&["127.0.0.1"], false, false);
-    let port = tls_front(
-        &runtime,
-        pki.server(&leaf, false, &[b"http/1.1"]),
-        served_addr(&served.url),
-    );
+    let front = TlsServe::start(&["127.0.0.1"], false);
     let dir = tempfile::tempdir().unwrap();
-    let ca = pki.ca_file();
+    let ca = front.pki.ca_file();
     let args = ["--cacert", path(&ca), "--scenario", "create-answer"];
 
-    let https_to_plain = served.url.replacen("http://", "https://", 1);
+    let https_to_plain = front.served.url.replacen("http://", "https://", 1);
     let (finished, _) = run(&conformance_plan(), &https_to_plain, &args, dir.path());
     assert_eq!(finished.code, Some(3), "{}", finished.stderr);
     assert!(
@@ -487,7 +496,7 @@ fn tls_and_plain_http_mixed_up_say_which_scheme_to_use() {
         finished.stderr
     );
 
-    let http_to_tls = format!("http://127.0.0.1:{port}");
+    let http_to_tls = format!("http://127.0.0.1:{}", front.port);
     let (finished, _) = run(&conformance_plan(), &http_to_tls, &args, dir.path());
     assert_eq!(finished.code, Some(3), "{}", finished.stderr);
     assert!(
@@ -499,19 +508,13 @@ fn tls_and_plain_http_mixed_up_say_which_scheme_to_use() {
 
 #[test]
 fn client_certificates_are_sent_when_the_server_requires_them() {
-    let pki = Pki::new();
-    let served = binary::serve(KEY, &[]);
-    let runtime = runtime();
-    let leaf = pki.leaf(&["127.0.0.1"], false, false);
-    let port = tls_front(
-        &runtime,
-        pki.server(&leaf, true, &[b"http/1.1"]),
-        served_addr(&served.url),
-    );
-    let target = format!("https://127.0.0.1:{port}");
+    let front = TlsServe::start(&["127.0.0.1"], true);
+    let target = front.url();
     let dir = tempfile::tempdir().unwrap();
-    let ca = pki.ca_file();
-    let (cert, key) = pki.write("client", &pki.leaf(&["harness.test"], false, true));
+    let ca = front.pki.ca_file();
+    let (cert, key) = front
+        .pki
+        .write("client", &front.pki.leaf(&["harness.test"], false, true));
 
     let mut args = vec![
         "--cacert",
@@ -650,25 +653,17 @@ fn bad_pem_files_exit_2_naming_the_file() {
 #[test]
 fn a_reconnect_resumes_the_tls_session() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let pki = Pki::new();
-    let served = binary::serve(KEY, &[]);
-    let runtime = runtime();
-    let leaf = pki.leaf(&["127.0.0.1"], false, false);
-    let port = tls_front(
-        &runtime,
-        pki.server(&leaf, false, &[b"http/1.1"]),
-        served_addr(&served.url),
-    );
+    let front = TlsServe::start(&["127.0.0.1"], false);
     let tls = keyclaim_harness::tls::Tls::new(&keyclaim_harness::tls::TlsOptions {
-        cacert: Some(pki.ca_file()),
+        cacert: Some(front.pki.ca_file()),
         ..Default::default()
     })
     .unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::clone(tls.config()));
-    let kinds = runtime.block_on(async {
+    let kinds = front.runtime.block_on(async {
         let mut kinds = Vec::new();
         for _ in 0..2 {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", front.port))
                 .await
                 .unwrap();
             let name = keyclaim_harness::tls::server_name("127.0.0.1").unwrap();
