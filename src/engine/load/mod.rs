@@ -83,10 +83,9 @@ pub async fn run(
             max_in_flight,
             pre_allocated,
         } => {
-            let count = open::pool_size(rate, *max_in_flight, *pre_allocated);
-            let size = open::SizeFromWarmUp::for_plan(rate, *max_in_flight, *pre_allocated);
+            let size = open::PoolSize::for_plan(rate, *max_in_flight, *pre_allocated);
             tokio::select! {
-                ready = open::prepare(&flow, &target, timeout, count, size) => ready,
+                ready = open::prepare(&flow, &target, timeout, size) => ready,
                 () = cancel.cancelled() => Vec::new(),
             }
         }

@@ -58,62 +58,58 @@ const TICK_ADAPT_EVERY: Duration = Duration::from_millis(10);
 const TICK_COARSER_ABOVE: f64 = 0.6;
 const TICK_FINER_BELOW: f64 = 0.4;
 
-/// Connections to open and warm before the clock starts: the plan's `pre_allocated`,
-/// or the peak rate times [`LATENCY_ESTIMATE`] (at most [`DEFAULT_POOL_CAP`]), and
-/// never more than `max_in_flight`. Without `pre_allocated`, [`prepare`] may open more
-/// once the warm-up has measured the target's latency.
-pub fn pool_size(rate: &RateSchedule, max_in_flight: u32, pre_allocated: Option<u32>) -> u32 {
-    let size = pre_allocated.unwrap_or_else(|| {
-        let estimate = (peak_rate(rate) * LATENCY_ESTIMATE.as_secs_f64()).ceil();
-        estimate.clamp(1.0, f64::from(DEFAULT_POOL_CAP)) as u32
-    });
-    size.clamp(1, max_in_flight.max(1))
-}
-
-/// The highest rate a schedule asks for, per second.
-pub fn peak_rate(rate: &RateSchedule) -> f64 {
-    match rate {
-        RateSchedule::Constant(rate) => *rate,
-        RateSchedule::Ramping { start, stages } => stages
-            .iter()
-            .map(|stage| stage.target)
-            .fold(*start, f64::max),
-    }
-}
-
-/// How far [`prepare`] may grow a default pool from what its warm-up measured: to the
-/// peak rate times the warm-up requests' median latency (Little's law: the iterations
-/// in flight at that rate), at most `max` connections.
+/// How many connections the open model opens and warms before its clock starts.
 #[derive(Debug, Clone, Copy)]
-pub struct SizeFromWarmUp {
-    pub peak_rate: f64,
-    pub max: u32,
+pub struct PoolSize {
+    /// Opened first: the plan's `pre_allocated`, or the peak rate times
+    /// [`LATENCY_ESTIMATE`] (at most [`DEFAULT_POOL_CAP`]); never more than
+    /// `max_in_flight`.
+    pub initial: u32,
+    peak_rate: f64,
+    /// What the default pool may reach: [`DEFAULT_POOL_CAP`] or `max_in_flight`.
+    max: u32,
+    /// No `pre_allocated`: the warm-up's measured latency may ask for more.
+    measured: bool,
 }
 
-impl SizeFromWarmUp {
-    /// The sizing for a plan without `pre_allocated` (whose word is final).
-    pub fn for_plan(
-        rate: &RateSchedule,
-        max_in_flight: u32,
-        pre_allocated: Option<u32>,
-    ) -> Option<Self> {
-        pre_allocated.is_none().then(|| Self {
-            peak_rate: peak_rate(rate),
-            max: DEFAULT_POOL_CAP.min(max_in_flight.max(1)),
-        })
+impl PoolSize {
+    pub fn for_plan(rate: &RateSchedule, max_in_flight: u32, pre_allocated: Option<u32>) -> Self {
+        let peak_rate = match rate {
+            RateSchedule::Constant(rate) => *rate,
+            RateSchedule::Ramping { start, stages } => stages
+                .iter()
+                .map(|stage| stage.target)
+                .fold(*start, f64::max),
+        };
+        let max = DEFAULT_POOL_CAP.min(max_in_flight.max(1));
+        let initial = match pre_allocated {
+            Some(size) => size.clamp(1, max_in_flight.max(1)),
+            None => connections_for(peak_rate * LATENCY_ESTIMATE.as_secs_f64(), max),
+        };
+        Self {
+            initial,
+            peak_rate,
+            max,
+            measured: pre_allocated.is_none(),
+        }
     }
 
-    /// Connections the pool needs, from the latencies of the warm-up requests that
-    /// were answered; `None` when none was.
-    fn needed(&self, mut latencies: Vec<Duration>) -> Option<u32> {
-        if latencies.is_empty() {
-            return None;
+    /// The pool after a warm-up whose answered requests took `latencies`: a default
+    /// pool grows to the peak rate times their median (Little's law: the iterations in
+    /// flight at that rate); the plan's `pre_allocated` is final.
+    fn after_warm_up(&self, mut latencies: Vec<Duration>) -> u32 {
+        if !self.measured || latencies.is_empty() {
+            return self.initial;
         }
         latencies.sort_unstable();
         let median = latencies[latencies.len() / 2];
-        let needed = (self.peak_rate * median.as_secs_f64()).ceil();
-        Some(needed.clamp(1.0, f64::from(self.max)) as u32)
+        connections_for(self.peak_rate * median.as_secs_f64(), self.max).max(self.initial)
     }
+}
+
+/// `in_flight` iterations' worth of connections, rounded up: at least 1, at most `max`.
+fn connections_for(in_flight: f64, max: u32) -> u32 {
+    in_flight.ceil().clamp(1.0, f64::from(max)) as u32
 }
 
 /// One pre-opened connection and its scratch space.
@@ -122,22 +118,21 @@ pub struct Ready {
     state: IterationState,
 }
 
-/// Opens `count` connections at once and sends each the flow's first request (not
+/// Opens the pool's connections at once and sends each the flow's first request (not
 /// recorded), so no arrival of the run waits on a connect or a cold path. A connection
-/// that fails to open stays in the pool and connects on its first iteration. With
-/// `size`, a pool the measured latency says is too small (a slow target: 50 ms at
-/// 1,000/s keeps 50 iterations in flight) gets the rest the same way, before the
-/// clock rather than by growing while arrivals wait.
+/// that fails to open stays in the pool and connects on its first iteration. A pool the
+/// measured latency says is too small (a slow target: 50 ms at 1,000/s keeps 50
+/// iterations in flight) gets the rest the same way, before the clock rather than by
+/// growing while arrivals wait.
 pub async fn prepare(
     flow: &Flow,
     target: &Target,
     timeout: Duration,
-    count: u32,
-    size: Option<SizeFromWarmUp>,
+    size: PoolSize,
 ) -> Vec<Ready> {
-    let (mut ready, latencies) = open_and_warm(flow, target, timeout, count).await;
-    let wanted = size.and_then(|size| size.needed(latencies)).unwrap_or(0);
-    if let Some(more) = wanted.checked_sub(count).filter(|&more| more > 0) {
+    let (mut ready, latencies) = open_and_warm(flow, target, timeout, size.initial).await;
+    let more = size.after_warm_up(latencies) - size.initial;
+    if more > 0 {
         ready.extend(open_and_warm(flow, target, timeout, more).await.0);
     }
     ready
@@ -774,10 +769,13 @@ mod tests {
     #[test]
     fn the_default_pool_is_the_peak_rate_times_the_latency_estimate() {
         assert_eq!(
-            pool_size(&RateSchedule::Constant(20_000.0), 10_000, None),
+            PoolSize::for_plan(&RateSchedule::Constant(20_000.0), 10_000, None).initial,
             10
         );
-        assert_eq!(pool_size(&RateSchedule::Constant(10.0), 10_000, None), 1);
+        assert_eq!(
+            PoolSize::for_plan(&RateSchedule::Constant(10.0), 10_000, None).initial,
+            1
+        );
         let ramp = RateSchedule::Ramping {
             start: 100.0,
             stages: vec![
@@ -791,35 +789,39 @@ mod tests {
                 },
             ],
         };
-        assert_eq!(pool_size(&ramp, 10_000, None), 2);
+        assert_eq!(PoolSize::for_plan(&ramp, 10_000, None).initial, 2);
         // Capped by default and by max_in_flight; the plan's word wins within it.
         assert_eq!(
-            pool_size(&RateSchedule::Constant(1e7), 10_000, None),
+            PoolSize::for_plan(&RateSchedule::Constant(1e7), 10_000, None).initial,
             DEFAULT_POOL_CAP
         );
-        assert_eq!(pool_size(&RateSchedule::Constant(90_000.0), 30, None), 30);
-        assert_eq!(pool_size(&RateSchedule::Constant(10.0), 100, Some(64)), 64);
+        assert_eq!(
+            PoolSize::for_plan(&RateSchedule::Constant(90_000.0), 30, None).initial,
+            30
+        );
+        assert_eq!(
+            PoolSize::for_plan(&RateSchedule::Constant(10.0), 100, Some(64)).initial,
+            64
+        );
     }
 
     #[test]
     fn a_default_pool_grows_to_the_rate_times_the_warm_ups_median_latency() {
-        let size = SizeFromWarmUp::for_plan(&RateSchedule::Constant(1_000.0), 10_000, None)
-            .expect("no pre_allocated");
+        let size = PoolSize::for_plan(&RateSchedule::Constant(1_000.0), 10_000, None);
         let ms = |ms: &[u64]| ms.iter().map(|&ms| Duration::from_millis(ms)).collect();
         // 50 ms at 1,000/s keeps 50 in flight; one slow warm-up does not move the median.
-        assert_eq!(size.needed(ms(&[50, 48, 52, 49, 900])), Some(50));
-        assert_eq!(size.needed(ms(&[0])), Some(1));
-        assert_eq!(size.needed(Vec::new()), None);
+        assert_eq!(size.after_warm_up(ms(&[50, 48, 52, 49, 900])), 50);
+        assert_eq!(size.after_warm_up(ms(&[0])), 1);
+        // Nothing answered: the pool stays as opened.
+        assert_eq!(size.after_warm_up(Vec::new()), size.initial);
         // Never past max_in_flight or the default cap.
-        let capped = SizeFromWarmUp::for_plan(&RateSchedule::Constant(1_000.0), 30, None);
-        assert_eq!(capped.and_then(|size| size.needed(ms(&[50]))), Some(30));
-        let huge = SizeFromWarmUp::for_plan(&RateSchedule::Constant(1e6), 1_000_000, None);
-        assert_eq!(
-            huge.and_then(|size| size.needed(ms(&[50]))),
-            Some(DEFAULT_POOL_CAP)
-        );
+        let capped = PoolSize::for_plan(&RateSchedule::Constant(1_000.0), 30, None);
+        assert_eq!(capped.after_warm_up(ms(&[50])), 30);
+        let huge = PoolSize::for_plan(&RateSchedule::Constant(1e6), 1_000_000, None);
+        assert_eq!(huge.after_warm_up(ms(&[50])), DEFAULT_POOL_CAP);
         // The plan's pre_allocated is final.
-        assert!(SizeFromWarmUp::for_plan(&RateSchedule::Constant(1_000.0), 100, Some(5)).is_none());
+        let planned = PoolSize::for_plan(&RateSchedule::Constant(1_000.0), 100, Some(5));
+        assert_eq!(planned.after_warm_up(ms(&[50])), 5);
     }
 
     #[test]
