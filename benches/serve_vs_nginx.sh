@@ -11,6 +11,12 @@
 #               2. `keyclaim-harness serve --threads 1 --rate-limit 0`, started fresh
 #                  (an empty store) and measured from its first request: no warm-up.
 #             Target (issue 14): serve >= $TARGET_RATIO x nginx, with zero non-2xx.
+#   floors:   the same wrk run against examples/serve_floor.rs, which answers every
+#             request with the same fixed body: `hyper` (what serve runs under its
+#             handlers: tokio current-thread, hyper HTTP/1.1) and `raw` (no HTTP
+#             library: httparse and Content-Length only). serve's distance from the
+#             hyper floor is its own work per request; the hyper floor's from nginx is
+#             what the HTTP stack costs. Informational.
 #   validate: create+validate pairs, 50 closed-model users of `keyclaim-harness run
 #             scenarios/load.toml --scenario create-validate` (the HMAC computed by
 #             the client) against nginx (a fixed verdict on /api/challenge/validate)
@@ -25,6 +31,7 @@
 #        WARMUP=0s               warm-up length per target before the create run
 #                                (the issue's figure has none; 2s was the old default)
 #        VALIDATE=1              also run the validate comparison (0: skip it)
+#        FLOORS=1                also run the two floor servers (0: skip them)
 #        KEYCLAIM_BIN=path       use this binary instead of `cargo build --release`
 #        SERVER_CPU=0 CLIENT_CPU=1   cores for the servers / for the client
 #        TARGET_RATIO=0.9
@@ -43,6 +50,7 @@ set -euo pipefail
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-0s}
 VALIDATE=${VALIDATE:-1}
+FLOORS=${FLOORS:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 TARGET_RATIO=${TARGET_RATIO:-0.9}
@@ -74,6 +82,12 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 require_two_cpus
 
 build_harness
+if ((FLOORS)); then
+    log "cargo build --release --example serve_floor"
+    (cd "$root" && cargo build --release --quiet --example serve_floor) \
+        || die "cargo build --release --example serve_floor failed"
+    FLOOR_BIN=${CARGO_TARGET_DIR:-$root/target}/release/examples/serve_floor
+fi
 
 dur_s=$(to_secs "$DURATION")
 warm_s=$(to_secs "$WARMUP")
@@ -185,21 +199,34 @@ bench() {
 
 # ---- serve -------------------------------------------------------------------
 start_serve() {
-    local out=$work/serve.out line="" pid
-    : >"$out"
     taskset -c "$SERVER_CPU" "$BIN" serve --listen 127.0.0.1:0 --threads 1 --rate-limit 0 \
-        --api-key "$API_KEY" >"$out" 2>"$work/serve.err" &
-    pid=$!
+        --api-key "$API_KEY" >"$work/serve.out" 2>"$work/serve.err" &
+    await_listening serve $!
+    SERVE_PORT=$LISTENING_PORT SERVE_PID=$LISTENING_PID
+}
+
+# start_floor hyper|raw: the floor server (examples/serve_floor.rs) on $SERVER_CPU;
+# sets FLOOR_PORT, FLOOR_PID
+start_floor() {
+    taskset -c "$SERVER_CPU" "$FLOOR_BIN" "$1" >"$work/floor_$1.out" 2>"$work/floor_$1.err" &
+    await_listening "floor_$1" $!
+    FLOOR_PORT=$LISTENING_PORT FLOOR_PID=$LISTENING_PID
+}
+
+# await_listening NAME PID: waits for the first line "listening on http://127.0.0.1:PORT"
+# in $work/NAME.out; sets LISTENING_PORT and LISTENING_PID
+await_listening() {
+    local name=$1 pid=$2 out=$work/$1.out line=""
     pids+=("$pid")
     for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || { cat "$work/serve.err" >&2; die "serve exited at start"; }
+        kill -0 "$pid" 2>/dev/null || { cat "$work/$name.err" >&2; die "$name exited at start"; }
         IFS= read -r line <"$out" || true
         [[ $line == "listening on http://"* ]] && break
         sleep 0.1
     done
     [[ $line =~ ^listening\ on\ http://127\.0\.0\.1:([0-9]+)$ ]] \
-        || { cat "$work/serve.err" >&2; die "serve's first line was not 'listening on http://127.0.0.1:PORT': '$line'"; }
-    SERVE_PORT=${BASH_REMATCH[1]} SERVE_PID=$pid
+        || { cat "$work/$name.err" >&2; die "$name's first line was not 'listening on http://127.0.0.1:PORT': '$line'"; }
+    LISTENING_PORT=${BASH_REMATCH[1]} LISTENING_PID=$pid
 }
 
 # bench_pairs BASE_URL NAME PID — create+validate pairs from the harness (50 users,
@@ -245,6 +272,15 @@ log "serve (pid $SERVE_PID) on 127.0.0.1:$SERVE_PORT, empty store"
 bench "http://127.0.0.1:$SERVE_PORT$PATH_CREATE" serve "$SERVE_PID"
 stop_pid "$SERVE_PID"
 
+if ((FLOORS)); then
+    for stack in hyper raw; do
+        start_floor "$stack"
+        log "floor $stack (pid $FLOOR_PID) on 127.0.0.1:$FLOOR_PORT"
+        bench "http://127.0.0.1:$FLOOR_PORT$PATH_CREATE" "floor_$stack" "$FLOOR_PID"
+        stop_pid "$FLOOR_PID"
+    done
+fi
+
 if ((VALIDATE)); then
     start_nginx
     bench_pairs "http://127.0.0.1:$NGINX_PORT" nginx "$NGINX_PID"
@@ -266,6 +302,16 @@ printf 'serve  requests/s: %s\n' "$RPS_serve"
 printf 'ratio serve/nginx: %s (target >= %s)\n' "$ratio" "$TARGET_RATIO"
 printf 'CPU-us/request: nginx %s, serve %s; CPU-efficiency ratio nginx/serve: %s (informational:\n' "$US_nginx" "$US_serve" "$cpu_ratio"
 printf '    the ratio a dedicated, saturated core would give; less sensitive to a busy machine)\n'
+if ((FLOORS)); then
+    printf 'floors (a fixed answer, no KeyClaim work; informational):\n'
+    for stack in hyper raw; do
+        rps_var=RPS_floor_$stack us_var=US_floor_$stack
+        printf '  %-5s floor requests/s: %s, %s CPU-us/request; serve/floor %s, floor/nginx %s\n' \
+            "$stack" "${!rps_var}" "${!us_var}" \
+            "$(awk -v s="$RPS_serve" -v f="${!rps_var}" 'BEGIN { printf "%.2f", s / f }')" \
+            "$(awk -v f="${!rps_var}" -v n="$RPS_nginx" 'BEGIN { printf "%.2f", f / n }')"
+    done
+fi
 if ((VALIDATE)); then
     vratio=$(awk -v s="$PAIRS_serve" -v n="$PAIRS_nginx" 'BEGIN { printf "%.2f", s / n }')
     printf 'validate (create+validate pairs, harness run --users 50, %ss):\n' "$dur_s"
