@@ -382,6 +382,26 @@ fn a_slow_targets_pool_is_sized_from_its_warm_up_latency() {
     assert!((in_flight..=1_000).contains(&warmed), "{load}");
 }
 
+/// The pool is sized from the target's latency on a warm connection, not from the
+/// warm-up's own requests: against a target whose first answer on each connection
+/// takes a second (and the rest come at once), 100/s keeps well under one iteration in
+/// flight. Sized from the warm-up's latency, the pool would open 100 connections.
+#[test]
+fn the_pool_is_sized_from_the_targets_latency_on_a_warm_connection() {
+    const RATE: u64 = 100;
+    let server = hostile::start(Behaviour::ColdFirstAnswer);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = creates_at_rate("cold", RATE, 50, "");
+    let (run, scenario) = open_run(&server.url, &plan, &[], dir.path());
+    let load = &scenario["load"];
+    assert_eq!(run.code, Some(0), "{}\n{scenario}", run.stdout);
+    // One connection (100/s x 0.5 ms, rounded up); a loaded machine's slower answers
+    // may ask for a few more, never for a cold start's worth.
+    let warmed = load["generator"]["pre_allocated"].as_u64().unwrap_or(0);
+    let cold_start_worth = RATE * COLD_START.as_millis() as u64 / 1_000;
+    assert!((1..cold_start_worth / 10).contains(&warmed), "{load}");
+}
+
 /// At `max_in_flight`, an arrival that waited 2 ms for a connection is dropped and
 /// counted, never queued for longer: against a target that never answers, the pool
 /// grows to five connections, each starts one iteration, and the other arrivals of the

@@ -36,6 +36,10 @@ pub const LATENCY_ESTIMATE: Duration = Duration::from_micros(500);
 /// The default pool never exceeds this (a target's accept queue is finite); a plan's
 /// `pre_allocated` may ask for more.
 pub const DEFAULT_POOL_CAP: u32 = 1_000;
+/// The latency probe (see [`prepare`]): at most this many requests, one after another,
+/// and no more once this long has passed (at least one is sent).
+const PROBE_REQUESTS: usize = 5;
+const PROBE_BUDGET: Duration = Duration::from_millis(200);
 /// The clock checks for a stop at least this often while it sleeps.
 const CLOCK_POLL: Duration = Duration::from_millis(20);
 /// Connections hand their held samples to the aggregator at least this often, so the
@@ -68,7 +72,7 @@ pub struct PoolSize {
     peak_rate: f64,
     /// What the default pool may reach: [`DEFAULT_POOL_CAP`] or `max_in_flight`.
     max: u32,
-    /// No `pre_allocated`: the warm-up's measured latency may ask for more.
+    /// No `pre_allocated`: the target's measured latency may ask for more.
     measured: bool,
 }
 
@@ -94,9 +98,9 @@ impl PoolSize {
         }
     }
 
-    /// The pool after a warm-up whose answered requests took `latencies`: a default
-    /// pool grows to the peak rate times their median (Little's law: the iterations in
-    /// flight at that rate); the plan's `pre_allocated` is final.
+    /// The pool once the target's requests took `latencies`: a default pool grows to
+    /// the peak rate times their median (Little's law: the iterations in flight at that
+    /// rate); the plan's `pre_allocated` is final.
     fn after_warm_up(&self, mut latencies: Vec<Duration>) -> u32 {
         if !self.measured || latencies.is_empty() {
             return self.initial;
@@ -116,55 +120,75 @@ fn connections_for(in_flight: f64, max: u32) -> u32 {
 pub struct Ready {
     connection: UserConnection,
     state: IterationState,
+    /// Its warm-up request was answered.
+    answered: bool,
 }
 
 /// Opens the pool's connections at once and sends each the flow's first request (not
 /// recorded), so no arrival of the run waits on a connect or a cold path. A connection
 /// that fails to open stays in the pool and connects on its first iteration. A pool the
-/// measured latency says is too small (a slow target: 50 ms at 1,000/s keeps 50
+/// target's latency says is too small (a slow target: 50 ms at 1,000/s keeps 50
 /// iterations in flight) gets the rest the same way, before the clock rather than by
 /// growing while arrivals wait.
+///
+/// That latency comes from a probe: a few requests sent one after another on one
+/// warmed connection (not recorded either). The warm-up's own requests all go at once,
+/// so on a busy core theirs includes the generator's queue (a hundred connects and
+/// sends before the first answer is read), which sized a fast target's pool at twice
+/// the connections it needed; each one more makes every request dearer.
 pub async fn prepare(
     flow: &Flow,
     target: &Target,
     timeout: Duration,
     size: PoolSize,
 ) -> Vec<Ready> {
-    let (mut ready, latencies) = open_and_warm(flow, target, timeout, size.initial).await;
+    let mut ready = open_and_warm(flow, target, timeout, size.initial).await;
+    // A plan's `pre_allocated` is final: no probe.
+    let probe = ready
+        .iter_mut()
+        .find(|ready| ready.answered && size.measured);
+    let latencies = match probe {
+        Some(probe) => probe_latency(flow, probe).await,
+        None => Vec::new(),
+    };
     let more = size.after_warm_up(latencies) - size.initial;
     if more > 0 {
-        ready.extend(open_and_warm(flow, target, timeout, more).await.0);
+        ready.extend(open_and_warm(flow, target, timeout, more).await);
     }
     ready
 }
 
-/// Opens and warms `count` connections at once; returns them and the latency of each
-/// warm-up request that was answered.
-async fn open_and_warm(
-    flow: &Flow,
-    target: &Target,
-    timeout: Duration,
-    count: u32,
-) -> (Vec<Ready>, Vec<Duration>) {
+/// Opens and warms `count` connections at once.
+async fn open_and_warm(flow: &Flow, target: &Target, timeout: Duration, count: u32) -> Vec<Ready> {
     let warm = (0..count).map(|_| async {
         let mut connection = UserConnection::new(target.clone(), timeout);
         let state = flow.new_state();
-        let mut latency = None;
-        if connection.establish().await.is_ok() {
-            let sent = Instant::now();
-            if flow.warm(&mut connection, &state).await {
-                latency = Some(sent.elapsed());
-            }
+        let answered =
+            connection.establish().await.is_ok() && flow.warm(&mut connection, &state).await;
+        Ready {
+            connection,
+            state,
+            answered,
         }
-        (Ready { connection, state }, latency)
     });
-    let mut ready = Vec::with_capacity(count as usize);
-    let mut latencies = Vec::with_capacity(count as usize);
-    for (connection, latency) in futures::future::join_all(warm).await {
-        ready.push(connection);
-        latencies.extend(latency);
+    futures::future::join_all(warm).await
+}
+
+/// The latencies of up to [`PROBE_REQUESTS`] warm-up requests sent one at a time on
+/// `probe`, within [`PROBE_BUDGET`]; they stop at the first that is not answered.
+async fn probe_latency(flow: &Flow, probe: &mut Ready) -> Vec<Duration> {
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(PROBE_REQUESTS);
+    while latencies.len() < PROBE_REQUESTS
+        && (latencies.is_empty() || started.elapsed() < PROBE_BUDGET)
+    {
+        let sent = Instant::now();
+        if !flow.warm(&mut probe.connection, &probe.state).await {
+            break;
+        }
+        latencies.push(sent.elapsed());
     }
-    (ready, latencies)
+    latencies
 }
 
 /// The open model's inputs.
@@ -321,7 +345,10 @@ pub async fn drive(run: OpenRun, ready: Vec<Ready>) -> GeneratorCounts {
     let runtime = tokio::runtime::Handle::current();
     let mut busy = RuntimeBusy::new(&runtime);
     let mut tasks = JoinSet::new();
-    for Ready { connection, state } in ready {
+    for Ready {
+        connection, state, ..
+    } in ready
+    {
         tasks.spawn(serve_arrivals(Arc::clone(&shared), connection, state));
     }
     let (done, clock_result) = oneshot::channel();
