@@ -109,7 +109,11 @@ measured() {
         timeout --kill-after=5 "$limit" taskset -c "$CLIENT_CPU" "$@" \
         >"$work/$name.out" 2>"$work/$name.err" || rc=$?
     after=$(cpu_snap)
-    tool_s=$(awk '{ print $1 + $2 }' "$work/$name.time" 2>/dev/null || echo 0)
+    # The last line: GNU time puts "Command exited with non-zero status N" above it
+    # when the tool exits non-zero (a crossed threshold), which read as 0 s of CPU
+    # made the tool's own CPU count as other processes'.
+    tool_s=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ { t = $1 + $2 } END { print t + 0 }' \
+        "$work/$name.time" 2>/dev/null || echo 0)
     OTHERS=$(awk -v b="$before" -v a="$after" -v t="$tool_s" -v hz="$HZ" 'BEGIN {
         split(b, x, " "); split(a, y, " ")
         cb = y[1]-x[1]; ct = y[2]-x[2]; sb = y[3]-x[3]; st = y[4]-x[4]; ng = y[5]-x[5]
