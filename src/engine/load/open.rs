@@ -38,7 +38,7 @@ pub const LATENCY_ESTIMATE: Duration = Duration::from_micros(500);
 pub const DEFAULT_POOL_CAP: u32 = 1_000;
 /// The latency probe (see [`prepare`]): at most this many requests, one after another,
 /// and no more once this long has passed (at least one is sent).
-const PROBE_REQUESTS: usize = 5;
+const PROBE_REQUESTS: usize = 3;
 const PROBE_BUDGET: Duration = Duration::from_millis(200);
 /// The clock checks for a stop at least this often while it sleeps.
 const CLOCK_POLL: Duration = Duration::from_millis(20);
@@ -120,8 +120,8 @@ fn connections_for(in_flight: f64, max: u32) -> u32 {
 pub struct Ready {
     connection: UserConnection,
     state: IterationState,
-    /// Its warm-up request was answered.
-    answered: bool,
+    /// How long its warm-up request took, when it was answered.
+    warm_up: Option<Duration>,
 }
 
 /// Opens the pool's connections at once and sends each the flow's first request (not
@@ -131,11 +131,12 @@ pub struct Ready {
 /// iterations in flight) gets the rest the same way, before the clock rather than by
 /// growing while arrivals wait.
 ///
-/// That latency comes from a probe: a few requests sent one after another on one
-/// warmed connection (not recorded either). The warm-up's own requests all go at once,
-/// so on a busy core theirs includes the generator's queue (a hundred connects and
-/// sends before the first answer is read), which sized a fast target's pool at twice
-/// the connections it needed; each one more makes every request dearer.
+/// The warm-up's requests all go at once, so on a busy core their latency is mostly
+/// the generator's own queue (a hundred connects and sends before the first answer is
+/// read): it sized a fast target's pool at twice the connections it needed, and each
+/// one more makes every request dearer. So when it asks for more connections, a probe
+/// measures the target alone, a few requests sent one after another on one warmed
+/// connection (not recorded either), and that decides.
 pub async fn prepare(
     flow: &Flow,
     target: &Target,
@@ -143,15 +144,17 @@ pub async fn prepare(
     size: PoolSize,
 ) -> Vec<Ready> {
     let mut ready = open_and_warm(flow, target, timeout, size.initial).await;
-    // A plan's `pre_allocated` is final: no probe.
-    let probe = ready
-        .iter_mut()
-        .find(|ready| ready.answered && size.measured);
-    let latencies = match probe {
-        Some(probe) => probe_latency(flow, probe).await,
-        None => Vec::new(),
-    };
-    let more = size.after_warm_up(latencies) - size.initial;
+    let warm_ups = ready.iter().filter_map(|ready| ready.warm_up).collect();
+    let mut wanted = size.after_warm_up(warm_ups);
+    if wanted > size.initial
+        && let Some(probe) = ready.iter_mut().find(|ready| ready.warm_up.is_some())
+    {
+        let probed = probe_latency(flow, probe).await;
+        if !probed.is_empty() {
+            wanted = size.after_warm_up(probed);
+        }
+    }
+    let more = wanted - size.initial;
     if more > 0 {
         ready.extend(open_and_warm(flow, target, timeout, more).await);
     }
@@ -163,12 +166,17 @@ async fn open_and_warm(flow: &Flow, target: &Target, timeout: Duration, count: u
     let warm = (0..count).map(|_| async {
         let mut connection = UserConnection::new(target.clone(), timeout);
         let state = flow.new_state();
-        let answered =
-            connection.establish().await.is_ok() && flow.warm(&mut connection, &state).await;
+        let mut warm_up = None;
+        if connection.establish().await.is_ok() {
+            let sent = Instant::now();
+            if flow.warm(&mut connection, &state).await {
+                warm_up = Some(sent.elapsed());
+            }
+        }
         Ready {
             connection,
             state,
-            answered,
+            warm_up,
         }
     });
     futures::future::join_all(warm).await
