@@ -205,6 +205,11 @@ pub struct GeneratorFigures {
     /// Connections opened and warmed (one request each, not recorded) before the
     /// schedule's clock started.
     pub pre_allocated: u64,
+    /// Requests sent before the clock started, not recorded: one per connection opened
+    /// then, and, when the warm-up asked for more connections, the latency probe's.
+    /// Reports written before this field read as 0.
+    #[serde(default)]
+    pub warm_up_requests: u64,
     /// Connections opened in the background during the run (connected, not warmed),
     /// when every connection was busy with the target as an arrival fell due.
     pub grown: u64,

@@ -746,6 +746,7 @@ mod tests {
             regression: Vec::new(),
             generator: Some(crate::results::GeneratorFigures {
                 pre_allocated: 5,
+                warm_up_requests: 5,
                 grown: 2,
                 growth_deferred: 0,
                 connects_on_arrival_path: 1,

@@ -233,9 +233,9 @@ fn load_interrupted(signal: &str) {
     let report = assert_interrupted(&run, dir.path());
     let create = scenario(&report, "create");
     let load = &create["load"];
-    // The target's 30 requests: the reachability probe, one warm-up request per
-    // pre-allocated connection (not recorded), and the iterations.
-    let warmed = load["generator"]["pre_allocated"].as_u64().unwrap_or(0);
+    // The target's 30 requests: the reachability probe, the warm-up's (not recorded),
+    // and the iterations.
+    let warmed = load["generator"]["warm_up_requests"].as_u64().unwrap_or(0);
     assert!(
         load["iterations"].as_u64().unwrap_or(0) + 1 + warmed >= 30,
         "{load}"

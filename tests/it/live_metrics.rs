@@ -283,10 +283,10 @@ fn metrics_parse_during_a_run_and_end_equal_to_the_report() {
     assert_eq!(sum(&last, "keyclaim_load_in_flight", |_| true), 0.0);
 
     // The server counted what the run saw answered, and the open model's warm-up
-    // (one create per connection opened before the clock started, not recorded).
+    // (the creates sent before the clock started, not recorded).
     let server = parse(&python, &scrape(&server_metrics));
     let steps = scenario["load"]["steps"].as_array().unwrap();
-    let warm_ups = scenario["load"]["generator"]["pre_allocated"]
+    let warm_ups = scenario["load"]["generator"]["warm_up_requests"]
         .as_f64()
         .unwrap();
     assert!(warm_ups >= 1.0, "{}", scenario["load"]);

@@ -336,6 +336,8 @@ fn the_open_model_starts_its_clock_on_warm_connections() {
     assert_eq!(scenario["requests"], ARRIVALS, "{scenario}");
     let generator = &load["generator"];
     assert_eq!(generator["pre_allocated"], PRE_ALLOCATED, "{generator}");
+    // A plan's pool is final: no latency probe.
+    assert_eq!(generator["warm_up_requests"], PRE_ALLOCATED, "{generator}");
     assert_eq!(generator["connects_on_arrival_path"], 0, "{generator}");
     // A connection opened during the run (only when all 100 were busy at once) would
     // meet the cold answer: there is none, and each connection the target saw (besides
@@ -391,15 +393,26 @@ fn the_pool_is_sized_from_the_targets_latency_on_a_warm_connection() {
     const RATE: u64 = 100;
     let server = hostile::start(Behaviour::ColdFirstAnswer);
     let dir = tempfile::tempdir().unwrap();
-    let plan = creates_at_rate("cold", RATE, 50, "");
+    const ARRIVALS: u64 = 50;
+    let plan = creates_at_rate("cold", RATE, ARRIVALS, "");
     let (run, scenario) = open_run(&server.url, &plan, &[], dir.path());
     let load = &scenario["load"];
     assert_eq!(run.code, Some(0), "{}\n{scenario}", run.stdout);
     // One connection (100/s x 0.5 ms, rounded up); a loaded machine's slower answers
     // may ask for a few more, never for a cold start's worth.
-    let warmed = load["generator"]["pre_allocated"].as_u64().unwrap_or(0);
+    let generator = &load["generator"];
+    let warmed = generator["pre_allocated"].as_u64().unwrap_or(0);
     let cold_start_worth = RATE * COLD_START.as_millis() as u64 / 1_000;
     assert!((1..cold_start_worth / 10).contains(&warmed), "{load}");
+    // The probe's requests are counted with the warm-up's: the target saw those, the
+    // run's reachability probe and the iterations, and nothing else.
+    let before_clock = generator["warm_up_requests"].as_u64().unwrap_or(0);
+    assert!(before_clock > warmed, "{generator}");
+    assert_eq!(
+        server.stats.requests(),
+        ARRIVALS + before_clock + 1,
+        "{generator}"
+    );
 }
 
 /// At `max_in_flight`, an arrival that waited 2 ms for a connection is dropped and

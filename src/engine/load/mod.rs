@@ -92,6 +92,7 @@ pub async fn run(
         Executor::Closed { .. } => Vec::new(),
     };
     let pre_allocated = ready.len() as u64;
+    let warm_up_requests = ready.iter().map(open::Ready::requests_before_clock).sum();
     let (samples, receiver) = mpsc::channel::<Vec<Sample>>(SAMPLE_QUEUE);
     let load_start = Instant::now();
     let cpu_at_start = open::process_cpu();
@@ -256,6 +257,7 @@ pub async fn run(
         let wall = (load_end - load_start).as_secs_f64().max(1e-3);
         let mut figures = GeneratorFigures {
             pre_allocated,
+            warm_up_requests,
             grown: counts.grown,
             growth_deferred: counts.growth_deferred,
             connects_on_arrival_path: counts.connects_on_path,

@@ -122,6 +122,15 @@ pub struct Ready {
     state: IterationState,
     /// How long its warm-up request took, when it was answered.
     warm_up: Option<Duration>,
+    /// Requests it sent before the clock (not recorded): its warm-up, and the latency
+    /// probe's when it was the probe.
+    requests_before_clock: u64,
+}
+
+impl Ready {
+    pub fn requests_before_clock(&self) -> u64 {
+        self.requests_before_clock
+    }
 }
 
 /// Opens the pool's connections at once and sends each the flow's first request (not
@@ -167,8 +176,10 @@ async fn open_and_warm(flow: &Flow, target: &Target, timeout: Duration, count: u
         let mut connection = UserConnection::new(target.clone(), timeout);
         let state = flow.new_state();
         let mut warm_up = None;
+        let mut requests_before_clock = 0;
         if connection.establish().await.is_ok() {
             let sent = Instant::now();
+            requests_before_clock = 1;
             if flow.warm(&mut connection, &state).await {
                 warm_up = Some(sent.elapsed());
             }
@@ -177,6 +188,7 @@ async fn open_and_warm(flow: &Flow, target: &Target, timeout: Duration, count: u
             connection,
             state,
             warm_up,
+            requests_before_clock,
         }
     });
     futures::future::join_all(warm).await
@@ -191,6 +203,7 @@ async fn probe_latency(flow: &Flow, probe: &mut Ready) -> Vec<Duration> {
         && (latencies.is_empty() || started.elapsed() < PROBE_BUDGET)
     {
         let sent = Instant::now();
+        probe.requests_before_clock += 1;
         if !flow.warm(&mut probe.connection, &probe.state).await {
             break;
         }
@@ -935,6 +948,7 @@ mod saturation_tests {
     fn generator(cpu: f64, busy: f64, deferred: u64, late_idle: u64) -> GeneratorFigures {
         GeneratorFigures {
             pre_allocated: 100,
+            warm_up_requests: 100,
             grown: 0,
             growth_deferred: deferred,
             connects_on_arrival_path: 0,
