@@ -391,9 +391,9 @@ fn a_slow_targets_pool_is_sized_from_its_warm_up_latency() {
 #[test]
 fn the_pool_is_sized_from_the_targets_latency_on_a_warm_connection() {
     const RATE: u64 = 100;
+    const ARRIVALS: u64 = 50;
     let server = hostile::start(Behaviour::ColdFirstAnswer);
     let dir = tempfile::tempdir().unwrap();
-    const ARRIVALS: u64 = 50;
     let plan = creates_at_rate("cold", RATE, ARRIVALS, "");
     let (run, scenario) = open_run(&server.url, &plan, &[], dir.path());
     let load = &scenario["load"];

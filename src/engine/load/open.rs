@@ -131,6 +131,16 @@ impl Ready {
     pub fn requests_before_clock(&self) -> u64 {
         self.requests_before_clock
     }
+
+    /// Sends the flow's first request (not recorded) and counts it; how long it took,
+    /// when it was answered.
+    async fn send_warm_up(&mut self, flow: &Flow) -> Option<Duration> {
+        let sent = Instant::now();
+        self.requests_before_clock += 1;
+        flow.warm(&mut self.connection, &self.state)
+            .await
+            .then(|| sent.elapsed())
+    }
 }
 
 /// Opens the pool's connections at once and sends each the flow's first request (not
@@ -173,23 +183,16 @@ pub async fn prepare(
 /// Opens and warms `count` connections at once.
 async fn open_and_warm(flow: &Flow, target: &Target, timeout: Duration, count: u32) -> Vec<Ready> {
     let warm = (0..count).map(|_| async {
-        let mut connection = UserConnection::new(target.clone(), timeout);
-        let state = flow.new_state();
-        let mut warm_up = None;
-        let mut requests_before_clock = 0;
-        if connection.establish().await.is_ok() {
-            let sent = Instant::now();
-            requests_before_clock = 1;
-            if flow.warm(&mut connection, &state).await {
-                warm_up = Some(sent.elapsed());
-            }
+        let mut ready = Ready {
+            connection: UserConnection::new(target.clone(), timeout),
+            state: flow.new_state(),
+            warm_up: None,
+            requests_before_clock: 0,
+        };
+        if ready.connection.establish().await.is_ok() {
+            ready.warm_up = ready.send_warm_up(flow).await;
         }
-        Ready {
-            connection,
-            state,
-            warm_up,
-            requests_before_clock,
-        }
+        ready
     });
     futures::future::join_all(warm).await
 }
@@ -202,12 +205,10 @@ async fn probe_latency(flow: &Flow, probe: &mut Ready) -> Vec<Duration> {
     while latencies.len() < PROBE_REQUESTS
         && (latencies.is_empty() || started.elapsed() < PROBE_BUDGET)
     {
-        let sent = Instant::now();
-        probe.requests_before_clock += 1;
-        if !flow.warm(&mut probe.connection, &probe.state).await {
+        let Some(latency) = probe.send_warm_up(flow).await else {
             break;
-        }
-        latencies.push(sent.elapsed());
+        };
+        latencies.push(latency);
     }
     latencies
 }
