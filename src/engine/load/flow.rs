@@ -109,6 +109,21 @@ pub struct Flow {
 /// more than the rest of the bookkeeping together.
 const SAMPLE_BATCH: usize = 64;
 
+/// An open-model iteration's timing: when it was due, and when the generator began it
+/// (the clock read that took it, so the iteration costs no second read).
+#[derive(Debug, Clone, Copy)]
+pub struct Scheduled {
+    pub intended: Instant,
+    pub began: Instant,
+}
+
+impl Scheduled {
+    /// How late the generator began it.
+    pub fn lag(self) -> Duration {
+        self.began.saturating_duration_since(self.intended)
+    }
+}
+
 /// Per-user scratch space: the saved challenges of the current iteration, and the
 /// samples not yet handed to the aggregator.
 pub struct IterationState {
@@ -246,21 +261,20 @@ impl Flow {
         }
     }
 
-    /// Runs one iteration. The first request's latency counts from `intended` (the
-    /// open model's scheduled start), so a stalled target shows in the percentiles
-    /// instead of silently delaying the schedule.
+    /// Runs one iteration. The first request's latency counts from the open model's
+    /// intended start, so a stalled target shows in the percentiles instead of
+    /// silently delaying the schedule.
     pub async fn run(
         &self,
         connection: &mut UserConnection,
         state: &mut IterationState,
         samples: &mpsc::Sender<Vec<Sample>>,
-        intended: Option<Instant>,
+        scheduled: Option<Scheduled>,
     ) {
-        let mut clock_from = intended;
+        let mut clock_from = scheduled.map(|scheduled| scheduled.intended);
         // How late the generator began the iteration: the open model's own delay,
         // carried by the iteration's first sample.
-        let mut start_lag =
-            intended.map(|intended| Instant::now().saturating_duration_since(intended));
+        let mut start_lag = scheduled.map(Scheduled::lag);
         for (index, step) in self.steps.iter().enumerate() {
             let step_index = index as u16;
             if let Compiled::Wait(wait) = step {

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::aggregate::Sample;
-use super::flow::{Flow, IterationState};
+use super::flow::{Flow, IterationState, Scheduled};
 use super::progress::{LATE_AFTER, Progress};
 use super::schedule::ArrivalSchedule;
 use super::transport::{Target, UserConnection};
@@ -26,13 +26,20 @@ use crate::metrics::units;
 use crate::plan::model::RateSchedule;
 use crate::results::GeneratorFigures;
 
-/// The default pool: the peak rate times this, a guess at a local target's latency (a
-/// 0.3 ms target at 10,000/s keeps 3 iterations in flight; this opens 5). A pool that
-/// proves too small grows in the background; one too large costs the generator: every
-/// connection is another socket to poll, and on one core against nginx the highest
-/// rate held fell from 125,000/s with 60 connections opened to about 100,000/s with
-/// 170 (and to 45,000/s with the 5 ms this was before).
+/// A guess at a local target's latency: the peak rate times this is a default pool's
+/// size when nothing answers before the clock (and a low rate's one connection, which
+/// is measured only when its first answer says one is too few; see [`prepare`]).
 pub const LATENCY_ESTIMATE: Duration = Duration::from_micros(500);
+/// A default pool covers this many times the target's measured latency at the peak
+/// rate: room for answers slower than the probe's before arrivals wait for a
+/// connection (a pool that proves too small still grows while the generator is idle).
+/// Not more: every connection is another socket the generator polls and another set of
+/// buffers in its cache, so where the generator's core is the bottleneck a pool larger
+/// than the target needs lowers the rate it can hold. Against nginx on one core the
+/// closed model drives as many requests a second with 10 connections as with 40, and
+/// about a tenth fewer with 80; the open model held about 125,000/s with 60 connections
+/// and 100,000/s with 170.
+pub const LATENCY_HEADROOM: f64 = 3.0;
 /// The default pool never exceeds this (a target's accept queue is finite); a plan's
 /// `pre_allocated` may ask for more.
 pub const DEFAULT_POOL_CAP: u32 = 1_000;
@@ -65,9 +72,8 @@ const TICK_FINER_BELOW: f64 = 0.4;
 /// How many connections the open model opens and warms before its clock starts.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSize {
-    /// Opened first: the plan's `pre_allocated`, or the peak rate times
-    /// [`LATENCY_ESTIMATE`] (at most [`DEFAULT_POOL_CAP`]); never more than
-    /// `max_in_flight`.
+    /// The plan's `pre_allocated`, or the peak rate times [`LATENCY_ESTIMATE`] (at most
+    /// [`DEFAULT_POOL_CAP`]); never more than `max_in_flight`.
     pub initial: u32,
     peak_rate: f64,
     /// What the default pool may reach: [`DEFAULT_POOL_CAP`] or `max_in_flight`.
@@ -98,16 +104,19 @@ impl PoolSize {
         }
     }
 
-    /// The pool once the target's requests took `latencies`: a default pool grows to
-    /// the peak rate times their median (Little's law: the iterations in flight at that
-    /// rate); the plan's `pre_allocated` is final.
-    fn after_warm_up(&self, mut latencies: Vec<Duration>) -> u32 {
+    /// The default pool for a target whose requests took `latencies`: the peak rate
+    /// times their median (Little's law: the iterations in flight at that rate) times
+    /// [`LATENCY_HEADROOM`]. The plan's `pre_allocated` is final.
+    fn for_latencies(&self, mut latencies: Vec<Duration>) -> u32 {
         if !self.measured || latencies.is_empty() {
             return self.initial;
         }
         latencies.sort_unstable();
         let median = latencies[latencies.len() / 2];
-        connections_for(self.peak_rate * median.as_secs_f64(), self.max).max(self.initial)
+        connections_for(
+            self.peak_rate * median.as_secs_f64() * LATENCY_HEADROOM,
+            self.max,
+        )
     }
 }
 
@@ -143,39 +152,40 @@ impl Ready {
     }
 }
 
-/// Opens the pool's connections at once and sends each the flow's first request (not
+/// Opens the pool's connections and sends each the flow's first request (not
 /// recorded), so no arrival of the run waits on a connect or a cold path. A connection
-/// that fails to open stays in the pool and connects on its first iteration. A pool the
-/// target's latency says is too small (a slow target: 50 ms at 1,000/s keeps 50
-/// iterations in flight) gets the rest the same way, before the clock rather than by
-/// growing while arrivals wait.
+/// that fails to open stays in the pool and connects on its first iteration.
 ///
-/// The warm-up's requests all go at once, so on a busy core their latency is mostly
-/// the generator's own queue (a hundred connects and sends before the first answer is
-/// read): it sized a fast target's pool at twice the connections it needed, and each
-/// one more makes every request dearer. So when it asks for more connections, a probe
-/// measures the target alone, a few requests sent one after another on one warmed
-/// connection (not recorded either), and that decides.
+/// A default pool is sized from the target's latency (see [`PoolSize::for_latencies`]),
+/// measured on the first connection once it is warm: a few requests sent one after
+/// another (not recorded either), which see the target alone. The rest then open at
+/// once. Measuring on them instead would measure the generator: a hundred connects and
+/// sends queue on its core before the first answer is read, which sized a fast
+/// target's pool at twice what it needed. A pool the estimate says is one connection
+/// probes only when its warm-up answer says one is too few, so a low rate against a
+/// rate-limited key costs one request before the clock, not four.
 pub async fn prepare(
     flow: &Flow,
     target: &Target,
     timeout: Duration,
     size: PoolSize,
 ) -> Vec<Ready> {
-    let mut ready = open_and_warm(flow, target, timeout, size.initial).await;
-    let warm_ups = ready.iter().filter_map(|ready| ready.warm_up).collect();
-    let mut wanted = size.after_warm_up(warm_ups);
-    if wanted > size.initial
-        && let Some(probe) = ready.iter_mut().find(|ready| ready.warm_up.is_some())
-    {
-        let probed = probe_latency(flow, probe).await;
-        if !probed.is_empty() {
-            wanted = size.after_warm_up(probed);
-        }
+    if !size.measured {
+        return open_and_warm(flow, target, timeout, size.initial).await;
     }
-    let more = wanted - size.initial;
-    if more > 0 {
-        ready.extend(open_and_warm(flow, target, timeout, more).await);
+    let mut ready = open_and_warm(flow, target, timeout, 1).await;
+    let first = &mut ready[0];
+    let wanted = match first.warm_up {
+        // Nothing answered: the estimate stands.
+        None => size.initial,
+        Some(warm_up) if size.initial == 1 && size.for_latencies(vec![warm_up]) == 1 => 1,
+        Some(_) => match probe_latency(flow, first).await {
+            probed if probed.is_empty() => size.initial,
+            probed => size.for_latencies(probed),
+        },
+    };
+    if wanted > 1 {
+        ready.extend(open_and_warm(flow, target, timeout, wanted - 1).await);
     }
     ready
 }
@@ -281,6 +291,36 @@ struct Shared {
     timeout: Duration,
 }
 
+/// How many of `first`, `first + 1`, ... are due, at most `max`, where `is_due` holds
+/// for `first` and for every arrival before one it holds for. A search rather than a
+/// count: at 140,000/s a 1 ms tick finds 140 due, and one schedule lookup each was a
+/// measurable part of the clock's work.
+fn count_due(first: u64, max: u64, is_due: impl Fn(u64) -> bool) -> u64 {
+    // Double until one is not due (or the cap), then halve the gap: the first `due`
+    // are due, and the first `not_due` are not all due.
+    let (mut due, mut step) = (1, 1);
+    let mut not_due = loop {
+        let probe = (due + step).min(max);
+        if probe <= due {
+            return due;
+        }
+        if !is_due(first + probe - 1) {
+            break probe;
+        }
+        due = probe;
+        step *= 2;
+    };
+    while not_due - due > 1 {
+        let mid = due + (not_due - due) / 2;
+        if is_due(first + mid - 1) {
+            due = mid;
+        } else {
+            not_due = mid;
+        }
+    }
+    due
+}
+
 enum Take {
     /// Arrival taken; it was due at this instant.
     Due(Instant),
@@ -323,6 +363,12 @@ impl Shared {
                 Err(actual) => n = actual,
             }
         }
+    }
+
+    /// How many arrivals from `first` on (`first` itself due) are due by `now`, at most
+    /// `max`.
+    fn due_by(&self, first: u64, now: Instant, max: u64) -> u64 {
+        count_due(first, max, |n| self.due(n).is_some_and(|at| at <= now))
     }
 
     /// Takes due arrivals that no connection can start (every one of `max_in_flight`
@@ -409,8 +455,12 @@ async fn serve_arrivals(
     let mut epoch = shared.flush_epoch.load(Ordering::Relaxed);
     let mut woken = false;
     loop {
-        let intended = match shared.take(Instant::now()) {
-            Take::Due(intended) => intended,
+        let now = Instant::now();
+        let scheduled = match shared.take(now) {
+            Take::Due(intended) => Scheduled {
+                intended,
+                began: now,
+            },
             Take::End => break,
             Take::NotYet => {
                 let now_epoch = shared.flush_epoch.load(Ordering::Relaxed);
@@ -424,17 +474,21 @@ async fn serve_arrivals(
                 shared.idle.fetch_add(1, Ordering::SeqCst);
                 // An arrival that fell due between the take above and registering
                 // would otherwise wait for the clock's next tick.
-                let intended = match shared.take(Instant::now()) {
-                    Take::Due(intended) => Some(intended),
+                let now = Instant::now();
+                let scheduled = match shared.take(now) {
+                    Take::Due(intended) => Some(Scheduled {
+                        intended,
+                        began: now,
+                    }),
                     Take::End => {
                         shared.idle.fetch_sub(1, Ordering::SeqCst);
                         break;
                     }
                     Take::NotYet => None,
                 };
-                if let Some(intended) = intended {
+                if let Some(scheduled) = scheduled {
                     shared.idle.fetch_sub(1, Ordering::SeqCst);
-                    intended
+                    scheduled
                 } else {
                     tokio::select! {
                         biased;
@@ -453,7 +507,7 @@ async fn serve_arrivals(
         let progress = &shared.progress;
         progress.iterations.fetch_add(1, Ordering::Relaxed);
         progress.in_flight.fetch_add(1, Ordering::Relaxed);
-        if Instant::now().saturating_duration_since(intended) > LATE_AFTER {
+        if scheduled.lag() > LATE_AFTER {
             progress.late.fetch_add(1, Ordering::Relaxed);
             if woken {
                 shared.late_with_idle.fetch_add(1, Ordering::Relaxed);
@@ -463,7 +517,12 @@ async fn serve_arrivals(
         let connects = connection.connects();
         shared
             .flow
-            .run(&mut connection, &mut state, &shared.samples, Some(intended))
+            .run(
+                &mut connection,
+                &mut state,
+                &shared.samples,
+                Some(scheduled),
+            )
             .await;
         let reconnects = connection.connects() - connects;
         if reconnects > 0 {
@@ -541,10 +600,7 @@ fn clock(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) -> ClockEnd {
             std::thread::sleep(nap);
             continue;
         }
-        let mut fresh = 1;
-        while fresh < HANDOUT_MAX && shared.due(first + fresh).is_some_and(|at| at <= now) {
-            fresh += 1;
-        }
+        let fresh = shared.due_by(first, now, HANDOUT_MAX);
         // Woken connections that have not taken their arrival yet are still counted
         // idle; do not count them twice.
         let waiting = handed.saturating_sub(head);
@@ -868,22 +924,26 @@ mod tests {
     }
 
     #[test]
-    fn a_default_pool_grows_to_the_rate_times_the_warm_ups_median_latency() {
+    fn a_default_pool_covers_three_times_the_targets_latency_at_the_rate() {
         let size = PoolSize::for_plan(&RateSchedule::Constant(1_000.0), 10_000, None);
         let ms = |ms: &[u64]| ms.iter().map(|&ms| Duration::from_millis(ms)).collect();
-        // 50 ms at 1,000/s keeps 50 in flight; one slow warm-up does not move the median.
-        assert_eq!(size.after_warm_up(ms(&[50, 48, 52, 49, 900])), 50);
-        assert_eq!(size.after_warm_up(ms(&[0])), 1);
-        // Nothing answered: the pool stays as opened.
-        assert_eq!(size.after_warm_up(Vec::new()), size.initial);
+        // 50 ms at 1,000/s keeps 50 in flight; one slow answer does not move the median.
+        assert_eq!(size.for_latencies(ms(&[50, 48, 900])), 150);
+        assert_eq!(size.for_latencies(ms(&[0])), 1);
+        // A fast target at a high rate: 0.07 ms at 140,000/s keeps 10 in flight.
+        let fast = PoolSize::for_plan(&RateSchedule::Constant(140_000.0), 10_000, None);
+        assert_eq!(fast.initial, 70);
+        assert_eq!(fast.for_latencies(vec![Duration::from_micros(70)]), 30);
+        // Nothing answered: the estimate stands.
+        assert_eq!(size.for_latencies(Vec::new()), size.initial);
         // Never past max_in_flight or the default cap.
         let capped = PoolSize::for_plan(&RateSchedule::Constant(1_000.0), 30, None);
-        assert_eq!(capped.after_warm_up(ms(&[50])), 30);
+        assert_eq!(capped.for_latencies(ms(&[50])), 30);
         let huge = PoolSize::for_plan(&RateSchedule::Constant(1e6), 1_000_000, None);
-        assert_eq!(huge.after_warm_up(ms(&[50])), DEFAULT_POOL_CAP);
+        assert_eq!(huge.for_latencies(ms(&[50])), DEFAULT_POOL_CAP);
         // The plan's pre_allocated is final.
         let planned = PoolSize::for_plan(&RateSchedule::Constant(1_000.0), 100, Some(5));
-        assert_eq!(planned.after_warm_up(ms(&[50])), 5);
+        assert_eq!(planned.for_latencies(ms(&[50])), 5);
     }
 
     #[test]
@@ -904,6 +964,18 @@ mod tests {
             finer.push(tick.as_micros());
         }
         assert_eq!(finer, [500, 250, 125, 62, 0, 0]);
+    }
+
+    #[test]
+    fn the_clock_counts_the_due_arrivals_up_to_its_cap() {
+        for first in [0, 7, 1 << 40] {
+            for due in 1..70 {
+                for max in 1..70 {
+                    let counted = count_due(first, max, |n| n < first + due);
+                    assert_eq!(counted, due.min(max), "first {first}, {due} due, cap {max}");
+                }
+            }
+        }
     }
 
     #[test]
