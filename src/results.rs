@@ -206,7 +206,7 @@ pub struct GeneratorFigures {
     /// schedule's clock started.
     pub pre_allocated: u64,
     /// Requests sent before the clock started, not recorded: one per connection opened
-    /// then, and, when the warm-up asked for more connections, the latency probe's.
+    /// then, and the latency probe's when the default pool was sized by it.
     /// Reports written before this field read as 0.
     #[serde(default)]
     pub warm_up_requests: u64,

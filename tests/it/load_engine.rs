@@ -399,8 +399,8 @@ fn the_pool_is_sized_from_the_targets_latency_on_a_warm_connection() {
     let (run, scenario) = open_run(&server.url, &plan, &[], dir.path());
     let load = &scenario["load"];
     assert_eq!(run.code, Some(0), "{}\n{scenario}", run.stdout);
-    // One connection (100/s x 0.5 ms, rounded up); a loaded machine's slower answers
-    // may ask for a few more, never for a cold start's worth.
+    // One connection (100/s x the warm answers' latency x 3, rounded up); a loaded
+    // machine's slower answers may ask for a few more, never for a cold start's worth.
     let generator = &load["generator"];
     let warmed = generator["pre_allocated"].as_u64().unwrap_or(0);
     let cold_start_worth = RATE * COLD_START.as_millis() as u64 / 1_000;

@@ -332,9 +332,9 @@ fn count_due(first: u64, max: u64, is_due: impl Fn(u64) -> bool) -> u64 {
 }
 
 enum Take {
-    /// Arrival taken; it was due at this instant.
-    Due(Instant),
-    /// Nothing due yet: the next arrival falls due then.
+    /// Arrival taken: when it was due, and `now`, when the generator began it.
+    Due(Scheduled),
+    /// Nothing due yet.
     NotYet,
     /// The schedule is over (or the run stopped).
     End,
@@ -369,7 +369,12 @@ impl Shared {
                 .next
                 .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Take::Due(due),
+                Ok(_) => {
+                    return Take::Due(Scheduled {
+                        intended: due,
+                        began: now,
+                    });
+                }
                 Err(actual) => n = actual,
             }
         }
@@ -465,12 +470,8 @@ async fn serve_arrivals(
     let mut epoch = shared.flush_epoch.load(Ordering::Relaxed);
     let mut woken = false;
     loop {
-        let now = Instant::now();
-        let scheduled = match shared.take(now) {
-            Take::Due(intended) => Scheduled {
-                intended,
-                began: now,
-            },
+        let scheduled = match shared.take(Instant::now()) {
+            Take::Due(scheduled) => scheduled,
             Take::End => break,
             Take::NotYet => {
                 let now_epoch = shared.flush_epoch.load(Ordering::Relaxed);
@@ -484,12 +485,8 @@ async fn serve_arrivals(
                 shared.idle.fetch_add(1, Ordering::SeqCst);
                 // An arrival that fell due between the take above and registering
                 // would otherwise wait for the clock's next tick.
-                let now = Instant::now();
-                let scheduled = match shared.take(now) {
-                    Take::Due(intended) => Some(Scheduled {
-                        intended,
-                        began: now,
-                    }),
+                let scheduled = match shared.take(Instant::now()) {
+                    Take::Due(scheduled) => Some(scheduled),
                     Take::End => {
                         shared.idle.fetch_sub(1, Ordering::SeqCst);
                         break;
@@ -698,8 +695,8 @@ struct Tick {
     length: Duration,
     max: Duration,
     /// The runtime threads' busy share over the last [`TICK_ADAPT_EVERY`]; until then,
-    /// 1: the pool was just sized for the target, and a first 10 ms that knows nothing
-    /// of the generator's load grew a saturated run's pool by up to 10 connections.
+    /// 1: the pool was just sized for the target, and a first 10 ms that knew nothing
+    /// of the generator's load grew saturated runs' pools before it was known.
     busy_share: f64,
     busy: RuntimeBusy,
     next_adapt: Instant,
